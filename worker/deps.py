@@ -1,0 +1,106 @@
+"""Deps: redis, sources, notifiers and routes for one process; opened once, closed once."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import httpx
+from redis.asyncio import Redis
+
+from config.settings import DestinationSettings, Settings, SourceSettings
+from notifiers.registry import NotifierParams, build_notifier
+from worker.deliver import DestinationRuntime
+from worker.normalize import NORMALIZERS
+from worker.outbox import Route
+from worker.pipeline import SourceRuntime
+from worker.sources.limiter import PacingLimiter
+from worker.sources.registry import PROVIDERS, SourceParams, build_source
+
+USER_AGENT = "seqwatch/0.1 (+https://github.com/seqwatch)"
+
+
+@dataclass(kw_only=True)
+class Deps:
+    redis: Redis
+    sources: dict[str, SourceRuntime]
+    poll_intervals: dict[str, float]
+    destinations: dict[str, DestinationRuntime]
+    routes: tuple[Route, ...]
+    _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
+
+    async def aclose(self) -> None:
+        for destination in self.destinations.values():
+            await destination.notifier.aclose()
+        for client in self._clients:
+            await client.aclose()
+        await self.redis.aclose()
+
+
+def _source_runtime(settings: SourceSettings, client: httpx.AsyncClient) -> SourceRuntime:
+    info = PROVIDERS[settings.provider]
+    per_second = (
+        settings.requests_per_minute / 60
+        if settings.requests_per_minute
+        else info.requests_per_second
+    )
+    source = build_source(
+        settings.provider,
+        SourceParams(
+            name=settings.name,
+            api_key=settings.api_key.reveal(),
+            base_url=settings.base_url,
+            sequences=settings.sequences,
+            http=client,
+            limiter=PacingLimiter(per_second=per_second),
+        ),
+    )
+    return SourceRuntime(
+        name=settings.name,
+        provider=settings.provider,
+        source=source,
+        normalize=NORMALIZERS[settings.provider],
+        full_sync_interval=settings.full_sync_interval,
+    )
+
+
+def _destination_runtime(settings: DestinationSettings, stream: TextIO) -> DestinationRuntime:
+    notifier = build_notifier(
+        NotifierParams(
+            name=settings.name,
+            type=settings.type.value,
+            url=settings.url.reveal() if settings.url else None,
+            secrets=tuple(s.reveal() for s in settings.secrets),
+            allow_private_network=settings.allow_private_network,
+            stream=stream,
+            json_lines=settings.json_lines,
+        )
+    )
+    return DestinationRuntime(name=settings.name, notifier=notifier)
+
+
+def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
+    clients: list[httpx.AsyncClient] = []
+    sources: dict[str, SourceRuntime] = {}
+    for source in settings.sources:
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(source.timeout, connect=min(10.0, source.timeout)),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        clients.append(client)
+        sources[source.name] = _source_runtime(source, client)
+    return Deps(
+        redis=Redis.from_url(redis_url, decode_responses=True),
+        sources=sources,
+        poll_intervals={s.name: s.poll_interval for s in settings.sources},
+        destinations={
+            d.name: _destination_runtime(d, stream or sys.stdout) for d in settings.destinations
+        },
+        routes=tuple(
+            Route(destination=d.name, events=d.events, sources=d.sources)
+            for d in settings.destinations
+        ),
+        _clients=clients,
+    )

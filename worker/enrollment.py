@@ -1,0 +1,71 @@
+"""Normalized enrollment state: what the diff compares and what events carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    BLOCKED = "blocked"
+    FINISHED = "finished"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State:
+    """The fields the diff looks at (SPEC §5). None means the provider does not expose it."""
+
+    status: Status
+    raw_status: str
+    step: int | None = None
+    step_id: str | None = None
+    replied: bool | None = None
+    bounced: bool | None = None
+    opted_out: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "raw_status": self.raw_status,
+            "step": self.step,
+            "step_id": self.step_id,
+            "replied": self.replied,
+            "bounced": self.bounced,
+            "opted_out": self.opted_out,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SequenceRef:
+    id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contact:
+    """Unknown fields stay None; they are never invented."""
+
+    id: str | None = None
+    email: str | None = None
+    name: str | None = None
+    company: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "email": self.email, "name": self.name, "company": self.company}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enrollment:
+    """One contact in one sequence, as observed in one listing."""
+
+    enrollment_id: str
+    sequence: SequenceRef
+    contact: Contact
+    state: State
+    # Provider's own change timestamp (RFC 3339) where it has one: drives incremental polls.
+    updated_at: str | None = None

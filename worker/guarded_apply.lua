@@ -1,0 +1,30 @@
+-- Apply a batch of writes atomically, only while the caller still holds the source lease.
+-- KEYS[1] = lease key; KEYS[2..] = keys the ops refer to by index.
+-- ARGV[1] = fencing token; ARGV[2] = lease ttl in ms (renewed); ARGV[3..] = ops:
+--   H idx field value   HSET        D idx field        HDEL
+--   I idx field delta   HINCRBY     Z idx score member ZADD
+--   R idx member        ZREM
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('LEASE_LOST lease not held')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local i = 3
+local n = #ARGV
+while i <= n do
+  local op = ARGV[i]
+  local key = KEYS[tonumber(ARGV[i + 1])]
+  if op == 'H' then
+    redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'D' then
+    redis.call('HDEL', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'I' then
+    redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'Z' then
+    redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'R' then
+    redis.call('ZREM', key, ARGV[i + 2]); i = i + 3
+  else
+    return redis.error_reply('BAD_OP ' .. tostring(op))
+  end
+end
+return 1

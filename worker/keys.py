@@ -1,0 +1,83 @@
+"""Every Redis key name, built in one place.
+
+All keys of a source share the hash tag `{<source>}` so a source's state, outbox and lease live
+in one Redis Cluster slot and can be written by one atomic script.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "seqwatch"
+# Enrollment states are spread over small hashes so each stays listpack-encoded in Redis.
+STATE_BUCKETS = 1024
+
+
+def _tag(source: str) -> str:
+    return f"{PREFIX}:{{{source}}}"
+
+
+def bucket_of(enrollment_id: str) -> int:
+    return zlib.crc32(enrollment_id.encode()) % STATE_BUCKETS
+
+
+def state_bucket(source: str, bucket: int) -> str:
+    return f"{_tag(source)}:state:{bucket}"
+
+
+def state_key(source: str, enrollment_id: str) -> str:
+    return state_bucket(source, bucket_of(enrollment_id))
+
+
+def meta(source: str) -> str:
+    """Listing generation, last complete generations, baseline flag, watermark, counters."""
+    return f"{_tag(source)}:meta"
+
+
+def lease(source: str) -> str:
+    return f"{_tag(source)}:lease"
+
+
+def lease_counter(source: str) -> str:
+    return f"{_tag(source)}:lease_seq"
+
+
+def events(source: str) -> str:
+    """Event documents by id, kept until every destination is done with them."""
+    return f"{_tag(source)}:events"
+
+
+def event_refs(source: str) -> str:
+    """Per event id: how many destinations still hold it (pending or dead-lettered)."""
+    return f"{_tag(source)}:refs"
+
+
+def due(source: str, destination: str) -> str:
+    """Pending deliveries: zset of event id scored by the next attempt time (ms)."""
+    return f"{_tag(source)}:due:{destination}"
+
+
+def attempts(source: str, destination: str) -> str:
+    """Per pending event id: "attempts|first_failure_ms|last_error"."""
+    return f"{_tag(source)}:tries:{destination}"
+
+
+def dead(source: str, destination: str) -> str:
+    """Dead letters: zset of event id scored by when it was dead-lettered (ms)."""
+    return f"{_tag(source)}:dead:{destination}"
+
+
+def dead_info(source: str, destination: str) -> str:
+    return f"{_tag(source)}:deadinfo:{destination}"
+
+
+def delivery_lock(source: str, destination: str) -> str:
+    return f"{_tag(source)}:dlock:{destination}"
+
+
+def destination_health(destination: str) -> str:
+    return f"{PREFIX}:destination:{destination}"
+
+
+def all_source_keys_pattern(source: str) -> str:
+    return f"{_tag(source)}:*"

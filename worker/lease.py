@@ -1,0 +1,65 @@
+"""Per-source lease with a fencing token: one poll of a source commits at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from worker import keys
+from worker.redis_io import awaited
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    key: str
+    token: str
+    ttl_ms: int
+
+
+async def try_acquire(redis: Redis, *, source: str, ttl_ms: int) -> Lease | None:
+    """A monotonically increasing token, so a stale holder can never commit past a newer one."""
+    token = str(await redis.incr(keys.lease_counter(source)))
+    acquired = await redis.set(keys.lease(source), token, nx=True, px=ttl_ms)
+    return Lease(key=keys.lease(source), token=token, ttl_ms=ttl_ms) if acquired else None
+
+
+async def renew(redis: Redis, lease: Lease) -> bool:
+    result = await awaited(redis.eval(_RENEW, 1, lease.key, lease.token, str(lease.ttl_ms)))
+    return bool(result)
+
+
+async def release(redis: Redis, lease: Lease) -> None:
+    await awaited(redis.eval(_RELEASE, 1, lease.key, lease.token))
+
+
+@contextlib.asynccontextmanager
+async def kept_alive(redis: Redis, lease: Lease) -> AsyncIterator[None]:
+    """Renew the lease in the background while a long listing waits on the provider."""
+
+    async def renew_forever() -> None:
+        while True:
+            await asyncio.sleep(lease.ttl_ms / 3000)
+            with contextlib.suppress(Exception):
+                if not await renew(redis, lease):
+                    return
+
+    task = asyncio.create_task(renew_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,222 @@
+"""Pending deliveries per (source, destination): enqueue at commit; ack, retry or dead-letter."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from worker import keys
+from worker.batch import Batch
+from worker.events import Event, matches_any
+from worker.redis_io import awaited
+
+# Delay before attempt n+1 after n failures (seconds); the last repeats until 24 h have passed.
+RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+RETRY_WINDOW_S = 24 * 3600
+MAX_RETRY_AFTER_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """Which events one destination wants."""
+
+    destination: str
+    events: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    def wants(self, *, source: str, event_type: str) -> bool:
+        if self.sources and source not in self.sources:
+            return False
+        return matches_any(event_type, self.events)
+
+
+def enqueue(batch: Batch, event: Event, *, routes: Sequence[Route], now_ms: int) -> int:
+    """Adds the event and one pending delivery per matching destination; returns that count."""
+    targets = [r.destination for r in routes if r.wants(source=event.source, event_type=event.type)]
+    if not targets:
+        return 0
+    batch.hset(keys.events(event.source), event.id, event.to_json())
+    batch.hincr(keys.event_refs(event.source), event.id, len(targets))
+    for destination in targets:
+        batch.zadd(keys.due(event.source, destination), event.id, now_ms)
+    return len(targets)
+
+
+def next_delay(*, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+    """Backoff with ±20% jitter; a peer's Retry-After wins when it asks for longer."""
+    base = RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1]
+    delay = base * rng.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+    return delay
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempts:
+    count: int
+    first_failure_ms: int
+    last_error: str
+
+    def encode(self) -> str:
+        return orjson.dumps([self.count, self.first_failure_ms, self.last_error]).decode()
+
+    @classmethod
+    def decode(cls, raw: str | None) -> Attempts | None:
+        if not raw:
+            return None
+        count, first, error = orjson.loads(raw)
+        return cls(count=int(count), first_failure_ms=int(first), last_error=str(error))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    source: str
+    destination: str
+    event_id: str
+    event_type: str
+    dead_at_ms: int
+    attempts: int
+    error: str
+
+
+class Outbox:
+    """Delivery-side operations on one (source, destination) queue."""
+
+    def __init__(self, redis: Redis, *, source: str, destination: str) -> None:
+        self._redis = redis
+        self.source = source
+        self.destination = destination
+        self._due = keys.due(source, destination)
+        self._tries = keys.attempts(source, destination)
+        self._dead = keys.dead(source, destination)
+        self._dead_info = keys.dead_info(source, destination)
+        self._events = keys.events(source)
+        self._refs = keys.event_refs(source)
+
+    async def due_now(self, *, now_ms: int, limit: int) -> list[tuple[str, bytes | None]]:
+        ids: list[str] = await awaited(
+            self._redis.zrangebyscore(self._due, "-inf", now_ms, 0, limit)
+        )
+        if not ids:
+            return []
+        bodies: list[str | None] = await awaited(self._redis.hmget(self._events, ids))
+        return [
+            (i, b.encode() if b is not None else None) for i, b in zip(ids, bodies, strict=True)
+        ]
+
+    async def attempts(self, event_ids: Sequence[str]) -> list[Attempts | None]:
+        raw: list[str | None] = await awaited(self._redis.hmget(self._tries, list(event_ids)))
+        return [Attempts.decode(r) for r in raw]
+
+    async def ack(self, event_ids: Sequence[str]) -> None:
+        """Delivered: drop from the queue; the body goes once no destination holds it."""
+        await awaited(
+            self._redis.eval(_ACK, 4, self._due, self._tries, self._refs, self._events, *event_ids)
+        )
+
+    async def reschedule(self, event_id: str, *, due_ms: int, attempts: Attempts) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._due, {event_id: due_ms}, xx=True)
+            pipe.hset(self._tries, event_id, attempts.encode())
+            await pipe.execute()
+
+    async def bury(self, event_id: str, *, now_ms: int, attempts: Attempts) -> None:
+        """Dead-letter: out of the queue, kept (with its body) until replayed or dropped."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._due, event_id)
+            pipe.hdel(self._tries, event_id)
+            pipe.zadd(self._dead, {event_id: now_ms})
+            pipe.hset(self._dead_info, event_id, attempts.encode())
+            await pipe.execute()
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        entries: list[tuple[str, float]] = await awaited(
+            self._redis.zrange(self._dead, 0, -1, withscores=True)
+        )
+        if not entries:
+            return []
+        ids = [i for i, _ in entries]
+        infos: list[str | None] = await awaited(self._redis.hmget(self._dead_info, ids))
+        bodies: list[str | None] = await awaited(self._redis.hmget(self._events, ids))
+        letters = []
+        for (event_id, score), info, body in zip(entries, infos, bodies, strict=True):
+            attempts = Attempts.decode(info)
+            letters.append(
+                DeadLetter(
+                    source=self.source,
+                    destination=self.destination,
+                    event_id=event_id,
+                    event_type=str(orjson.loads(body)["type"]) if body else "?",
+                    dead_at_ms=int(score),
+                    attempts=attempts.count if attempts else 0,
+                    error=attempts.last_error if attempts else "",
+                )
+            )
+        return letters
+
+    async def replay(self, event_ids: Sequence[str], *, now_ms: int) -> int:
+        """Back into the queue with a fresh retry budget; the event keeps its id."""
+        moved = 0
+        for event_id in event_ids:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self._dead, event_id)
+                pipe.hdel(self._dead_info, event_id)
+                pipe.zadd(self._due, {event_id: now_ms})
+                removed, _, _ = await pipe.execute()
+            moved += int(removed)
+        return moved
+
+    async def drop(self, event_ids: Sequence[str]) -> int:
+        dropped = 0
+        for event_id in event_ids:
+            dropped += int(
+                await awaited(
+                    self._redis.eval(
+                        _DROP, 4, self._dead, self._dead_info, self._refs, self._events, event_id
+                    )
+                )
+            )
+        return dropped
+
+    async def counts(self, *, now_ms: int) -> dict[str, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._due)
+            pipe.hlen(self._tries)
+            pipe.zcard(self._dead)
+            pipe.zcount(self._due, "-inf", now_ms)
+            pending, failing, dead, due = await pipe.execute()
+        return {"pending": pending, "failing": failing, "dead": dead, "due": due}
+
+
+_RELEASE_REF = """
+local left = redis.call('HINCRBY', KEYS[3], ARGV[i], -1)
+if left <= 0 then redis.call('HDEL', KEYS[3], ARGV[i]); redis.call('HDEL', KEYS[4], ARGV[i]) end
+"""
+_ACK = (
+    """
+for i = 1, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+"""
+    + _RELEASE_REF
+    + """
+  end
+end
+return 1
+"""
+)
+_DROP = (
+    """
+local i = 1
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+    + _RELEASE_REF
+    + """
+return 1
+"""
+)

@@ -1,0 +1,255 @@
+"""Poll one source: fetch -> normalize -> diff -> commit, page by page; then sweep absences."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from worker import codec, lease
+from worker.batch import Batch
+from worker.diff import transitions
+from worker.enrollment import Contact, Enrollment, SequenceRef, Status
+from worker.errors import MalformedResponse
+from worker.events import Event, EventType, event_id
+from worker.normalize import Normalizer
+from worker.normalize.fields import RecordError
+from worker.outbox import Route, enqueue
+from worker.sources.base import RawPage, Source
+from worker.state import ListingMeta, StateStore
+
+LEASE_TTL_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceRuntime:
+    """Everything the pipeline needs about one configured source."""
+
+    name: str
+    provider: str
+    source: Source
+    normalize: Normalizer
+    full_sync_interval: float = 86_400.0
+
+
+@dataclass(slots=True, kw_only=True)
+class PollResult:
+    source: str
+    pages: int = 0
+    enrollments: int = 0
+    events: int = 0
+    deliveries: int = 0
+    removed: int = 0
+    baseline: bool = False
+    full_listing: bool = True
+    skipped: bool = False
+    event_ids: list[str] = field(default_factory=list)
+    by_type: Counter[str] = field(default_factory=Counter)
+
+
+class LeaseBusy(Exception):
+    """Another worker is polling this source right now."""
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a or b
+    return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
+
+
+class _Poll:
+    """One listing of one source under one lease."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        runtime: SourceRuntime,
+        *,
+        routes: Sequence[Route],
+        held: lease.Lease,
+        meta: ListingMeta,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.redis = redis
+        self.rt = runtime
+        self.routes = routes
+        self.lease = held
+        self.meta = meta
+        self.now = now
+        self.store = StateStore(redis, source=runtime.name)
+        self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
+        self.watermark: str | None = None
+
+    async def commit(self, batch: Batch) -> None:
+        await batch.commit(
+            self.redis, lease_key=self.lease.key, token=self.lease.token, ttl_ms=self.lease.ttl_ms
+        )
+
+    def _emit(
+        self,
+        batch: Batch,
+        *,
+        event_type: EventType,
+        enrollment_id: str,
+        sequence: SequenceRef,
+        contact: Contact,
+        previous: codec.Stored | None,
+        current: Enrollment | None,
+        change_key: str,
+    ) -> None:
+        detected = self.now()
+        event = Event(
+            id=event_id(
+                source=self.rt.name,
+                enrollment_id=enrollment_id,
+                event_type=event_type,
+                change_key=change_key,
+            ),
+            type=event_type,
+            source=self.rt.name,
+            provider=self.rt.provider,
+            enrollment_id=enrollment_id,
+            sequence=sequence,
+            contact=contact,
+            previous=previous.state if previous else None,
+            current=current.state if current else None,
+            detected_at=detected,
+        )
+        self.result.deliveries += enqueue(
+            batch, event, routes=self.routes, now_ms=int(detected.timestamp() * 1000)
+        )
+        self.result.events += 1
+        self.result.event_ids.append(event.id)
+        self.result.by_type[event.type.value] += 1
+
+    async def page(self, page: RawPage) -> None:
+        # Normalize the whole page first: one bad record fails the page before anything is written.
+        current = {
+            e.enrollment_id: e for e in (self.rt.normalize(r, page=page) for r in page.records)
+        }
+        stored = await self.store.load(current)
+        batch = Batch()
+        events_before = self.result.events
+        new = 0
+        for enrollment_id, enrollment in current.items():
+            previous = stored.get(enrollment_id)
+            self.store.put(
+                batch,
+                enrollment_id,
+                codec.encode(
+                    enrollment.state,
+                    seen_gen=self.meta.generation,
+                    enrollment_id=enrollment_id,
+                    sequence_id=enrollment.sequence.id,
+                    contact_id=enrollment.contact.id,
+                ),
+            )
+            self.watermark = _later(self.watermark, enrollment.updated_at)
+            new += previous is None
+            if not self.meta.baseline_done:
+                continue
+            before = codec.encode_state(previous.state) if previous else ""
+            after = codec.encode_state(enrollment.state)
+            if before == after:
+                continue
+            change_key = f"{self.meta.generation}|{before}|{after}"
+            for event_type in transitions(previous.state if previous else None, enrollment.state):
+                self._emit(
+                    batch,
+                    event_type=event_type,
+                    enrollment_id=enrollment_id,
+                    sequence=enrollment.sequence,
+                    contact=enrollment.contact,
+                    previous=previous,
+                    current=enrollment,
+                    change_key=change_key,
+                )
+        self.store.count(batch, "tracked", new)
+        self.store.count(batch, "events_total", self.result.events - events_before)
+        await self.commit(batch)
+        self.result.pages += 1
+        self.result.enrollments += len(current)
+
+    async def finish(self, *, full: bool, started_at: float) -> None:
+        """The listing completed: sweep absences (full listings only) and record bookkeeping."""
+        batch = Batch()
+        events_before = self.result.events
+        if full and self.meta.baseline_done and self.meta.last_complete is not None:
+            await self._sweep(batch)
+        if full:
+            self.store.set_meta(batch, "last_complete", str(self.meta.generation))
+            self.store.set_meta(batch, "last_full_at", repr(started_at))
+        self.store.set_meta(batch, "baseline", "1")
+        watermark = _later(self.meta.watermark, self.watermark)
+        if watermark is not None:
+            self.store.set_meta(batch, "watermark", watermark)
+        self.store.count(batch, "events_total", self.result.events - events_before)
+        await self.commit(batch)
+
+    async def _sweep(self, batch: Batch) -> None:
+        """Absent from this listing and the previous complete one: removed."""
+        previous_complete = self.meta.last_complete
+        assert previous_complete is not None
+        gone = 0
+        async for enrollment_id, stored in self.store.scan():
+            if stored.seen_gen >= previous_complete:
+                continue
+            self.store.forget(batch, enrollment_id)
+            gone += 1
+            if stored.state.status is Status.REMOVED:
+                continue  # already reported when the provider flagged it
+            self._emit(
+                batch,
+                event_type=EventType.REMOVED,
+                enrollment_id=enrollment_id,
+                sequence=SequenceRef(id=stored.sequence_id or ""),
+                contact=Contact(id=stored.contact_id),
+                previous=stored,
+                current=None,
+                change_key=f"{self.meta.generation}|{codec.encode_state(stored.state)}|absent",
+            )
+        self.store.count(batch, "tracked", -gone)
+        self.result.removed = gone
+
+
+async def poll_source(
+    redis: Redis,
+    runtime: SourceRuntime,
+    *,
+    routes: Sequence[Route],
+    now: Callable[[], datetime],
+    lease_ttl_ms: int = LEASE_TTL_MS,
+) -> PollResult:
+    """One listing of `runtime`; raises SourceError (nothing past the failing page is written)."""
+    held = await lease.try_acquire(redis, source=runtime.name, ttl_ms=lease_ttl_ms)
+    if held is None:
+        raise LeaseBusy(f"source {runtime.name!r} is being polled by another worker")
+    try:
+        async with lease.kept_alive(redis, held):
+            meta = await StateStore(redis, source=runtime.name).begin_listing()
+            started_at = time.time()
+            full = (
+                not runtime.source.incremental
+                or not meta.baseline_done
+                or meta.watermark is None
+                or meta.last_full_at is None
+                or started_at - meta.last_full_at >= runtime.full_sync_interval
+            )
+            poll = _Poll(redis, runtime, routes=routes, held=held, meta=meta, now=now)
+            poll.result.full_listing = full
+            updated_after = None if full else meta.watermark
+            async for page in runtime.source.pages(updated_after=updated_after):
+                try:
+                    await poll.page(page)
+                except RecordError as exc:
+                    raise MalformedResponse(
+                        exc.detail, source=runtime.name, where=page.where
+                    ) from None
+            await poll.finish(full=full, started_at=started_at)
+            return poll.result
+    finally:
+        await lease.release(redis, held)

@@ -1,0 +1,74 @@
+"""Operations shared by CLI commands and arq jobs: one poll, one delivery round, with logging."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from worker.deliver import DeliveryResult, deliver_destination
+from worker.deps import Deps
+from worker.errors import SourceError
+from worker.pipeline import PollResult, poll_source
+from worker.status import record_poll
+
+log = structlog.get_logger("seqwatch")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_now) -> PollResult:
+    """Poll one source and write its canonical log line; SourceError/LeaseBusy propagate."""
+    runtime = deps.sources[name]
+    started = time.monotonic()
+    try:
+        result = await poll_source(deps.redis, runtime, routes=deps.routes, now=now)
+    except SourceError as exc:
+        await record_poll(deps.redis, source=name, ok=False, at=time.time(), error=str(exc))
+        log.error(
+            "poll",
+            source=name,
+            provider=runtime.provider,
+            outcome="failed",
+            error=str(exc),
+            error_kind=type(exc).__name__,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+        raise
+    await record_poll(deps.redis, source=name, ok=True, at=time.time())
+    log.info(
+        "poll",
+        source=name,
+        provider=runtime.provider,
+        outcome="ok",
+        baseline=result.baseline,
+        full_listing=result.full_listing,
+        pages=result.pages,
+        enrollments=result.enrollments,
+        events=result.events,
+        removed=result.removed,
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+    return result
+
+
+async def run_deliver(
+    deps: Deps, name: str, *, clock: Callable[[], float] = time.time
+) -> DeliveryResult:
+    result = await deliver_destination(
+        deps.redis, deps.destinations[name], sources=list(deps.sources), clock=clock
+    )
+    if result.delivered or result.failed:
+        log.info(
+            "deliver",
+            destination=name,
+            delivered=result.delivered,
+            retrying=result.retrying,
+            dead_lettered=result.dead,
+            outcome="failed" if result.failed else "ok",
+        )
+    return result

@@ -1,0 +1,41 @@
+"""The extension point for providers: a Source streams raw pages; it writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from worker.enrollment import SequenceRef
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawPage:
+    """One page of raw provider records plus the context needed to normalize them.
+
+    `where` names the page for error messages ("sequence 100, skip=1000"), never a payload.
+    """
+
+    records: Sequence[Mapping[str, Any]]
+    where: str
+    sequence: SequenceRef | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """Lists every enrollment of one configured source, page by page.
+
+    `pages(updated_after=None)` is a complete listing; with a timestamp (only where
+    `incremental` is true) it lists just what changed since then, inclusive. Any failure
+    raises a worker.errors.SourceError subclass; a listing that ends without raising is
+    complete.
+    """
+
+    @property
+    def incremental(self) -> bool: ...
+
+    def pages(self, *, updated_after: str | None = None) -> AsyncIterator[RawPage]: ...
+
+    async def check(self) -> None:
+        """One cheap authenticated request; raises SourceError when credentials fail."""
+        ...

@@ -1,0 +1,259 @@
+"""GET JSON from a provider API: pacing, retries, Retry-After, and error classification.
+
+Every failure is decided here, once, into the SourceError tree. Messages name the source, the
+page and what failed; they never contain the URL (httpx puts it in its messages), the API key,
+or a response payload beyond the provider's own short error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random as _random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+
+from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
+from worker.sources.limiter import RateLimiter
+
+Params = Mapping[str, str | int | Sequence[str]]
+
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 30.0
+_MESSAGE_LIMIT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+")
+_log = structlog.get_logger(__name__)
+
+
+class _Transient(Exception):
+    """One attempt failed in a way another attempt may fix."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        wait: float | None = None,
+        final: type[SourceError] = SourceUnavailable,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait  # the provider's requested delay, if it named one
+        self.final = final  # what to raise once attempts run out
+
+
+class ProviderClient:
+    """A provider API client for one configured source (the auth headers live here)."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        http: httpx.AsyncClient,
+        base_url: str,
+        headers: Mapping[str, str],
+        limiter: RateLimiter,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_attempts: int = 5,
+        max_retry_wait: float = 120.0,
+        retry_after_header: str = "Retry-After",
+        retry_after_ms_header: str | None = None,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        random: Callable[[], float] = _random.random,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.source = source
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json", **headers}
+        # Header values may be credentials: scrub them from anything a provider echoes back.
+        self._secrets = tuple(v for v in headers.values() if len(v) >= 6)
+        self._limiter = limiter
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self._max_retry_wait = max_retry_wait
+        self._retry_after_header = retry_after_header
+        self._retry_after_ms_header = retry_after_ms_header
+        self._max_body_bytes = max_body_bytes
+        self._random = random
+        self._now = now
+
+    def __repr__(self) -> str:
+        return f"ProviderClient(source={self.source!r})"
+
+    async def get_json(self, path: str, *, params: Params | None = None, where: str) -> Any:
+        """GET `base_url + path` and return the decoded JSON body, retrying what is transient."""
+        url = self._base_url + path
+        for attempt in range(1, self._max_attempts + 1):
+            await self._limiter.acquire()
+            try:
+                return await self._attempt(url, params, where)
+            except _Transient as failure:
+                if failure.wait is not None and failure.wait > self._max_retry_wait:
+                    raise SourceUnavailable(
+                        f"{failure.reason}; retry after {math.ceil(failure.wait)} s",
+                        source=self.source,
+                        where=where,
+                    ) from None
+                if attempt == self._max_attempts:
+                    raise failure.final(
+                        f"{failure.reason}; gave up after {attempt} attempts",
+                        source=self.source,
+                        where=where,
+                    ) from None
+                wait = failure.wait if failure.wait is not None else self._backoff(attempt)
+                _log.info(
+                    "provider_retry",
+                    source=self.source,
+                    where=where,
+                    reason=failure.reason,
+                    attempt=attempt,
+                    wait=round(wait, 3),
+                )
+                await self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, url: str, params: Params | None, where: str) -> Any:
+        try:
+            request = self._http.build_request("GET", url, params=params, headers=self._headers)
+        except httpx.InvalidURL:
+            raise self._error(SourceRejected, "invalid URL: check base_url", where) from None
+        try:
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"request timed out ({type(exc).__name__})") from None
+        except httpx.UnsupportedProtocol:
+            raise self._error(
+                SourceRejected, "unsupported URL scheme: check base_url", where
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        try:
+            body = await self._read(response, where)
+        finally:
+            await response.aclose()
+        return self._classify(response, body, where)
+
+    async def _read(self, response: httpx.Response, where: str) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_body_bytes:
+                    raise self._error(
+                        MalformedResponse,
+                        f"response larger than {self._max_body_bytes} bytes",
+                        where,
+                    )
+                chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"response timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            reason = f"response body truncated ({type(exc).__name__})"
+            raise _Transient(reason, final=MalformedResponse) from None
+        except httpx.DecodingError:
+            raise self._error(
+                MalformedResponse, "response body could not be decoded", where
+            ) from None
+        return b"".join(chunks)
+
+    def _classify(self, response: httpx.Response, body: bytes, where: str) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise self._error(MalformedResponse, "response is not valid JSON", where) from None
+        said = self._provider_message(body)
+        suffix = f"; provider said: {said}" if said else ""
+        if status == 429:
+            raise _Transient(
+                "rate limited by provider (HTTP 429)", wait=self._requested_wait(response)
+            )
+        if status >= 500 or status == 408:
+            wait = self._requested_wait(response) if status == 503 else None
+            raise _Transient(f"provider error (HTTP {status}){suffix}", wait=wait)
+        if status in (401, 403):
+            message = f"authentication failed (HTTP {status}): check api_key{suffix}"
+        elif status == 404:
+            message = "not found (HTTP 404): check base_url and sequence ids"
+        elif 300 <= status < 400:
+            message = f"unexpected redirect (HTTP {status}): check base_url"
+        elif 400 <= status < 500:
+            message = f"request rejected (HTTP {status}){suffix}"
+        else:
+            raise self._error(MalformedResponse, f"unexpected HTTP status {status}", where)
+        raise self._error(SourceRejected, message, where)
+
+    def _error(self, kind: type[SourceError], message: str, where: str) -> SourceError:
+        return kind(message, source=self.source, where=where)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (attempt - 1))
+        return ceiling * (0.5 + 0.5 * self._random())
+
+    def _requested_wait(self, response: httpx.Response) -> float | None:
+        """Seconds the provider asked us to wait, from its millisecond or Retry-After header."""
+        if self._retry_after_ms_header is not None:
+            millis = _seconds(response.headers.get(self._retry_after_ms_header))
+            if millis is not None:
+                return millis / 1000.0
+        raw = response.headers.get(self._retry_after_header)
+        seconds = _seconds(raw)
+        if seconds is not None or raw is None:
+            return seconds
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is always GMT
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - self._now())
+
+    def _provider_message(self, body: bytes) -> str | None:
+        """The provider's short error code/message (problem+json or {status, message})."""
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        code = next((doc[k] for k in ("code", "status") if isinstance(doc.get(k), str)), None)
+        text = next(
+            (
+                doc[k]
+                for k in ("detail", "message", "title", "error")
+                if isinstance(doc.get(k), str)
+            ),
+            None,
+        )
+        parts = [p for p in (code, text) if p]
+        if len(parts) == 2 and parts[0] == parts[1]:
+            parts.pop()
+        cleaned = " ".join(_CONTROL.sub(" ", ": ".join(parts)).split())
+        for secret in self._secrets:
+            cleaned = cleaned.replace(secret, "[redacted]")
+        if len(cleaned) > _MESSAGE_LIMIT:
+            cleaned = cleaned[: _MESSAGE_LIMIT - 1].rstrip() + "…"
+        return cleaned or None
+
+
+def _seconds(raw: str | None) -> float | None:
+    """A non-negative finite number of (milli)seconds, or None when absent or not a number."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None

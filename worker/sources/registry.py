@@ -1,0 +1,65 @@
+"""Provider slug -> how to build its Source. A new provider is one module plus one line here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from worker.errors import ConfigError
+from worker.sources import replyio, unify
+from worker.sources.base import Source
+from worker.sources.limiter import RateLimiter
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceParams:
+    """What one configured source needs at runtime; `base_url=None` means the default."""
+
+    name: str
+    api_key: str = field(repr=False)
+    base_url: str | None
+    sequences: tuple[str, ...]
+    http: httpx.AsyncClient = field(repr=False)
+    limiter: RateLimiter | None = None  # None: an in-process pacer at the provider's rate
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderInfo:
+    slug: str
+    default_base_url: str
+    requests_per_second: float
+    incremental: bool
+    build: Callable[[SourceParams], Source] = field(repr=False)
+
+
+PROVIDERS: dict[str, ProviderInfo] = {
+    info.slug: info
+    for info in (
+        ProviderInfo(
+            slug="replyio",
+            default_base_url=replyio.DEFAULT_BASE_URL,
+            requests_per_second=replyio.REQUESTS_PER_SECOND,
+            incremental=False,
+            build=replyio.build,
+        ),
+        ProviderInfo(
+            slug="unify",
+            default_base_url=unify.DEFAULT_BASE_URL,
+            requests_per_second=unify.REQUESTS_PER_SECOND,
+            incremental=True,
+            build=unify.build,
+        ),
+    )
+}
+
+
+def build_source(provider: str, params: SourceParams) -> Source:
+    info = PROVIDERS.get(provider)
+    if info is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ConfigError(f"source {params.name!r}: unknown provider {provider!r} (known: {known})")
+    return info.build(params)
