@@ -26,3 +26,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Redis]:
+    """The client the product itself uses (str responses), on an emptied server."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()

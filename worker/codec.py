@@ -60,7 +60,7 @@ def encode(
     contact_id: str | None,
 ) -> str:
     parts = [encode_state(state), str(seen_gen)]
-    if f"{sequence_id}:{contact_id}" != enrollment_id:
+    if enrollment_id.partition(":") != (sequence_id, ":", contact_id):
         parts += [_clean(sequence_id), _clean(contact_id)]
     return SEP.join(parts)
 

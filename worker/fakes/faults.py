@@ -53,6 +53,7 @@ class _Entry:
     fault: Fault
     remaining: int
     path_contains: str | None
+    passes: int = 0  # matching requests let through before the fault starts firing
 
 
 class FaultPlan:
@@ -74,14 +75,16 @@ class FaultPlan:
         status: int = 500,
         delay: float = 5.0,
         field: str | None = None,
+        after: int = 0,
     ) -> None:
+        """`after` lets that many matching requests through first (e.g. to fail page 2)."""
         if times < 1:
             raise ValueError("times must be >= 1")
         fault = Fault(
             kind=FaultKind(kind), status=status, retry_after=retry_after, delay=delay, field=field
         )
         with self._lock:
-            self._entries.append(_Entry(fault, times, path_contains))
+            self._entries.append(_Entry(fault, times, path_contains, after))
 
     def take(self, path: str, *, kinds: Collection[FaultKind] | None = None) -> Fault | None:
         """Consume the first pending fault matching `path` (and one of `kinds`, if given)."""
@@ -91,6 +94,9 @@ class FaultPlan:
                     continue
                 if kinds is not None and entry.fault.kind not in kinds:
                     continue
+                if entry.passes > 0:
+                    entry.passes -= 1
+                    return None
                 entry.remaining -= 1
                 if entry.remaining == 0:
                     self._entries.remove(entry)

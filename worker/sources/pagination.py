@@ -22,7 +22,7 @@ class PageGuard:
     page is requested with. Memory is one small entry per page, never per record.
     """
 
-    __slots__ = ("_max_pages", "_pages", "_seen", "_source")
+    __slots__ = ("_last_page", "_max_pages", "_pages", "_seen", "_source")
 
     def __init__(self, max_pages: int, *, source: str = "") -> None:
         if max_pages < 1:
@@ -31,6 +31,7 @@ class PageGuard:
         self._source = source
         self._pages = 0
         self._seen: set[Hashable] = set()
+        self._last_page: Hashable = None
 
     @property
     def pages(self) -> int:
@@ -49,6 +50,14 @@ class PageGuard:
             )
         self._seen.add(marker)
         self._pages += 1
+
+    def received(self, fingerprint: Hashable, *, where: str) -> None:
+        """Offset paging cannot repeat a cursor, but a server can serve the same page twice."""
+        if fingerprint is not None and fingerprint == self._last_page:
+            raise MalformedResponse(
+                "pagination loop: page repeats the previous page", source=self._source, where=where
+            )
+        self._last_page = fingerprint
 
 
 def _kind(value: object) -> str:

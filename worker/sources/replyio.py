@@ -106,6 +106,8 @@ class ReplyioSource:
                 path, params={"top": self._page_size, "skip": skip}, where=where
             )
             items, has_more = self._envelope(doc, where=where)
+            if items:
+                guard.received((items[0].get("contactId"), items[-1].get("contactId")), where=where)
             yield RawPage(records=items, where=where, sequence=sequence)
             if not has_more:
                 return

@@ -1,0 +1,208 @@
+"""One harness per provider: its fake server, its real Source, and world changes by intent.
+
+The contract tests are written once against `ProviderHarness`; every provider runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from worker.fakes.faults import FaultPlan
+from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
+from worker.fakes.server import FakeServer
+from worker.fakes.unify import ManualClock, UnifyApp, UnifyWorld
+from worker.normalize import NORMALIZERS
+from worker.pipeline import SourceRuntime
+from worker.sources.http import ProviderClient
+from worker.sources.limiter import PacingLimiter
+from worker.sources.replyio import ReplyioSource
+from worker.sources.unify import UnifySource
+
+API_KEY = "sk-contract-SECRET-4242"
+PAGE_SIZE = 5
+
+
+@dataclass(slots=True)
+class Sleeps:
+    """Stands in for asyncio.sleep in provider retries: records the waits, never waits."""
+
+    waits: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+class ProviderHarness(Protocol):
+    provider: str
+    faults: FaultPlan
+    listing_path: str  # requests to this path list enrollments (the target of page faults)
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def runtime(self, *, name: str, sleep: Callable[[float], Awaitable[None]]) -> SourceRuntime: ...
+    def seed(self, count: int) -> list[str]:
+        """Creates `count` active enrollments (several pages); returns their enrollment ids."""
+        ...
+
+    def enroll(self) -> str: ...
+    def finish(self, enrollment_id: str) -> None: ...
+    def opt_out(self, enrollment_id: str) -> None: ...
+    def pause(self, enrollment_id: str) -> None: ...
+    def resume(self, enrollment_id: str) -> None: ...
+    def delete(self, enrollment_id: str) -> None:
+        """The enrollment disappears from listings (no provider flag)."""
+        ...
+
+
+def _client(
+    source: str,
+    base_url: str,
+    header: str,
+    http: httpx.AsyncClient,
+    sleep: Callable[[float], Awaitable[None]],
+) -> ProviderClient:
+    return ProviderClient(
+        source=source,
+        http=http,
+        base_url=base_url,
+        headers={header: API_KEY},
+        limiter=PacingLimiter(per_second=10_000),
+        sleep=sleep,
+        max_attempts=3,
+    )
+
+
+class ReplyioHarness:
+    provider = "replyio"
+    listing_path = "/v4/sequences/100/contacts"
+
+    def __init__(self) -> None:
+        self.world = ReplyioWorld()
+        self.faults = FaultPlan()
+        self.server = FakeServer(ReplyioApp(self.world, api_key=API_KEY, faults=self.faults))
+        self.http = httpx.AsyncClient(timeout=1.0)
+        self._next = 1000
+        self.world.add_sequence(100, "Contract sequence", steps=5)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.faults.wake()
+        self.server.stop()
+
+    def runtime(self, *, name: str, sleep: Callable[[float], Awaitable[None]]) -> SourceRuntime:
+        client = _client(name, self.server.base_url, "X-API-Key", self.http, sleep)
+        source = ReplyioSource(name=name, client=client, sequences=(), page_size=PAGE_SIZE)
+        return SourceRuntime(
+            name=name, provider=self.provider, source=source, normalize=NORMALIZERS[self.provider]
+        )
+
+    def enroll(self) -> str:
+        self._next += 1
+        self.world.add_contact(
+            100,
+            self._next,
+            email=f"c{self._next}@example.com",
+            first="Contact",
+            last=str(self._next),
+            company="Acme",
+        )
+        return f"100:{self._next}"
+
+    def seed(self, count: int) -> list[str]:
+        return [self.enroll() for _ in range(count)]
+
+    def _ids(self, enrollment_id: str) -> tuple[int, int]:
+        seq, _, contact = enrollment_id.partition(":")
+        return int(seq), int(contact)
+
+    def finish(self, enrollment_id: str) -> None:
+        self.world.set_status(*self._ids(enrollment_id), ContactStatus.FINISHED)
+
+    def opt_out(self, enrollment_id: str) -> None:
+        self.world.opt_out(*self._ids(enrollment_id))
+
+    def pause(self, enrollment_id: str) -> None:
+        self.world.set_status(*self._ids(enrollment_id), ContactStatus.PAUSED)
+
+    def resume(self, enrollment_id: str) -> None:
+        self.world.set_status(*self._ids(enrollment_id), ContactStatus.ACTIVE)
+
+    def delete(self, enrollment_id: str) -> None:
+        self.world.remove_contact(*self._ids(enrollment_id))
+
+
+class UnifyHarness:
+    provider = "unify"
+    listing_path = "/sequences/v1/enrollments"
+
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.world = UnifyWorld(clock=self.clock)
+        self.faults = FaultPlan()
+        self.server = FakeServer(UnifyApp(self.world, api_key=API_KEY, faults=self.faults))
+        self.http = httpx.AsyncClient(timeout=1.0)
+        self.sequence = self.world.add_sequence("Contract sequence")
+        self._n = 0
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.faults.wake()
+        self.server.stop()
+
+    def runtime(self, *, name: str, sleep: Callable[[float], Awaitable[None]]) -> SourceRuntime:
+        client = _client(name, self.server.base_url, "x-api-key", self.http, sleep)
+        source = UnifySource(name=name, client=client, sequences=(), page_size=PAGE_SIZE)
+        # Every poll a full listing, so absence rules apply as for the other providers.
+        return SourceRuntime(
+            name=name,
+            provider=self.provider,
+            source=source,
+            normalize=NORMALIZERS[self.provider],
+            full_sync_interval=0,
+        )
+
+    def _update(self, enrollment_id: str, **fields: object) -> None:
+        self.clock.advance(1)
+        self.world.update(enrollment_id, **fields)
+
+    def enroll(self) -> str:
+        self._n += 1
+        self.clock.advance(1)
+        return self.world.enroll(
+            self.sequence,
+            email=f"p{self._n}@example.com",
+            first_name="Person",
+            last_name=str(self._n),
+        )
+
+    def seed(self, count: int) -> list[str]:
+        return [self.enroll() for _ in range(count)]
+
+    def finish(self, enrollment_id: str) -> None:
+        self._update(enrollment_id, status="FINISHED")
+
+    def opt_out(self, enrollment_id: str) -> None:
+        self._update(enrollment_id, is_opted_out=True)
+
+    def pause(self, enrollment_id: str) -> None:
+        self._update(enrollment_id, is_paused=True)
+
+    def resume(self, enrollment_id: str) -> None:
+        self._update(enrollment_id, is_paused=False)
+
+    def delete(self, enrollment_id: str) -> None:
+        self.world.hard_delete(enrollment_id)
+
+
+HARNESSES: dict[str, Callable[[], ProviderHarness]] = {
+    "replyio": ReplyioHarness,
+    "unify": UnifyHarness,
+}

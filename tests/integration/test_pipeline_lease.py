@@ -1,0 +1,81 @@
+"""One poll of a source commits at a time; a stale holder can never commit past a newer one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.contract.providers import ReplyioHarness, Sleeps
+from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
+from worker import keys, lease
+from worker.batch import Batch
+from worker.errors import LeaseLost
+from worker.pipeline import LeaseBusy, poll_source
+
+
+@pytest.fixture
+def reply() -> Iterator[ReplyioHarness]:
+    harness = ReplyioHarness()
+    harness.start()
+    yield harness
+    harness.stop()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_a_second_poll_of_a_leased_source_is_refused(
+    store: Redis, reply: ReplyioHarness
+) -> None:
+    reply.seed(3)
+    runtime = reply.runtime(name=SOURCE, sleep=Sleeps())
+    held = await lease.try_acquire(store, source=SOURCE, ttl_ms=60_000)
+    assert held is not None
+    with pytest.raises(LeaseBusy):
+        await poll_source(store, runtime, routes=ROUTES, now=now)
+    await lease.release(store, held)
+    result = await poll_source(store, runtime, routes=ROUTES, now=now)
+    assert result.enrollments == 3
+    assert await store.exists(keys.lease(SOURCE)) == 0  # released after the poll
+
+
+async def test_a_stale_holder_cannot_commit(store: Redis) -> None:
+    stale = await lease.try_acquire(store, source=SOURCE, ttl_ms=50)
+    assert stale is not None
+    await store.delete(keys.lease(SOURCE))  # expired
+    fresh = await lease.try_acquire(store, source=SOURCE, ttl_ms=60_000)
+    assert fresh is not None
+    assert int(fresh.token) > int(stale.token)
+    batch = Batch()
+    batch.hset(keys.meta(SOURCE), "probe", "stale")
+    with pytest.raises(LeaseLost):
+        await batch.commit(store, lease_key=stale.key, token=stale.token, ttl_ms=60_000)
+    assert await store.hget(keys.meta(SOURCE), "probe") is None  # type: ignore[misc]
+    await batch.commit(store, lease_key=fresh.key, token=fresh.token, ttl_ms=60_000)
+    assert await store.hget(keys.meta(SOURCE), "probe") == "stale"  # type: ignore[misc]
+
+
+async def test_a_poll_whose_lease_is_taken_over_commits_nothing_more(
+    store: Redis, reply: ReplyioHarness
+) -> None:
+    ids = reply.seed(12)
+    runtime = reply.runtime(name=SOURCE, sleep=Sleeps())
+    await poll_source(store, runtime, routes=ROUTES, now=now)
+    reply.finish(ids[-1])
+
+    # Another worker takes the source over while this poll waits on page 2.
+    async def steal(seconds: float) -> None:
+        await store.set(keys.lease(SOURCE), "999999")
+
+    reply.faults.add("rate_limit", path_contains=reply.listing_path, after=1, retry_after=1)
+    stolen = reply.runtime(name=SOURCE, sleep=steal)
+    with pytest.raises(LeaseLost):
+        await poll_source(store, stolen, routes=ROUTES, now=now)
+    assert await drain(store) == []
+    await store.delete(keys.lease(SOURCE))
+    await poll_source(store, runtime, routes=ROUTES, now=now)
+    assert types(await drain(store)) == [(ids[-1], "enrollment.finished")]

@@ -1,0 +1,184 @@
+"""worker.logs: secrets never reach a log line, and tracebacks carry no local variables."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+
+from worker.logs import REDACTED, SecretRedactor, configure
+
+API_KEY = "rk_live_5f2e9a77c1d04b1f"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX"
+LOCAL_SECRET = "sk-LOCAL-SECRET"
+SECRETS = (API_KEY, WEBHOOK_SECRET, SLACK_URL)
+
+
+# ---------------------------------------------------------------- SecretRedactor
+
+
+def test_scrubs_secrets_inside_strings() -> None:
+    redactor = SecretRedactor(SECRETS)
+    got = redactor.scrub(f"GET failed with key={API_KEY}; posting to {SLACK_URL} then {API_KEY}")
+    assert got == f"GET failed with key={REDACTED}; posting to {REDACTED} then {REDACTED}"
+
+
+def test_longer_secret_wins_over_a_secret_it_contains() -> None:
+    """A secret that contains another is replaced whole, leaving no tail behind."""
+    short = "abcd1234"
+    long = "abcd1234-and-more-secret"
+    got = SecretRedactor([short, long]).scrub(f"x {long} y {short}")
+    assert got == f"x {REDACTED} y {REDACTED}"
+
+
+def test_scrubs_nested_dicts_and_lists() -> None:
+    redactor = SecretRedactor(SECRETS)
+    value: dict[str, Any] = {
+        "request": {"headers": [f"X-API-Key: {API_KEY}", "Accept: */*"], "attempt": 2},
+        "targets": [{"url": SLACK_URL}, (WEBHOOK_SECRET, 3)],
+        "ok": None,
+    }
+    got = redactor.scrub(value)
+    assert got == {
+        "request": {"headers": [f"X-API-Key: {REDACTED}", "Accept: */*"], "attempt": 2},
+        "targets": [{"url": REDACTED}, [REDACTED, 3]],
+        "ok": None,
+    }
+    assert value["request"]["headers"][0].endswith(API_KEY)  # the input is not mutated
+
+
+@pytest.mark.parametrize("key", ["api_key", "secret", "password", "token", "authorization"])
+def test_secret_named_keys_are_redacted_whatever_their_value(key: str) -> None:
+    redactor = SecretRedactor()  # no known secrets at all
+    got = redactor.scrub({"outer": {key: "not-a-configured-secret", "name": "reply-emea"}})
+    assert got == {"outer": {key: REDACTED, "name": "reply-emea"}}
+
+
+def test_processor_redacts_top_level_keys_and_values() -> None:
+    redactor = SecretRedactor(SECRETS)
+    event: dict[str, Any] = {
+        "event": f"failed with {API_KEY}",
+        "api_key": "whatever",
+        "secret": 123,
+        "source": "reply-emea",
+        "count": 3,
+    }
+    got = redactor(None, "error", event)
+    assert got == {
+        "event": f"failed with {REDACTED}",
+        "api_key": REDACTED,
+        "secret": REDACTED,
+        "source": "reply-emea",
+        "count": 3,
+    }
+
+
+def test_non_secret_values_pass_through_unchanged() -> None:
+    redactor = SecretRedactor(SECRETS)
+    value = {"n": 1, "f": 1.5, "b": True, "s": "plain text", "l": ["a"]}
+    assert redactor.scrub(value) == value
+
+
+# ---------------------------------------------------------------- configure(...)
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """A StringIO log stream; global logging config is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    out = io.StringIO()
+    yield out
+    structlog.reset_defaults()
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def _fail_with_local_secret() -> None:
+    api_key = LOCAL_SECRET  # locals that must never be rendered
+    copied = f"copy-{api_key}"  # a name the key-based redaction would not catch
+    assert copied
+    raise RuntimeError(f"upstream rejected key {API_KEY} for {SLACK_URL}")
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_json_error_with_exception_is_redacted_and_has_no_locals(stream: io.StringIO) -> None:
+    configure(secrets=SECRETS, stream=stream, json=True)
+    log = structlog.get_logger("seqwatch.test")
+    try:
+        _fail_with_local_secret()
+    except RuntimeError:
+        log.error("poll_failed", source="reply-emea", detail=f"key {API_KEY}", exc_info=True)
+
+    text = stream.getvalue()
+    for secret in (*SECRETS, LOCAL_SECRET):
+        assert secret not in text
+    assert "api_key" not in text  # no locals at all, not even the name
+    (line,) = _lines(stream)
+    assert line["event"] == "poll_failed"
+    assert line["level"] == "error"
+    assert line["source"] == "reply-emea"
+    assert line["detail"] == f"key {REDACTED}"
+    assert "timestamp" in line
+    (stack,) = line["exception"]
+    assert stack["exc_type"] == "RuntimeError"
+    assert stack["exc_value"] == f"upstream rejected key {REDACTED} for {REDACTED}"
+    assert any(f["name"] == "_fail_with_local_secret" for f in stack["frames"])
+    assert all(not f.get("locals") for f in stack["frames"])
+
+
+def test_json_exception_method_and_secret_kwargs(stream: io.StringIO) -> None:
+    configure(secrets=SECRETS, stream=stream, json=True)
+    log = structlog.get_logger()
+    try:
+        _fail_with_local_secret()
+    except RuntimeError:
+        log.exception("crash", api_key="typed-by-mistake", url=SLACK_URL)
+    text = stream.getvalue()
+    assert LOCAL_SECRET not in text
+    assert SLACK_URL not in text
+    assert "typed-by-mistake" not in text
+    (line,) = _lines(stream)
+    assert line["api_key"] == REDACTED
+    assert line["url"] == REDACTED
+
+
+def test_console_rendering_is_redacted_too(stream: io.StringIO) -> None:
+    configure(secrets=SECRETS, stream=stream, json=False)
+    log = structlog.get_logger()
+    try:
+        _fail_with_local_secret()
+    except RuntimeError:
+        log.error("poll_failed", exc_info=True)
+    text = stream.getvalue()
+    assert "poll_failed" in text
+    assert "RuntimeError" in text
+    for secret in (*SECRETS, LOCAL_SECRET):
+        assert secret not in text
+
+
+def test_level_filters_lower_messages(stream: io.StringIO) -> None:
+    configure(stream=stream, json=True, level="WARNING")
+    log = structlog.get_logger()
+    log.info("quiet")
+    log.warning("loud")
+    assert [line["event"] for line in _lines(stream)] == ["loud"]
+
+
+def test_stream_not_a_terminal_defaults_to_json(stream: io.StringIO) -> None:
+    configure(secrets=SECRETS, stream=stream)
+    structlog.get_logger().info("hello", token=API_KEY)
+    (line,) = _lines(stream)
+    assert line["event"] == "hello"
+    assert line["token"] == REDACTED
