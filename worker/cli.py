@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TextIO
 
+import structlog
 from redis.exceptions import RedisError
 
 from config.settings import Settings, load_settings, resolve_config_path
@@ -62,17 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUPERVISE_EVERY_S = 5.0
+
+
+def _supervise(server: EmbeddedRedis, stop: threading.Event) -> None:
+    """Restart the embedded server if it dies (on the same port when it is free)."""
+    log = structlog.get_logger("seqwatch.redis")
+    while not stop.wait(SUPERVISE_EVERY_S):
+        try:
+            server.ensure_running()
+        except SeqwatchError as exc:
+            log.error("embedded_redis_down", error=str(exc))
+
+
 @contextlib.contextmanager
-def redis_url_for(settings: Settings) -> Iterator[str]:
+def redis_url_for(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
     """The configured Redis, else the embedded one under the data dir (shared by processes)."""
     if settings.redis.url is not None:
         yield settings.redis.url.reveal()
         return
     server = EmbeddedRedis(data_dir=settings.redis.data_dir)
     url = server.start()
+    stop = threading.Event()
+    if supervise:
+        threading.Thread(target=_supervise, args=(server, stop), daemon=True).start()
     try:
         yield url
     finally:
+        stop.set()
         server.stop()
 
 
@@ -141,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from worker.jobs import run_daemon
 
-            with redis_url_for(settings) as url:
+            with redis_url_for(settings, supervise=True) as url:
                 asyncio.run(run_daemon(settings, redis_url=url))
             return EXIT_OK
         body = _command(args, settings, out)

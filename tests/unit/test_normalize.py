@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -233,7 +234,7 @@ def test_replyio_without_sequence_anywhere_is_an_error() -> None:
     ],
 )
 def test_replyio_bad_fields_raise_naming_the_field(field: str, value: Any) -> None:
-    with pytest.raises(RecordError, match=repr(field)) as info:
+    with pytest.raises(RecordError, match=re.escape(repr(field))) as info:
         reply(reply_with(**{field: value}))
     assert isinstance(info.value, MalformedResponse)
     # The message names the field, never the payload.
@@ -553,14 +554,14 @@ def test_unify_ignores_the_page_context() -> None:
         ({"sequence": _DROP}, "sequence"),
         ({"sequence": None}, "sequence"),
         ({"sequence": "9b1f6a0e"}, "sequence"),
-        ({"sequence": {"name": "Q4"}}, "id"),
-        ({"sequence": {"id": "s", "name": 5}}, "name"),
+        ({"sequence": {"name": "Q4"}}, "sequence.id"),
+        ({"sequence": {"id": "s", "name": 5}}, "sequence.name"),
         ({"person": _DROP}, "person"),
         ({"person": ["p"]}, "person"),
-        ({"person": {"email": "x@example.com"}}, "id"),
-        ({"person": {"id": "p", "email": 5}}, "email"),
-        ({"person": {"id": "p", "first_name": 5}}, "first_name"),
-        ({"person": {"id": "p", "last_name": False}}, "last_name"),
+        ({"person": {"email": "x@example.com"}}, "person.id"),
+        ({"person": {"id": "p", "email": 5}}, "person.email"),
+        ({"person": {"id": "p", "first_name": 5}}, "person.first_name"),
+        ({"person": {"id": "p", "last_name": False}}, "person.last_name"),
         ({"updated_at": _DROP}, "updated_at"),
         ({"updated_at": None}, "updated_at"),
         ({"updated_at": 1699334400}, "updated_at"),
@@ -576,7 +577,7 @@ def test_unify_ignores_the_page_context() -> None:
     ],
 )
 def test_unify_bad_fields_raise_naming_the_field(changes: dict[str, Any], field: str) -> None:
-    with pytest.raises(RecordError, match=repr(field)) as info:
+    with pytest.raises(RecordError, match=re.escape(repr(field))) as info:
         unify_n(unify_with(**changes))
     assert isinstance(info.value, MalformedResponse)
     assert "li@example.org" not in str(info.value)

@@ -16,61 +16,72 @@ def _fail(field: str, problem: str) -> RecordError:
     return RecordError(f"record field {field!r} {problem}")
 
 
-def required_id(record: Mapping[str, Any], field: str) -> str:
+def _name(field: str, within: str | None) -> str:
+    """`person.id` rather than `id` when the field sits inside a nested object."""
+    return f"{within}.{field}" if within else field
+
+
+def required_id(record: Mapping[str, Any], field: str, *, within: str | None = None) -> str:
     """Ids may be numbers (Reply.io) or strings (UUIDs); both become strings."""
     value = record.get(field)
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-        raise _fail(field, "is missing or not an id")
+        raise _fail(_name(field, within), "is missing or not an id")
     return str(value)
 
 
-def required_str(record: Mapping[str, Any], field: str) -> str:
+def required_str(record: Mapping[str, Any], field: str, *, within: str | None = None) -> str:
     value = record.get(field)
     if not isinstance(value, str):
-        raise _fail(field, "is missing or not a string")
+        raise _fail(_name(field, within), "is missing or not a string")
     return value
 
 
-def optional_str(record: Mapping[str, Any], field: str) -> str | None:
+def optional_str(record: Mapping[str, Any], field: str, *, within: str | None = None) -> str | None:
     value = record.get(field)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _fail(field, "is not a string")
+        raise _fail(_name(field, within), "is not a string")
     return value
 
 
-def optional_int(record: Mapping[str, Any], field: str) -> int | None:
+def optional_int(record: Mapping[str, Any], field: str, *, within: str | None = None) -> int | None:
     value = record.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, "is not an integer")
+        raise _fail(_name(field, within), "is not an integer")
     return value
 
 
-def optional_bool(record: Mapping[str, Any], field: str) -> bool | None:
+def optional_bool(
+    record: Mapping[str, Any], field: str, *, within: str | None = None
+) -> bool | None:
     value = record.get(field)
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise _fail(field, "is not a boolean")
+        raise _fail(_name(field, within), "is not a boolean")
     return value
 
 
-def required_object(record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+def required_object(
+    record: Mapping[str, Any], field: str, *, within: str | None = None
+) -> Mapping[str, Any]:
     value = record.get(field)
     if not isinstance(value, Mapping):
-        raise _fail(field, "is missing or not an object")
+        raise _fail(_name(field, within), "is missing or not an object")
     return value
 
 
-def optional_object(record: Mapping[str, Any], field: str) -> Mapping[str, Any] | None:
+def optional_object(
+    record: Mapping[str, Any], field: str, *, within: str | None = None
+) -> Mapping[str, Any] | None:
     value = record.get(field)
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise _fail(field, "is not an object")
+        raise _fail(_name(field, within), "is not an object")
     return value
 
 

@@ -47,13 +47,15 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     return Enrollment(
         enrollment_id=enrollment_id,
         sequence=SequenceRef(
-            id=fields.required_id(sequence, "id"), name=fields.optional_str(sequence, "name")
+            id=fields.required_id(sequence, "id", within="sequence"),
+            name=fields.optional_str(sequence, "name", within="sequence"),
         ),
         contact=Contact(
-            id=fields.required_id(person, "id"),
-            email=fields.optional_str(person, "email"),
+            id=fields.required_id(person, "id", within="person"),
+            email=fields.optional_str(person, "email", within="person"),
             name=fields.full_name(
-                fields.optional_str(person, "first_name"), fields.optional_str(person, "last_name")
+                fields.optional_str(person, "first_name", within="person"),
+                fields.optional_str(person, "last_name", within="person"),
             ),
             company=None,
         ),
