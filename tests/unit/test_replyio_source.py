@@ -237,7 +237,7 @@ async def test_bad_contact_envelope_is_malformed(
     [
         ({"name": "no id"}, "missing field 'id'"),
         ({"id": None, "name": "x"}, "field 'id' is null"),
-        ({"id": 3}, "missing field 'name'"),
+        ({"id": 3, "name": 5}, "field 'name' is a number"),
     ],
 )
 async def test_bad_sequence_item_is_malformed(
@@ -357,3 +357,12 @@ def test_registry_and_reprs_hide_the_key(http: httpx.AsyncClient) -> None:
 def test_page_size_is_bounded() -> None:
     with pytest.raises(ValueError, match="page_size"):
         ReplyioSource(name="r", client=None, sequences=(), page_size=1001)  # type: ignore[arg-type]
+
+
+async def test_a_sequence_without_a_name_is_still_listed(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.get("/v4/sequences").respond(200, json={"items": [{"id": 3}], "hasMore": False})
+    router.get("/v4/sequences/3/contacts").respond(200, json={"items": [], "hasMore": False})
+    pages = await collect(make_source(http))
+    assert [(p.sequence.id, p.sequence.name) for p in pages if p.sequence] == [("3", None)]

@@ -84,7 +84,12 @@ class ReplyioSource:
             for index, item in enumerate(items):
                 at = f"{where}, item {index}"
                 sequence_id = require_id(item, "id", source=self.name, where=at)
-                name = optional_str(item, "name", source=self.name, where=at)
+                # A name only labels events: its absence must not fail the listing.
+                name = (
+                    optional_str(item, "name", source=self.name, where=at)
+                    if "name" in item
+                    else None
+                )
                 if (not allow or sequence_id in allow) and sequence_id not in found:
                     found[sequence_id] = SequenceRef(id=sequence_id, name=name)
             # Every allow-listed sequence is named: the rest of the listing cannot matter.
