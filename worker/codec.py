@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from worker.enrollment import State, Status
 
 SEP = "\x1f"
+REASON_SEP = "\x1e"  # inside the raw_status field: "<raw_status>\x1e<reason>"
 _STATUS_TO_CODE = {
     Status.PENDING: "p",
     Status.ACTIVE: "a",
@@ -34,7 +35,7 @@ class Stored:
 
 
 def _clean(value: str | None) -> str:
-    return "" if value is None else value.replace(SEP, " ")
+    return "" if value is None else value.replace(SEP, " ").replace(REASON_SEP, " ")
 
 
 def encode_state(state: State) -> str:
@@ -46,7 +47,8 @@ def encode_state(state: State) -> str:
             _STATUS_TO_CODE[state.status] + flags,
             step,
             _clean(state.step_id),
-            _clean(state.raw_status),
+            _clean(state.raw_status)
+            + ("" if state.reason is None else REASON_SEP + _clean(state.reason)),
         )
     )
 
@@ -67,7 +69,8 @@ def encode(
 
 def decode(value: str, *, enrollment_id: str) -> Stored:
     parts = value.split(SEP)
-    head, step, step_id, raw_status, gen = parts[:5]
+    head, step, step_id, raw, gen = parts[:5]
+    raw_status, has_reason, reason = raw.partition(REASON_SEP)
     state = State(
         status=_CODE_TO_STATUS[head[0]],
         raw_status=raw_status,
@@ -76,6 +79,7 @@ def decode(value: str, *, enrollment_id: str) -> Stored:
         replied=_UNFLAG[head[1]],
         bounced=_UNFLAG[head[2]],
         opted_out=_UNFLAG[head[3]],
+        reason=reason if has_reason else None,
     )
     if len(parts) >= 7:
         sequence_id, contact_id = parts[5] or None, parts[6] or None

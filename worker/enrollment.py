@@ -27,9 +27,11 @@ class State:
     replied: bool | None = None
     bounced: bool | None = None
     opted_out: bool | None = None
+    # Provider's own explanation of the state where it gives one (Zendesk Sell finished_reason).
+    reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        fields = {
             "status": self.status.value,
             "raw_status": self.raw_status,
             "step": self.step,
@@ -38,6 +40,9 @@ class State:
             "bounced": self.bounced,
             "opted_out": self.opted_out,
         }
+        if self.reason is not None:
+            fields["reason"] = self.reason  # only where a provider has one: the SPEC keys stay
+        return fields
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -225,3 +225,27 @@ def test_typical_unify_state_adds_only_its_ids() -> None:
         contact_id=PERSON_UUID,
     )
     assert len(value.encode()) < 40 + len(SEQ_UUID) + len(PERSON_UUID)
+
+
+@pytest.mark.parametrize("reason", [None, "", "manual", "unsubscribed\x1etricky\x1fvalue"])
+def test_reason_survives_the_round_trip_and_counts_as_a_change(reason: str | None) -> None:
+    state = State(status=Status.FINISHED, raw_status="finished", step=2, reason=reason)
+    value = encode(state, seen_gen=3, enrollment_id="9", sequence_id="1", contact_id="2")
+    back = decode(value, enrollment_id="9").state
+    expected = None if reason is None else reason.replace("\x1e", " ").replace("\x1f", " ")
+    assert back.reason == expected
+    assert back.raw_status == "finished"
+    assert encode_state(state) != encode_state(State(status=Status.FINISHED, raw_status="x"))
+    if reason is not None:
+        assert encode_state(state) != encode_state(
+            State(status=Status.FINISHED, raw_status="finished", step=2)
+        )
+
+
+def test_reason_appears_in_the_event_state_only_when_known() -> None:
+    plain = State(status=Status.ACTIVE, raw_status="Active")
+    assert "reason" not in plain.as_dict()
+    assert (
+        State(status=Status.FINISHED, raw_status="finished", reason="manual").as_dict()["reason"]
+        == "manual"
+    )
