@@ -39,6 +39,8 @@ class Sleeps:
 class ProviderHarness(Protocol):
     provider: str
     faults: FaultPlan
+    # Which optional signals the provider exposes (SPEC §5): "opted_out", "replied", ...
+    signals: frozenset[str]
     listing_path: str  # requests to this path list enrollments (the target of page faults)
 
     def start(self) -> None: ...
@@ -55,6 +57,10 @@ class ProviderHarness(Protocol):
     def resume(self, enrollment_id: str) -> None: ...
     def delete(self, enrollment_id: str) -> None:
         """The enrollment disappears from listings (no provider flag)."""
+        ...
+
+    def set_raw_status(self, enrollment_id: str, value: str) -> None:
+        """Puts a status value the provider does not document on the enrollment."""
         ...
 
 
@@ -78,6 +84,7 @@ def _client(
 
 class ReplyioHarness:
     provider = "replyio"
+    signals = frozenset({"opted_out"})
     listing_path = "/v4/sequences/100/contacts"
 
     def __init__(self) -> None:
@@ -136,9 +143,15 @@ class ReplyioHarness:
     def delete(self, enrollment_id: str) -> None:
         self.world.remove_contact(*self._ids(enrollment_id))
 
+    def set_raw_status(self, enrollment_id: str, value: str) -> None:
+        contact = self.world.contact(*self._ids(enrollment_id))
+        assert contact is not None
+        contact["status"] = value  # the world hands out its own record
+
 
 class UnifyHarness:
     provider = "unify"
+    signals = frozenset({"opted_out", "replied", "bounced"})
     listing_path = "/sequences/v1/enrollments"
 
     def __init__(self) -> None:
@@ -200,6 +213,11 @@ class UnifyHarness:
 
     def delete(self, enrollment_id: str) -> None:
         self.world.hard_delete(enrollment_id)
+
+    def set_raw_status(self, enrollment_id: str, value: str) -> None:
+        self.world._rows[enrollment_id][1]["status"] = value
+        self.clock.advance(1)
+        self.world.touch(enrollment_id)
 
 
 HARNESSES: dict[str, Callable[[], ProviderHarness]] = {

@@ -68,6 +68,7 @@ class ProviderClient:
         max_body_bytes: int = 64 * 1024 * 1024,
         random: Callable[[], float] = _random.random,
         now: Callable[[], float] = time.time,
+        describe_error: Callable[[Any], str | None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -86,6 +87,7 @@ class ProviderClient:
         self._max_body_bytes = max_body_bytes
         self._random = random
         self._now = now
+        self._describe_error = describe_error or generic_error_text
 
     def __repr__(self) -> str:
         return f"ProviderClient(source={self.source!r})"
@@ -226,26 +228,30 @@ class ProviderClient:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(doc, dict):
+        said = self._describe_error(doc)
+        if not said:
             return None
-        code = next((doc[k] for k in ("code", "status") if isinstance(doc.get(k), str)), None)
-        text = next(
-            (
-                doc[k]
-                for k in ("detail", "message", "title", "error")
-                if isinstance(doc.get(k), str)
-            ),
-            None,
-        )
-        parts = [p for p in (code, text) if p]
-        if len(parts) == 2 and parts[0] == parts[1]:
-            parts.pop()
-        cleaned = " ".join(_CONTROL.sub(" ", ": ".join(parts)).split())
+        cleaned = " ".join(_CONTROL.sub(" ", said).split())
         for secret in self._secrets:
             cleaned = cleaned.replace(secret, "[redacted]")
         if len(cleaned) > _MESSAGE_LIMIT:
             cleaned = cleaned[: _MESSAGE_LIMIT - 1].rstrip() + "…"
         return cleaned or None
+
+
+def generic_error_text(doc: Any) -> str | None:
+    """`code: message` from RFC 9457 problem+json (Reply.io) or `{status, message}` (Unify)."""
+    if not isinstance(doc, dict):
+        return None
+    code = next((doc[k] for k in ("code", "status") if isinstance(doc.get(k), str)), None)
+    text = next(
+        (doc[k] for k in ("detail", "message", "title", "error") if isinstance(doc.get(k), str)),
+        None,
+    )
+    parts = [p for p in (code, text) if p]
+    if len(parts) == 2 and parts[0] == parts[1]:
+        parts.pop()
+    return ": ".join(parts) or None
 
 
 def _seconds(raw: str | None) -> float | None:
