@@ -6,10 +6,11 @@ Limits honoured (api.slack.com/reference/block-kit): at most 50 blocks, section 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -120,7 +121,10 @@ def slack_error_code(body: bytes) -> str:
 class SlackNotifier:
     """Posts one Block Kit message per batch to a Slack incoming webhook."""
 
-    __slots__ = ("_client", "_clock", "_max_lines", "_name", "_url")
+    __slots__ = (
+        "_client", "_clock", "_last_post", "_max_lines", "_min_interval", "_monotonic", "_name",
+        "_sleep", "_url",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -131,8 +135,16 @@ class SlackNotifier:
         timeout: float = 10,
         max_lines: int = 10,
         clock: Callable[[], float] = time.time,
+        min_interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._name = name
+        # Slack allows about one message per second per incoming webhook.
+        self._min_interval = min_interval
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._last_post: float | None = None
         self._url = check_url(url, destination=name)
         self._max_lines = max_lines
         self._clock = clock
@@ -160,6 +172,11 @@ class SlackNotifier:
         if not events:
             return
         message = build_message([self._document(e) for e in events], max_lines=self._max_lines)
+        if self._last_post is not None:
+            wait = self._last_post + self._min_interval - self._monotonic()
+            if wait > 0:
+                await self._sleep(wait)
+        self._last_post = self._monotonic()
         reply = await post_once(
             self._client,
             destination=self._name,

@@ -12,9 +12,11 @@ from slack_sdk.models.blocks import Block, HeaderBlock
 from notifiers.base import OutboundEvent
 from notifiers.slack import SlackNotifier
 from tests.integration._http_receiver import Canned, Receiver, running_receiver
+from tests.integration.test_delivery import make_event
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent, DeliveryRetriable
 from worker.events import Event, EventType
+from worker.fakes.receiver import WebhookReceiver
 
 PATH = "/services/T0001/B0002/XoXoSecretToken42"  # the whole URL is the credential
 
@@ -178,3 +180,25 @@ async def test_a_corrupt_stored_event_is_permanent(
 
 async def test_repr_hides_the_url(slack: SlackNotifier) -> None:
     assert repr(slack) == "SlackNotifier(name='sales-slack')"
+
+
+async def test_messages_to_one_webhook_are_paced_to_one_per_second() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    with WebhookReceiver(slack=True) as receiver:
+        notifier = SlackNotifier(
+            name="s", url=receiver.url + "/hook", allow_private_network=True,
+            monotonic=lambda: now[0], sleep=sleep,
+        )  # fmt: skip
+        events = [make_event(i) for i in range(3)]
+        for event in events:
+            await notifier.send([OutboundEvent(id=event.id, body=event.to_json())])
+            now[0] += 0.25
+        await notifier.aclose()
+    assert len(receiver.accepted) == 3
+    assert waits == [0.75, 0.75]
