@@ -101,6 +101,8 @@ async def status(deps: Deps, out: TextIO, *, as_json: bool) -> int:
             f"last success {_ago(d.last_success_at)}",
             file=out,
         )
+        if d.last_outcome == "failed":
+            print(f"    FAILING: {d.last_error}", file=out)
     return OK
 
 

@@ -30,6 +30,7 @@ class DeliveryResult:
     retrying: int = 0
     dead: int = 0
     failed: bool = False
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +102,7 @@ async def deliver_destination(
                     await notifier.send(batch)
                 except DeliveryError as exc:
                     result.failed = True
+                    result.error = str(exc)[:300]
                     await _settle_failure(outbox, batch, exc, now_ms=now_ms, rng=rng, result=result)
                     log.warning(
                         "delivery_failed",
@@ -126,6 +128,10 @@ async def _record_health(
         return
     key = keys.destination_health(result.destination)
     fields = {"last_attempt_at": repr(clock()), "last_outcome": "failed" if result.failed else "ok"}
-    if not result.failed:
+    if result.failed:
+        fields["last_error"] = result.error or ""
+    else:
         fields["last_success_at"] = repr(clock())
     await awaited(redis.hset(key, mapping=fields))
+    if not result.failed:
+        await awaited(redis.hdel(key, "last_error"))

@@ -49,6 +49,7 @@ class DestinationStatus:
     dead: int
     last_outcome: str | None
     last_success_at: float | None
+    last_error: str | None = None
 
 
 def _float(value: str | None) -> float | None:
@@ -85,7 +86,9 @@ async def destination_status(
         failing += counts["failing"]
         dead += counts["dead"]
     health: list[str | None] = await awaited(
-        redis.hmget(keys.destination_health(name), ["last_outcome", "last_success_at"])
+        redis.hmget(
+            keys.destination_health(name), ["last_outcome", "last_success_at", "last_error"]
+        )
     )
     return DestinationStatus(
         name=name,
@@ -94,4 +97,5 @@ async def destination_status(
         dead=dead,
         last_outcome=health[0],
         last_success_at=_float(health[1]),
+        last_error=health[2],
     )

@@ -410,7 +410,10 @@ def test_destination_410_dead_letters_then_replay_and_drop(setup: Setup, fakes: 
     assert "0 dead letters" in for_slack.stdout
     hook = status_json(setup)["destinations"]["hook"]
     assert (hook["pending"], hook["dead"]) == (0, 1)
-    assert "hook: 0 pending, 0 failing, 1 dead-lettered" in ok(run(setup, "status")).stdout
+    status_text = ok(run(setup, "status")).stdout
+    assert "hook: 0 pending, 0 failing, 1 dead-lettered" in status_text
+    assert "FAILING: destination 'hook': HTTP 410" in status_text
+    assert hook["last_outcome"] == "failed"
 
     replayed = ok(run(setup, "dead-letters", "replay", "--all"))
     assert "1 dead letters queued for redelivery" in replayed.stdout
