@@ -92,6 +92,7 @@ class SourceSettings:
     full_sync_interval: float = 86400.0
     requests_per_minute: float | None = None
     timeout: float = 30.0
+    failure_threshold: int = 3  # failed polls in a row before the source counts as failing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,7 +330,7 @@ def _base_url(table: _Table, url: str) -> str:
 
 _SOURCE_KEYS = (
     *("name", "provider", "api_key", "base_url", "poll_interval", "sequences"),
-    *("full_sync_interval", "requests_per_minute", "timeout"),
+    *("full_sync_interval", "requests_per_minute", "timeout", "failure_threshold"),
 )
 
 
@@ -342,6 +343,9 @@ def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
         table.fail("provider", f"unknown provider {provider!r} (expected one of: {expected})")
     api_key = Secret(table.required("api_key"))
     base_url = table.optional("base_url")
+    threshold = table.number("failure_threshold", 3, minimum=1)
+    if threshold != int(threshold):
+        table.fail("failure_threshold", "expected a whole number")
     return SourceSettings(
         name=name,
         provider=provider,
@@ -352,6 +356,7 @@ def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
         full_sync_interval=table.number("full_sync_interval", 86400.0, minimum=60),
         requests_per_minute=table.optional_number("requests_per_minute", positive=True),
         timeout=table.number("timeout", 30.0, positive=True),
+        failure_threshold=int(threshold),
     )
 
 

@@ -51,6 +51,10 @@ class Batch:
     def zrem(self, key: str, member: str) -> None:
         self._ops += ["R", str(self._index(key)), member]
 
+    async def commit_unguarded(self, redis: Redis, *, lease_key: str) -> None:
+        """For writes that belong to no poll (health notices); still one atomic step."""
+        await self.commit(redis, lease_key=lease_key, token="", ttl_ms=0)
+
     async def commit(self, redis: Redis, *, lease_key: str, token: str, ttl_ms: int) -> None:
         keys = [lease_key, *self._keys]
         try:

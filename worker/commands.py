@@ -86,7 +86,12 @@ async def status(deps: Deps, out: TextIO, *, as_json: bool) -> int:
         return OK
     print("sources:", file=out)
     for s in sources:
-        health = "failing" if s.consecutive_failures else (s.last_outcome or "never polled")
+        if s.failing:
+            health = f"FAILING, {s.consecutive_failures} failed polls in a row"
+        elif s.consecutive_failures:
+            health = f"failed, {s.consecutive_failures} in a row"
+        else:
+            health = s.last_outcome or "never polled"
         print(
             f"  {s.name}: last poll {_ago(s.last_poll_at)} ({health}), "
             f"{s.tracked} enrollments tracked, {s.events_total} events emitted",

@@ -26,6 +26,7 @@ class Deps:
     redis: Redis
     sources: dict[str, SourceRuntime]
     poll_intervals: dict[str, float]
+    failure_thresholds: dict[str, int]
     destinations: dict[str, DestinationRuntime]
     routes: tuple[Route, ...]
     _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
@@ -95,6 +96,7 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
         redis=Redis.from_url(redis_url, decode_responses=True),
         sources=sources,
         poll_intervals={s.name: s.poll_interval for s in settings.sources},
+        failure_thresholds={s.name: s.failure_threshold for s in settings.sources},
         destinations={
             d.name: _destination_runtime(d, stream or sys.stdout) for d in settings.destinations
         },

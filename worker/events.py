@@ -27,11 +27,24 @@ class EventType(StrEnum):
     STATUS_CHANGED = "enrollment.status_changed"
 
 
-ALL_EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
+class HealthType(StrEnum):
+    """Source health notices: opt-in, never selected by "*" or enrollment globs."""
+
+    FAILING = "source.failing"
+    RECOVERED = "source.recovered"
+
+
+HEALTH_PREFIX = "source."
+ALL_EVENT_TYPES: tuple[str, ...] = (
+    *(t.value for t in EventType),
+    *(t.value for t in HealthType),
+)
 
 
 def matches_any(event_type: str, patterns: tuple[str, ...]) -> bool:
     """True when `event_type` matches one of the globs ("*", "enrollment.*", exact names)."""
+    if event_type.startswith(HEALTH_PREFIX):
+        patterns = tuple(p for p in patterns if p.startswith(HEALTH_PREFIX))
     return any(fnmatchcase(event_type, p) for p in patterns)
 
 

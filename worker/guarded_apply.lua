@@ -1,13 +1,16 @@
 -- Apply a batch of writes atomically, only while the caller still holds the source lease.
 -- KEYS[1] = lease key; KEYS[2..] = keys the ops refer to by index.
--- ARGV[1] = fencing token; ARGV[2] = lease ttl in ms (renewed); ARGV[3..] = ops:
+-- ARGV[1] = fencing token ('' = unguarded write outside any poll, e.g. a health notice);
+-- ARGV[2] = lease ttl in ms (renewed); ARGV[3..] = ops:
 --   H idx field value   HSET        D idx field        HDEL
 --   I idx field delta   HINCRBY     Z idx score member ZADD
 --   R idx member        ZREM
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('LEASE_LOST lease not held')
+if ARGV[1] ~= '' then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return redis.error_reply('LEASE_LOST lease not held')
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local i = 3
 local n = #ARGV
 while i <= n do

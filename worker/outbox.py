@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from redis.asyncio import Redis
 
 from worker import keys
 from worker.batch import Batch
-from worker.events import Event, matches_any
+from worker.events import matches_any
 from worker.redis_io import awaited
 
 # Delay before attempt n+1 after n failures (seconds); the last repeats until 24 h have passed.
@@ -34,7 +35,17 @@ class Route:
         return matches_any(event_type, self.events)
 
 
-def enqueue(batch: Batch, event: Event, *, routes: Sequence[Route], now_ms: int) -> int:
+class Publishable(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    def to_json(self) -> bytes: ...
+
+
+def enqueue(batch: Batch, event: Publishable, *, routes: Sequence[Route], now_ms: int) -> int:
     """Adds the event and one pending delivery per matching destination; returns that count."""
     targets = [r.destination for r in routes if r.wants(source=event.source, event_type=event.type)]
     if not targets:
@@ -44,6 +55,15 @@ def enqueue(batch: Batch, event: Event, *, routes: Sequence[Route], now_ms: int)
     for destination in targets:
         batch.zadd(keys.due(event.source, destination), event.id, now_ms)
     return len(targets)
+
+
+async def publish(redis: Redis, event: Publishable, *, routes: Sequence[Route], now_ms: int) -> int:
+    """Enqueue outside a poll (health notices): one atomic step, no lease involved."""
+    batch = Batch()
+    targets = enqueue(batch, event, routes=routes, now_ms=now_ms)
+    if targets:
+        await batch.commit_unguarded(redis, lease_key=keys.lease(event.source))
+    return targets
 
 
 def next_delay(*, attempts: int, retry_after: float | None, rng: random.Random) -> float:

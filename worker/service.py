@@ -11,6 +11,8 @@ import structlog
 from worker.deliver import DeliveryResult, deliver_destination
 from worker.deps import Deps
 from worker.errors import SourceError
+from worker.events import HealthType
+from worker.health import record_outcome
 from worker.pipeline import PollResult, poll_source
 from worker.status import record_poll
 
@@ -21,6 +23,28 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _health(deps: Deps, name: str, *, error: str | None, now: datetime) -> None:
+    """Logs and publishes only transitions: failing after N failures, recovered on a success."""
+    notice = await record_outcome(
+        deps.redis,
+        source=name,
+        provider=deps.sources[name].provider,
+        error=error,
+        at=now,
+        threshold=deps.failure_thresholds[name],
+        routes=deps.routes,
+    )
+    if notice is None:
+        return
+    if notice.type is HealthType.FAILING:
+        log.error(
+            "source_failing", source=name, consecutive_failures=notice.consecutive_failures,
+            error=error,
+        )  # fmt: skip
+    else:
+        log.info("source_recovered", source=name)
+
+
 async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_now) -> PollResult:
     """Poll one source and write its canonical log line; SourceError/LeaseBusy propagate."""
     runtime = deps.sources[name]
@@ -29,7 +53,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         result = await poll_source(deps.redis, runtime, routes=deps.routes, now=now)
     except SourceError as exc:
         await record_poll(deps.redis, source=name, ok=False, at=time.time(), error=str(exc))
-        log.error(
+        log.warning(
             "poll",
             source=name,
             provider=runtime.provider,
@@ -38,8 +62,10 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
             error_kind=type(exc).__name__,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
+        await _health(deps, name, error=str(exc), now=now())
         raise
     await record_poll(deps.redis, source=name, ok=True, at=time.time())
+    await _health(deps, name, error=None, now=now())
     log.info(
         "poll",
         source=name,

@@ -21,11 +21,10 @@ async def record_poll(
             meta, mapping={"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
         )
         if ok:
-            pipe.hset(meta, mapping={"last_ok_at": repr(at), "consecutive_failures": "0"})
+            pipe.hset(meta, "last_ok_at", repr(at))
             pipe.hdel(meta, "last_error")
         else:
             pipe.hset(meta, "last_error", (error or "")[:500])
-            pipe.hincrby(meta, "consecutive_failures", 1)
         await pipe.execute()
 
 
@@ -39,6 +38,7 @@ class SourceStatus:
     tracked: int
     events_total: int
     baseline_done: bool
+    failing: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,7 +59,7 @@ def _float(value: str | None) -> float | None:
 async def source_status(redis: Redis, name: str) -> SourceStatus:
     fields = (
         "last_poll_at", "last_outcome", "last_error", "consecutive_failures",
-        "tracked", "events_total", "baseline",
+        "tracked", "events_total", "baseline", "health",
     )  # fmt: skip
     values = dict(
         zip(fields, await awaited(redis.hmget(keys.meta(name), list(fields))), strict=True)
@@ -73,6 +73,7 @@ async def source_status(redis: Redis, name: str) -> SourceStatus:
         tracked=int(values["tracked"] or 0),
         events_total=int(values["events_total"] or 0),
         baseline_done=values["baseline"] == "1",
+        failing=values["health"] == "failing",
     )
 
 

@@ -162,6 +162,8 @@ ERROR_CASES = [
     (SOURCE.replace('name = "a"\n', ""), "sources[0].name: required key is missing"),
     (SOURCE.replace('"env:API_KEY"', "42"), "sources[0].api_key: expected a string, got integer"),
     (SOURCE + 'poll_interval = "5"\n', "sources[0].poll_interval: expected a number, got string"),
+    (SOURCE + "failure_threshold = 2.5\n", "sources[0].failure_threshold: expected a whole number"),
+    (SOURCE + "failure_threshold = 0\n", "sources[0].failure_threshold: must be at least 1"),
     (SOURCE + "poll_interval = true\n", "sources[0].poll_interval: expected a number, got boolean"),
     (SOURCE + "poll_interval = 0.5\n", "sources[0].poll_interval: must be at least 1"),
     (SOURCE + "poll_interval = nan\n", "sources[0].poll_interval: expected a finite number"),
