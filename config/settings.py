@@ -375,7 +375,7 @@ def _sequences(table: _Table) -> tuple[str, ...]:
 
 _DESTINATION_KEYS = (
     *("name", "type", "url", "secret", "events", "sources"),
-    *("allow_private_network", "json_lines"),
+    *("allow_private_network", "allow_http", "json_lines"),
 )
 
 
@@ -390,14 +390,19 @@ def _destination(table: _Table, source_names: tuple[str, ...]) -> DestinationSet
         table.fail("type", f"unknown type {raw_type!r} (expected one of: {expected})")
     url = table.optional("url")
     if kind is DestinationType.CONSOLE:
-        for key in ("url", "allow_private_network"):
+        for key in ("url", "allow_private_network", "allow_http"):
             table.forbid(key, kind)
     else:
         table.forbid("json_lines", kind)
         if url is None:
             table.fail("url", f"required for type {kind.value!r}")
-        if _split(url, ("http", "https")) is None:
+        split = _split(url, ("http", "https"))
+        if split is None:
             table.fail("url", "expected an http:// or https:// URL")
+        # Plain http is for local receivers (which already opt in) or an explicit choice.
+        insecure_ok = table.boolean("allow_private_network") or table.boolean("allow_http")
+        if split.scheme == "http" and not insecure_ok:
+            table.fail("url", "https is required (set allow_http = true to send over plain http)")
     if kind is not DestinationType.WEBHOOK:
         table.forbid("secret", kind)
     return DestinationSettings(

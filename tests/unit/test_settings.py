@@ -346,3 +346,21 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
         ConfigError, match=r"^redis\.url: environment variable REDIS_URL is not set$"
     ):
         load_settings(EXAMPLE, environ={}, providers=PROVIDERS)
+
+
+@pytest.mark.parametrize(
+    ("extra", "ok"),
+    [("", False), ("allow_http = true\n", True), ("allow_private_network = true\n", True)],
+)
+def test_plain_http_destinations_need_an_opt_in(tmp_path: Path, extra: str, ok: bool) -> None:
+    text = (
+        '[[sources]]\nname = "a"\nprovider = "replyio"\napi_key = "k"\n'
+        '[[destinations]]\nname = "d"\ntype = "slack"\nurl = "env:HOOK"\n' + extra
+    )
+    env = {"HOOK": "http://hooks.example.com/T0/B0/xyzSECRET"}
+    if ok:
+        assert load(tmp_path, text, env).destinations[0].url is not None
+    else:
+        message = error(tmp_path, text, env)
+        assert message.startswith("destinations[0].url: https is required")
+        assert "xyzSECRET" not in message
