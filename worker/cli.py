@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import structlog
 from redis.exceptions import RedisError
@@ -102,7 +103,11 @@ def _secrets(settings: Settings) -> list[str]:
         if d.url is not None:
             found.append(d.url.reveal())
     if settings.redis.url is not None:
-        found.append(settings.redis.url.reveal())
+        url = settings.redis.url.reveal()
+        found.append(url)
+        password = urlsplit(url).password
+        if password:
+            found.append(password)
     return found
 
 
