@@ -94,6 +94,10 @@ async def deliver_destination(
                     break
                 orphans = [event_id for event_id, body in due if body is None]
                 if orphans:  # body gone (e.g. manual cleanup): nothing left to send
+                    log.warning(
+                        "delivery_orphaned", destination=destination.name, source=source,
+                        event_ids=orphans,
+                    )  # fmt: skip
                     await outbox.ack(orphans)
                 batch = [OutboundEvent(id=i, body=b) for i, b in due if b is not None]
                 if not batch:
