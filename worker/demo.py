@@ -21,13 +21,11 @@ from config.settings import (
 )  # fmt: skip
 from notifiers.signing import parse_secret, verify
 from worker import demo_world
+from worker.demo_accounts import DemoAccount, build_accounts
 from worker.deps import Deps, open_deps
 from worker.embedded_redis import EmbeddedRedis
 from worker.errors import SourceError
 from worker.fakes.receiver import WebhookReceiver
-from worker.fakes.replyio import ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
-from worker.fakes.unify import UnifyApp, UnifyWorld
 from worker.service import run_deliver, run_poll
 
 POLL_EVERY = 1.0
@@ -35,16 +33,19 @@ DEMO_RATE = 6000.0  # the simulated APIs have no quota to respect
 
 
 def _settings(
-    *, data_dir: Path, reply_url: str, unify_url: str, hook_url: str, secret: str
+    *, data_dir: Path, accounts: list[DemoAccount], hook_url: str, secret: str
 ) -> Settings:
-    sources = (
-        SourceSettings(name="reply-demo", provider="replyio", api_key=Secret("demo-reply-key"),
-                       base_url=reply_url, poll_interval=POLL_EVERY,
-                       requests_per_minute=DEMO_RATE),
-        SourceSettings(name="unify-demo", provider="unify", api_key=Secret("demo-unify-key"),
-                       base_url=unify_url, poll_interval=POLL_EVERY,
-                       requests_per_minute=DEMO_RATE),
-    )  # fmt: skip
+    sources = tuple(
+        SourceSettings(
+            name=a.source,
+            provider=a.provider,
+            api_key=Secret(a.api_key),
+            base_url=a.server.base_url,
+            poll_interval=POLL_EVERY,
+            requests_per_minute=DEMO_RATE,
+        )
+        for a in accounts
+    )
     destinations = (
         DestinationSettings(name="console", type=DestinationType.CONSOLE),
         DestinationSettings(name="local-webhook", type=DestinationType.WEBHOOK,
@@ -67,19 +68,17 @@ async def run_demo(*, duration: float, out: TextIO) -> int:
             key=key, headers=headers, body=body, now=int(time.time())
         )
     )
-    reply_world, unify_world = ReplyioWorld(), UnifyWorld()
-    demo_world.populate_replyio(reply_world)
-    people = demo_world.populate_unify(unify_world)
-    changes = demo_world.script(reply_world, unify_world, people)
-    reply_server = FakeServer(ReplyioApp(reply_world, api_key="demo-reply-key"))
-    unify_server = FakeServer(UnifyApp(unify_world, api_key="demo-unify-key"))
+    accounts, changes = build_accounts()
+    for account in accounts:
+        account.server.start()
     with tempfile.TemporaryDirectory(prefix="seqwatch-demo-") as tmp:
         redis_server = EmbeddedRedis(data_dir=Path(tmp) / "redis", persistent=False)
         settings = _settings(
-            data_dir=Path(tmp), reply_url=reply_server.start(), unify_url=unify_server.start(),
-            hook_url=receiver.start() + "/seqwatch", secret=secret,
+            data_dir=Path(tmp), accounts=accounts, hook_url=receiver.start() + "/seqwatch",
+            secret=secret,
         )  # fmt: skip
-        print("seqwatch demo: simulated Reply.io and Unify accounts, embedded Redis,", file=out)
+        names = ", ".join(a.provider for a in accounts)
+        print(f"seqwatch demo: simulated {names} accounts, embedded Redis,", file=out)
         print(f"console output and a signed webhook receiver; running {duration:.0f} s\n", file=out)
         deps = open_deps(settings, redis_url=redis_server.start(), stream=out)
         try:
@@ -87,8 +86,8 @@ async def run_demo(*, duration: float, out: TextIO) -> int:
         finally:
             await deps.aclose()
             redis_server.stop()
-            for server in (reply_server, unify_server):
-                server.stop()
+            for account in accounts:
+                account.server.stop()
             receiver.stop()
     verified = sum(1 for d in receiver.deliveries if d.verified)
     print("\nsummary:", file=out)
@@ -123,7 +122,7 @@ async def _tour(
     next_change = started + 2 * POLL_EVERY
     while time.monotonic() - started < duration:
         await _cycle(deps, counts, out)
-        if changes and time.monotonic() >= next_change:
+        while changes and time.monotonic() >= next_change:
             change = changes.pop(0)
             print(f"\n  ~ {change.says}", file=out)
             change.apply()

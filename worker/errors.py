@@ -31,10 +31,13 @@ class ConfigError(SeqwatchError):
 class SourceError(SeqwatchError):
     """A source listing failed. `source` names the configured source."""
 
-    def __init__(self, message: str, *, source: str = "", where: str = "") -> None:
+    def __init__(
+        self, message: str, *, source: str = "", where: str = "", http_status: int | None = None
+    ) -> None:
         self.source = source
         self.where = where
         self.detail = message
+        self.http_status = http_status  # the provider's answer, when the failure was one
         parts = [p for p in (f"source {source!r}" if source else "", where) if p]
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import httpx
 
+from tests.contract.provider_whippy import WhippyHarness
+from tests.contract.provider_zendesk_sell import ZendeskSellHarness
 from worker.fakes.faults import FaultPlan
 from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
 from worker.fakes.server import FakeServer
@@ -223,4 +225,6 @@ class UnifyHarness:
 HARNESSES: dict[str, Callable[[], ProviderHarness]] = {
     "replyio": ReplyioHarness,
     "unify": UnifyHarness,
+    "whippy": WhippyHarness,
+    "zendesk_sell": ZendeskSellHarness,
 }

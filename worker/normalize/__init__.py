@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from worker.enrollment import Enrollment
-from worker.normalize import replyio, unify
+from worker.normalize import replyio, unify, whippy, zendesk_sell
 from worker.sources.base import RawPage
 
 
@@ -17,4 +17,6 @@ class Normalizer(Protocol):
 NORMALIZERS: dict[str, Normalizer] = {
     "replyio": replyio.normalize,
     "unify": unify.normalize,
+    "zendesk_sell": zendesk_sell.normalize,
+    "whippy": whippy.normalize,
 }

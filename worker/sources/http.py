@@ -195,7 +195,7 @@ class ProviderClient:
             message = f"request rejected (HTTP {status}){suffix}"
         else:
             raise self._error(MalformedResponse, f"unexpected HTTP status {status}", where)
-        raise self._error(SourceRejected, message, where)
+        raise SourceRejected(message, source=self.source, where=where, http_status=status)
 
     def _error(self, kind: type[SourceError], message: str, where: str) -> SourceError:
         return kind(message, source=self.source, where=where)

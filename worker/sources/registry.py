@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from worker.errors import ConfigError
-from worker.sources import replyio, unify
+from worker.sources import replyio, unify, whippy, zendesk_sell
 from worker.sources.base import Source
 from worker.sources.limiter import RateLimiter
 
@@ -52,6 +52,20 @@ PROVIDERS: dict[str, ProviderInfo] = {
             requests_per_second=unify.REQUESTS_PER_SECOND,
             incremental=True,
             build=unify.build,
+        ),
+        ProviderInfo(
+            slug="zendesk_sell",
+            default_base_url=zendesk_sell.DEFAULT_BASE_URL,
+            requests_per_second=zendesk_sell.REQUESTS_PER_SECOND,
+            incremental=False,
+            build=zendesk_sell.build,
+        ),
+        ProviderInfo(
+            slug="whippy",
+            default_base_url=whippy.DEFAULT_BASE_URL,
+            requests_per_second=whippy.REQUESTS_PER_SECOND,
+            incremental=False,
+            build=whippy.build,
         ),
     )
 }

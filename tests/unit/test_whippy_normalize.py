@@ -1,0 +1,205 @@
+"""Whippy normalization (SPEC §5) of folded contacts; rows from providers/README.md §2.9."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+from worker.enrollment import Contact, SequenceRef, State, Status
+from worker.errors import MalformedResponse
+from worker.normalize import NORMALIZERS, whippy
+from worker.normalize.fields import RecordError
+from worker.sources.base import RawPage
+
+SEQ = "e4a747a3-a290-48da-b671-d3cd591f920b"
+CONTACT = {
+    "id": "147363b7-3ce5-445f-9193-27e96f1cf12d",
+    "name": "Giovanni Torp",
+    "email": None,
+    "phone": "+13603094336",
+}
+STEP_1 = "5137e2c4-fe04-4c55-8810-943b33fd0f72"
+STEP_2 = "20020b31-f015-4713-bd31-01fca79dbf0e"
+STEP_3 = "9f1c7a1e-0000-4000-8000-000000000003"
+STEPS = {STEP_1: 0, STEP_2: 1, STEP_3: 2}
+FINISHED_ROW: dict[str, Any] = {
+    "id": "8276e83f-21b1-4f16-b3a3-1a1a7c8e46f1",
+    "status": "finished",
+    "step_id": STEP_1,
+    "unsubscribed": False,
+    "created_at": "2023-11-02T14:03:44Z",
+    "updated_at": "2023-11-02T14:03:45Z",
+}
+ACTIVE_ROW: dict[str, Any] = {
+    "id": "7fccfa0f-7397-4da3-9034-34cc14994ab0",
+    "status": "active",
+    "step_id": STEP_2,
+    "unsubscribed": False,
+    "created_at": "2023-11-02T14:03:46Z",
+    "updated_at": "2023-11-02T14:03:46Z",
+}
+PAGE = RawPage(
+    records=[],
+    where=f"sequence {SEQ}, contacts (1 pages)",
+    sequence=SequenceRef(id=SEQ, name="Q4 outreach"),
+)
+
+
+def folded(
+    *rows: dict[str, Any], steps: dict[str, int] | None = None, **extra: Any
+) -> dict[str, Any]:
+    steps = STEPS if steps is None else steps
+    record = {
+        "sequence_id": SEQ,
+        "contact": dict(CONTACT),
+        "rows": [copy.deepcopy(r) for r in rows],
+        "steps": steps,
+        "last_position": max(steps.values(), default=None),
+    }
+    return record | extra
+
+
+def state(*rows: dict[str, Any], **extra: Any) -> State:
+    return whippy.normalize(folded(*rows, **extra), page=PAGE).state
+
+
+def on(step_id: str, status: str, **changes: Any) -> dict[str, Any]:
+    return ACTIVE_ROW | {"step_id": step_id, "status": status} | changes
+
+
+def test_readme_example_folds_into_one_enrollment() -> None:
+    enrollment = whippy.normalize(folded(FINISHED_ROW, ACTIVE_ROW), page=PAGE)
+    assert enrollment.enrollment_id == f"{SEQ}:{CONTACT['id']}"
+    assert enrollment.sequence == SequenceRef(id=SEQ, name="Q4 outreach")
+    assert enrollment.contact == Contact(id=CONTACT["id"], email=None, name="Giovanni Torp")
+    assert enrollment.state == State(
+        status=Status.ACTIVE,
+        raw_status="active",
+        step=2,
+        step_id=STEP_2,
+        replied=None,  # the README rows carry no `responded`
+        bounced=None,
+        opted_out=False,
+    )
+    assert enrollment.updated_at == "2023-11-02T14:03:46+00:00"
+    assert NORMALIZERS["whippy"] is whippy.normalize
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("pending", Status.PENDING),
+        ("active", Status.ACTIVE),
+        ("moved", Status.ACTIVE),
+        ("inactive", Status.BLOCKED),
+        ("in-active", Status.BLOCKED),
+        ("removed", Status.REMOVED),
+        ("complete", Status.ACTIVE),  # a step completed, not the sequence
+        ("finished", Status.ACTIVE),
+        ("Inactive", Status.BLOCKED),
+        ("SNOOZED_BY_VENDOR", Status.ACTIVE),  # unknown: nearest, raw kept
+    ],
+)
+def test_status_table_on_a_middle_step(raw: str, expected: Status) -> None:
+    got = state(on(STEP_2, raw))
+    assert (got.status, got.raw_status, got.step) == (expected, raw, 2)
+
+
+@pytest.mark.parametrize("raw", ["complete", "finished", "Complete"])
+def test_completing_the_last_step_finishes_in_both_vocabularies(raw: str) -> None:
+    got = state(on(STEP_3, raw))
+    assert (got.status, got.raw_status, got.step, got.step_id) == (
+        Status.FINISHED,
+        raw,
+        3,
+        STEP_3,
+    )
+
+
+def test_a_step_the_sequence_no_longer_lists_has_no_number_and_cannot_finish() -> None:
+    got = state(on("gone-step", "complete"))
+    assert (got.status, got.step, got.step_id) == (Status.ACTIVE, None, "gone-step")
+    empty = state(on("gone-step", "complete"), steps={})
+    assert (empty.status, empty.step) == (Status.ACTIVE, None)
+
+
+def test_newest_is_the_latest_updated_at_even_on_an_earlier_step() -> None:
+    # A second run: the contact starts over on step 1 after finishing the sequence.
+    old_end = on(STEP_3, "complete", id="r3", updated_at="2024-01-01T10:00:00Z")
+    rerun = on(STEP_1, "active", id="r4", updated_at="2024-02-01T10:00:00Z")
+    got = state(old_end, rerun)
+    assert (got.status, got.step, got.step_id) == (Status.ACTIVE, 1, STEP_1)
+
+
+def test_rows_updated_together_resolve_to_the_furthest_step() -> None:
+    moved_on = on(STEP_1, "complete", id="a", updated_at="2024-01-01T10:00:00Z")
+    started = on(STEP_2, "active", id="b", updated_at="2024-01-01T10:00:00Z")
+    for rows in ((moved_on, started), (started, moved_on)):
+        assert state(*rows).step == 2
+
+
+def test_exact_ties_resolve_to_the_later_row() -> None:
+    a = on(STEP_2, "inactive", id="a")
+    b = on(STEP_2, "active", id="b")
+    assert state(a, b).raw_status == "active"
+    assert state(b, a).raw_status == "inactive"
+
+
+def test_timestamps_compare_as_instants_whatever_their_format() -> None:
+    zoned = on(STEP_1, "inactive", id="a", updated_at="2024-01-01T12:00:00.000000+02:00")
+    plain = on(STEP_1, "active", id="b", updated_at="2024-01-01T10:30:00")  # no zone: UTC
+    got = whippy.normalize(folded(zoned, plain), page=PAGE)
+    assert got.state.raw_status == "active"
+    assert got.updated_at == "2024-01-01T10:30:00+00:00"
+    micro = on(STEP_1, "pending", id="c", updated_at="2024-01-01T10:30:00.000001Z")
+    assert state(zoned, plain, micro).raw_status == "pending"
+
+
+def test_opted_out_from_unsubscribed_on_any_row() -> None:
+    assert state(FINISHED_ROW | {"unsubscribed": True}, ACTIVE_ROW).opted_out is True
+    assert state(FINISHED_ROW, ACTIVE_ROW).opted_out is False
+    bare = [{k: v for k, v in r.items() if k != "unsubscribed"} for r in (FINISHED_ROW, ACTIVE_ROW)]
+    assert state(*bare).opted_out is None
+
+
+def test_replied_from_responded_only_where_the_field_is_sent() -> None:
+    assert state(FINISHED_ROW, ACTIVE_ROW).replied is None
+    assert state(FINISHED_ROW | {"responded": False}, ACTIVE_ROW).replied is False
+    assert state(FINISHED_ROW | {"responded": True}, ACTIVE_ROW | {"responded": False}).replied
+    assert state(ACTIVE_ROW | {"responded": True}).replied is True
+    assert state(ACTIVE_ROW).bounced is None
+
+
+def test_sequence_name_only_from_the_matching_page() -> None:
+    other = RawPage(records=[], where="x", sequence=SequenceRef(id="other", name="Other"))
+    assert whippy.normalize(folded(ACTIVE_ROW), page=other).sequence == SequenceRef(id=SEQ)
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (folded(ACTIVE_ROW, sequence_id=None), "sequence_id"),
+        (folded(ACTIVE_ROW, contact=None), "contact"),
+        (folded(ACTIVE_ROW, contact={"name": "x"}), "contact.id"),
+        (folded(ACTIVE_ROW, contact={"id": "c", "email": 5}), "contact.email"),
+        (folded(ACTIVE_ROW, rows=[]), "rows"),
+        (folded(ACTIVE_ROW, rows=None), "rows"),
+        (folded(ACTIVE_ROW, rows=[ACTIVE_ROW, "x"]), "rows[1]"),
+        (folded(ACTIVE_ROW, FINISHED_ROW | {"updated_at": None}), "rows[1].updated_at"),
+        (folded(ACTIVE_ROW, FINISHED_ROW | {"updated_at": "yesterday"}), "rows[1].updated_at"),
+        (folded(ACTIVE_ROW | {"status": None}), "rows[0].status"),
+        (folded(ACTIVE_ROW | {"step_id": None}), "rows[0].step_id"),
+        (folded(ACTIVE_ROW | {"unsubscribed": "no"}), "rows[0].unsubscribed"),
+        (folded(ACTIVE_ROW | {"responded": 1}), "rows[0].responded"),
+        (folded(ACTIVE_ROW) | {"steps": None}, "steps"),
+        (folded(ACTIVE_ROW) | {"steps": {STEP_2: "1"}}, f"steps.{STEP_2}"),
+        (folded(ACTIVE_ROW, last_position="2"), "last_position"),
+    ],
+)
+def test_bad_records_name_the_field(record: dict[str, Any], field: str) -> None:
+    with pytest.raises(RecordError, match=re.escape(f"record field '{field}'")) as info:
+        whippy.normalize(record, page=PAGE)
+    assert isinstance(info.value, MalformedResponse)
