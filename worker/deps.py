@@ -15,8 +15,8 @@ from worker.deliver import DestinationRuntime
 from worker.normalize import NORMALIZERS
 from worker.outbox import Route
 from worker.pipeline import SourceRuntime
-from worker.sources.limiter import PacingLimiter
 from worker.sources.registry import PROVIDERS, SourceParams, build_source
+from worker.sources.shared_limiter import Quota, SharedRateLimiter
 
 USER_AGENT = "seqwatch/0.1 (+https://github.com/seqwatch)"
 
@@ -39,13 +39,15 @@ class Deps:
         await self.redis.aclose()
 
 
-def _source_runtime(settings: SourceSettings, client: httpx.AsyncClient) -> SourceRuntime:
-    info = PROVIDERS[settings.provider]
-    per_second = (
-        settings.requests_per_minute / 60
-        if settings.requests_per_minute
-        else info.requests_per_second
-    )
+def _quotas(settings: SourceSettings) -> tuple[Quota, ...]:
+    if settings.requests_per_minute:
+        return (Quota(requests=max(1, round(settings.requests_per_minute)), per_seconds=60),)
+    return PROVIDERS[settings.provider].quotas
+
+
+def _source_runtime(
+    settings: SourceSettings, client: httpx.AsyncClient, redis: Redis
+) -> SourceRuntime:
     source = build_source(
         settings.provider,
         SourceParams(
@@ -54,7 +56,7 @@ def _source_runtime(settings: SourceSettings, client: httpx.AsyncClient) -> Sour
             base_url=settings.base_url,
             sequences=settings.sequences,
             http=client,
-            limiter=PacingLimiter(per_second=per_second),
+            limiter=SharedRateLimiter(redis, source=settings.name, quotas=_quotas(settings)),
         ),
     )
     return SourceRuntime(
@@ -82,6 +84,7 @@ def _destination_runtime(settings: DestinationSettings, stream: TextIO) -> Desti
 
 
 def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
+    redis = Redis.from_url(redis_url, decode_responses=True)
     clients: list[httpx.AsyncClient] = []
     sources: dict[str, SourceRuntime] = {}
     for source in settings.sources:
@@ -91,9 +94,9 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
             follow_redirects=False,
         )
         clients.append(client)
-        sources[source.name] = _source_runtime(source, client)
+        sources[source.name] = _source_runtime(source, client, redis)
     return Deps(
-        redis=Redis.from_url(redis_url, decode_responses=True),
+        redis=redis,
         sources=sources,
         poll_intervals={s.name: s.poll_interval for s in settings.sources},
         failure_thresholds={s.name: s.failure_threshold for s in settings.sources},

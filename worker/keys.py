@@ -42,6 +42,11 @@ def lease_counter(source: str) -> str:
     return f"{_tag(source)}:lease_seq"
 
 
+def rate_window(source: str, window: int) -> str:
+    """The shared request quota of a source: one GCRA arrival time per quota window."""
+    return f"{_tag(source)}:rate:{window}"
+
+
 def events(source: str) -> str:
     """Event documents by id, kept until every destination is done with them."""
     return f"{_tag(source)}:events"

@@ -22,7 +22,7 @@ import orjson
 import structlog
 
 from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
-from worker.sources.limiter import RateLimiter
+from worker.sources.limiter import Deferrable, RateLimiter
 
 Params = Mapping[str, str | int | Sequence[str]]
 
@@ -113,6 +113,8 @@ class ProviderClient:
                         where=where,
                     ) from None
                 wait = failure.wait if failure.wait is not None else self._backoff(attempt)
+                if failure.wait is not None and isinstance(self._limiter, Deferrable):
+                    await self._limiter.defer(failure.wait)  # hold back every worker, not just us
                 _log.info(
                     "provider_retry",
                     source=self.source,

@@ -9,13 +9,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class RateLimiter(Protocol):
     async def acquire(self) -> None:
         """Return when one more request may be sent."""
         ...
+
+
+@runtime_checkable
+class Deferrable(Protocol):
+    """A limiter that can hold every caller back when the provider asks (Retry-After)."""
+
+    async def defer(self, seconds: float) -> None: ...
 
 
 class PacingLimiter:

@@ -12,6 +12,7 @@ from worker.errors import ConfigError
 from worker.sources import replyio, unify, whippy, zendesk_sell
 from worker.sources.base import Source
 from worker.sources.limiter import RateLimiter
+from worker.sources.shared_limiter import Quota
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +35,8 @@ class ProviderInfo:
     requests_per_second: float
     incremental: bool
     build: Callable[[SourceParams], Source] = field(repr=False)
+    # The documented quota windows, shared by every worker through Redis.
+    quotas: tuple[Quota, ...] = ()
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
@@ -45,6 +48,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             requests_per_second=replyio.REQUESTS_PER_SECOND,
             incremental=False,
             build=replyio.build,
+            quotas=(Quota(requests=100, per_seconds=60), Quota(requests=3000, per_seconds=3600)),
         ),
         ProviderInfo(
             slug="unify",
@@ -52,6 +56,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             requests_per_second=unify.REQUESTS_PER_SECOND,
             incremental=True,
             build=unify.build,
+            quotas=(Quota(requests=100_000, per_seconds=300),),
         ),
         ProviderInfo(
             slug="zendesk_sell",
@@ -59,6 +64,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             requests_per_second=zendesk_sell.REQUESTS_PER_SECOND,
             incremental=False,
             build=zendesk_sell.build,
+            quotas=(Quota(requests=10, per_seconds=1), Quota(requests=36_000, per_seconds=3600)),
         ),
         ProviderInfo(
             slug="whippy",
@@ -66,6 +72,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             requests_per_second=whippy.REQUESTS_PER_SECOND,
             incremental=False,
             build=whippy.build,
+            quotas=(Quota(requests=20, per_seconds=1),),  # under the documented 25/s,
         ),
     )
 }

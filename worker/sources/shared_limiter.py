@@ -1,0 +1,110 @@
+"""A provider quota shared by every worker through Redis (GCRA, several windows at once).
+
+Reply.io, for example, allows 100 requests a minute *and* 3,000 an hour per user: a request
+goes out only when every window has room. Redis's own clock is used, so workers on machines
+with skewed clocks still agree. A provider's `Retry-After` pushes every window back for all
+workers (`defer`), so one worker's 429 slows the others too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from worker import keys
+from worker.redis_io import awaited
+
+# KEYS[i]: theoretical arrival time (ms) per window; ARGV: interval_ms, tolerance_ms per window.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait, next_tat = 0, {}
+for i = 1, #KEYS do
+  local interval, tolerance = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or now), now)
+  wait = math.max(wait, tat - tolerance - now)
+  next_tat[i] = tat + interval
+end
+-- Integer replies truncate: a wait under 1 ms must not read as "go".
+if wait > 0 then return math.ceil(wait) end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], next_tat[i], 'PX', math.ceil(next_tat[i] - now) + 1000)
+end
+return 0
+"""
+# ARGV[1]: delay_ms; then tolerance_ms per window.
+_DEFER = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  local until_tat = now + tonumber(ARGV[1]) + tonumber(ARGV[i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or 0)
+  if until_tat > tat then
+    redis.call('SET', KEYS[i], until_tat, 'PX', math.ceil(until_tat - now) + 1000)
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quota:
+    requests: int
+    per_seconds: float
+
+    # A burst of a tenth of the quota, then a steady pace that keeps ANY window of
+    # `per_seconds` at or under `requests` (burst + window / interval <= requests).
+    @property
+    def burst(self) -> int:
+        return max(1, self.requests // 10)
+
+    @property
+    def interval_ms(self) -> float:
+        return self.per_seconds * 1000 / max(1, self.requests - self.burst)
+
+    @property
+    def tolerance_ms(self) -> float:
+        return self.interval_ms * (self.burst - 1)
+
+
+class SharedRateLimiter:
+    """Implements `RateLimiter` (acquire) plus `defer` for a provider's Retry-After."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        source: str,
+        quotas: Sequence[Quota],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not quotas:
+            raise ValueError("at least one quota is required")
+        self._redis = redis
+        self._keys = [keys.rate_window(source, i) for i in range(len(quotas))]
+        self._args = [f"{v:.3f}" for q in quotas for v in (q.interval_ms, q.tolerance_ms)]
+        self._tolerances = [f"{q.tolerance_ms:.3f}" for q in quotas]
+        self._sleep = sleep
+        self.quotas = tuple(quotas)
+
+    def __repr__(self) -> str:
+        windows = ", ".join(f"{q.requests}/{q.per_seconds:g}s" for q in self.quotas)
+        return f"SharedRateLimiter({windows})"
+
+    async def acquire(self) -> None:
+        while True:
+            wait_ms = await awaited(
+                self._redis.eval(_ACQUIRE, len(self._keys), *self._keys, *self._args)
+            )
+            if not wait_ms:
+                return
+            await self._sleep(float(wait_ms) / 1000)
+
+    async def defer(self, seconds: float) -> None:
+        delay = f"{max(0.0, seconds) * 1000:.0f}"
+        await awaited(
+            self._redis.eval(_DEFER, len(self._keys), *self._keys, delay, *self._tolerances)
+        )
