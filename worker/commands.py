@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from worker.state import StateStore
 from worker.status import destination_status, source_status
 
 OK, FAILED = 0, 1
+POLL_CONCURRENCY = 8  # sources polled at once; each has its own provider quota
 
 
 async def deliver_all(deps: Deps, out: TextIO) -> int:
@@ -38,26 +40,30 @@ async def deliver_all(deps: Deps, out: TextIO) -> int:
     return FAILED if failed else OK
 
 
-async def poll(deps: Deps, names: Sequence[str], out: TextIO) -> int:
-    status = OK
-    for name in names:
+async def _poll_one(deps: Deps, name: str, limit: asyncio.Semaphore) -> tuple[bool, str]:
+    """(ok, summary line) for one source."""
+    async with limit:
         try:
             result: PollResult = await run_poll(deps, name)
         except LeaseBusy as exc:
-            print(f"{name}: skipped ({exc})", file=out)
-            continue
+            return True, f"{name}: skipped ({exc})"
         except SourceError as exc:
-            print(f"{name}: FAILED: {exc}", file=out)
-            status = FAILED
-            continue
-        kind = "baseline (silent)" if result.baseline else "poll"
-        print(
-            f"{name}: {kind}: {result.pages} pages, {result.enrollments} enrollments, "
-            f"{result.events} events",
-            file=out,
-        )
+            return False, f"{name}: FAILED: {exc}"
+    kind = "baseline (silent)" if result.baseline else "poll"
+    return True, (
+        f"{name}: {kind}: {result.pages} pages, {result.enrollments} enrollments, "
+        f"{result.events} events"
+    )
+
+
+async def poll(deps: Deps, names: Sequence[str], out: TextIO) -> int:
+    """Polls the sources concurrently (bounded), prints one line each in the order given."""
+    limit = asyncio.Semaphore(POLL_CONCURRENCY)
+    outcomes = await asyncio.gather(*(_poll_one(deps, name, limit) for name in names))
+    for _, line in outcomes:
+        print(line, file=out)
     await deliver_all(deps, out)
-    return status
+    return OK if all(ok for ok, _ in outcomes) else FAILED
 
 
 async def deliver(deps: Deps, out: TextIO) -> int:
