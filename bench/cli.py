@@ -1,0 +1,145 @@
+"""`python -m bench [--sizes 10000,100000,1000000] [--profile] ...` (run from the repo root).
+
+Serves a synthetic Reply.io account from a separate process, runs real seqwatch polls (and a
+naive baseline) against fresh Redis servers, then measures signed webhook delivery. Prints
+figures and a target summary; always exits 0 unless the harness itself breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from bench import report
+from bench.child import Kind
+from bench.procs import PeerProcess, RedisBox
+from bench.run import Options, Runner
+from bench.synth import PAGE_SIZE
+
+NAIVE_DEFAULT_MAX = 100_000
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of integers") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    add = parser.add_argument
+    add("--sizes", type=_sizes, default=(10_000,), help="enrollment counts (default: 10000)")
+    add(
+        "--naive-sizes",
+        type=_sizes,
+        help="sizes to run the naive baseline at (default: those <= 100000; at 1M it makes "
+        "2M Redis round trips per poll, about 10 minutes)",
+    )
+    add("--seed", type=int, default=1, help="synthetic data seed (default 1)")
+    add("--per-sequence", type=int, default=10_000, help="enrollments per sequence")
+    add("--deliveries", type=int, default=2000, help="webhook events to deliver (0: skip)")
+    add("--repeat", type=int, default=1, help="runs per measurement; the best is shown")
+    add("--profile", action="store_true", help="cProfile one extra unchanged re-poll per size")
+    add("--no-pin", action="store_true", help="let the OS place worker, Redis and the fake")
+    add("--work-dir", type=Path, help="keep job files, Redis logs and profiles here")
+    add("--json", type=Path, help="also write every figure to this JSON file")
+    return parser
+
+
+def _placement(*, pin: bool) -> tuple[int | None, int | None]:
+    """(worker CPU, Redis and fake CPU): the worker gets a CPU of its own."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+def _say(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _run(options: Options, *, keep_files: bool) -> None:
+    with RedisBox(options.work_dir / "redis-version") as box:
+        version = box.version
+    pinned = (
+        f"; worker on CPU {options.worker_cpu}, Redis and the fake on CPU {options.service_cpu}"
+        if options.worker_cpu is not None
+        else "; not pinned"
+    )
+    _say(
+        f"seqwatch bench: sizes {', '.join(map(str, options.sizes))}; seed {options.seed}; "
+        f"{options.per_sequence} enrollments per sequence; page size {PAGE_SIZE}; "
+        f"Python {platform.python_version()}, Redis {version}, {os.cpu_count()} CPUs"
+        + pinned
+        + (f"; best of {options.repeat} runs (least worker CPU)" if options.repeat > 1 else "")
+    )
+    with PeerProcess(cpu=options.service_cpu) as peer:
+        runner = Runner(options, peer, emit=lambda item: _say(report.show(item)))
+        _say()
+        _say(report.HEADER)
+        for size in options.sizes:
+            runner.polls(size, Kind.SEQWATCH)
+            if size in options.naive_sizes:
+                runner.polls(size, Kind.NAIVE)
+                _say(report.ratios(runner.figures, size) or "")
+        if options.deliveries > 0:
+            _say()
+            _say(f"Delivery: one process drains {options.deliveries} events from the outbox")
+            runner.deliveries()
+    figures = runner.figures
+    for size, path in figures.profiles.items():
+        _say()
+        saved = f"; saved to {path}" if keep_files else ""
+        _say(f"Profile: unchanged re-poll at {size} (cProfile inflates times{saved})")
+        for line in report.profile_lines(path):
+            _say("  " + line)
+    _say()
+    for line in report.summary(figures):
+        _say(line)
+    if options.json_to is not None:
+        options.json_to.write_bytes(
+            orjson.dumps(figures, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    worker_cpu, service_cpu = _placement(pin=not args.no_pin)
+    with tempfile.TemporaryDirectory(prefix="seqwatch-bench-") as scratch:
+        work_dir = args.work_dir or Path(scratch)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _run(
+            Options(
+                sizes=args.sizes,
+                naive_sizes=(
+                    tuple(s for s in args.sizes if s <= NAIVE_DEFAULT_MAX)
+                    if args.naive_sizes is None
+                    else args.naive_sizes
+                ),
+                seed=args.seed,
+                per_sequence=args.per_sequence,
+                deliveries=args.deliveries,
+                profile=args.profile,
+                repeat=max(1, args.repeat),
+                work_dir=work_dir.resolve(),
+                json_to=args.json,
+                worker_cpu=worker_cpu,
+                service_cpu=service_cpu,
+            ),
+            keep_files=args.work_dir is not None,
+        )
+    return 0

@@ -1,0 +1,86 @@
+"""What a benchmark run measured: plain values the runner fills and the report prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollRow:
+    """One poll (one cycle) of one implementation at one size."""
+
+    size: int
+    impl: str  # "seqwatch" or "naive"
+    cycle: str
+    enrollments: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_kb: int
+    rss_before_kb: int
+    redis_used_delta: int  # used_memory after the poll minus the empty server's
+    tracked: int
+    redis_cpu_s: float
+    requests: int
+    min_requests: int
+    events: int
+    expected_events: int
+
+    @property
+    def cpu_us_per_enrollment(self) -> float:
+        return self.cpu_s * 1e6 / max(1, self.enrollments)
+
+    @property
+    def redis_cpu_us_per_enrollment(self) -> float:
+        return self.redis_cpu_s * 1e6 / max(1, self.enrollments)
+
+    @property
+    def bytes_per_tracked(self) -> float:
+        return self.redis_used_delta / max(1, self.tracked)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateLayout:
+    """How seqwatch's state buckets sit in Redis after the unchanged re-poll."""
+
+    size: int
+    buckets: int
+    encodings: dict[str, int]  # OBJECT ENCODING -> number of buckets
+    largest_bucket: int  # fields in the fullest bucket
+    bucket_bytes: int  # sum of MEMORY USAGE over the buckets
+    tracked: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    guard: bool
+    events: int
+    delivered: int
+    received: int
+    verified: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_kb: int
+    guard_refuses_loopback: bool | None
+
+    @property
+    def per_second(self) -> float:
+        return self.delivered / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_us_per_delivery(self) -> float:
+        return self.cpu_s * 1e6 / max(1, self.delivered)
+
+
+@dataclass(slots=True, kw_only=True)
+class Figures:
+    polls: list[PollRow] = field(default_factory=list)
+    layouts: list[StateLayout] = field(default_factory=list)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    profiles: dict[int, Path] = field(default_factory=dict)  # size -> .pstats file
+
+    def poll(self, size: int, impl: str, cycle: str) -> PollRow | None:
+        for row in self.polls:
+            if (row.size, row.impl, row.cycle) == (size, impl, cycle):
+                return row
+        return None

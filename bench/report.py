@@ -1,0 +1,176 @@
+"""Text output: one line per measurement as it lands, naive ratios, targets, profiles."""
+
+from __future__ import annotations
+
+import io
+import pstats
+from pathlib import Path
+
+from bench.figures import DeliveryRow, Figures, PollRow, StateLayout
+
+HEADER = (
+    f"{'N':>9} {'impl':<8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} {'peak RSS MB':>11} "
+    f"{'Redis B/enr':>11} {'Redis CPU µs/enr':>16} {'HTTP req (min)':>15} {'events (exp)':>13}"
+)
+_MB = 1024.0  # ru_maxrss is in KiB
+
+
+def _count(value: int, expected: int) -> str:
+    mark = "" if value == expected else " !"
+    return f"{value} ({expected}){mark}"
+
+
+def poll_line(row: PollRow) -> str:
+    return (
+        f"{row.size:>9} {row.impl:<8} {row.cycle:<9} {row.wall_s:>8.2f} "
+        f"{row.cpu_us_per_enrollment:>10.1f} {row.peak_rss_kb / _MB:>11.1f} "
+        f"{row.bytes_per_tracked:>11.1f} {row.redis_cpu_us_per_enrollment:>16.1f} "
+        f"{_count(row.requests, row.min_requests):>15} "
+        f"{_count(row.events, row.expected_events):>13}"
+    )
+
+
+def layout_line(layout: StateLayout) -> str:
+    encodings = ", ".join(f"{k} {v}" for k, v in sorted(layout.encodings.items()))
+    per = layout.bucket_bytes / max(1, layout.tracked)
+    return (
+        f"{'':>9} state: {layout.buckets} buckets ({encodings}), fullest {layout.largest_bucket} "
+        f"fields; MEMORY USAGE of the buckets = {per:.1f} B per tracked enrollment"
+    )
+
+
+def delivery_line(row: DeliveryRow) -> str:
+    guard = "SSRF guard on " if row.guard else "guard off     "
+    check = (
+        ""
+        if row.guard_refuses_loopback is None
+        else ("; guard refused 127.0.0.1: " + ("yes" if row.guard_refuses_loopback else "NO"))
+    )
+    return (
+        f"  signed webhooks, {guard}: {row.per_second:8.0f} deliveries/s "
+        f"({row.delivered}/{row.events} delivered in {row.wall_s:.2f} s, "
+        f"{row.cpu_us_per_delivery:.0f} µs CPU each, peak RSS {row.peak_rss_kb / _MB:.1f} MB, "
+        f"receiver verified {row.verified}/{row.received}{check})"
+    )
+
+
+def show(item: object) -> str:
+    if isinstance(item, PollRow):
+        return poll_line(item)
+    if isinstance(item, StateLayout):
+        return layout_line(item)
+    if isinstance(item, DeliveryRow):
+        return delivery_line(item)
+    return str(item)
+
+
+def ratios(figures: Figures, size: int) -> str | None:
+    parts = []
+    for cycle in ("baseline", "unchanged", "changed"):
+        ours, naive = figures.poll(size, "seqwatch", cycle), figures.poll(size, "naive", cycle)
+        if ours is None or naive is None:
+            return None
+        wall = naive.wall_s / ours.wall_s if ours.wall_s else 0.0
+        cpu = naive.cpu_s / ours.cpu_s if ours.cpu_s else 0.0
+        parts.append(f"{cycle} {wall:.1f}x wall / {cpu:.1f}x worker CPU")
+    return f"{'':>9} naive ÷ seqwatch: " + "; ".join(parts)
+
+
+def _mark(ok: bool | None) -> str:
+    return {True: "[PASS]", False: "[MISS]", None: "[n/a ]"}[ok]
+
+
+def _peak_mb(figures: Figures, size: int) -> float | None:
+    rows = [r for r in figures.polls if r.size == size and r.impl == "seqwatch"]
+    return max(r.peak_rss_kb for r in rows) / _MB if rows else None
+
+
+def _target(ok: bool | None, what: str, value: str) -> str:
+    return f"  {_mark(ok)} {what}: {value}"
+
+
+def _cpu_targets(figures: Figures) -> list[str]:
+    lines = []
+    for size in (100_000, 1_000_000):
+        row = figures.poll(size, "seqwatch", "unchanged")
+        what = f"unchanged re-poll <= 20 µs worker CPU per enrollment at {size}"
+        if row is None:
+            lines.append(_target(None, what, "not measured"))
+        else:
+            value = f"{row.cpu_us_per_enrollment:.1f} µs"
+            lines.append(_target(row.cpu_us_per_enrollment <= 20, what, value))
+    return lines
+
+
+def _memory_target(figures: Figures, sizes: list[int]) -> str:
+    what = "Redis <= 48 B per tracked enrollment at 1000000"
+    row = figures.poll(1_000_000, "seqwatch", "unchanged")
+    if row is not None:
+        return _target(row.bytes_per_tracked <= 48, what, f"{row.bytes_per_tracked:.1f} B")
+    largest = figures.poll(sizes[-1], "seqwatch", "unchanged") if sizes else None
+    seen = f" (at {largest.size}: {largest.bytes_per_tracked:.1f} B)" if largest else ""
+    return _target(None, what, "not measured" + seen)
+
+
+def _rss_target(figures: Figures, sizes: list[int]) -> str:
+    what = "worker peak RSS grows <= 50 MB from 10k to 1M"
+    low, high = _peak_mb(figures, 10_000), _peak_mb(figures, 1_000_000)
+    if low is not None and high is not None:
+        return _target(high - low <= 50, what, f"{high - low:+.1f} MB")
+    first, last = (
+        (_peak_mb(figures, sizes[0]), _peak_mb(figures, sizes[-1])) if sizes else (None, None)
+    )
+    seen = ""
+    if len(sizes) > 1 and first is not None and last is not None:
+        seen = f" ({sizes[0]} -> {sizes[-1]}: {last - first:+.1f} MB)"
+    return _target(None, what, "not measured" + seen)
+
+
+def _naive_target(figures: Figures) -> str:
+    what = "unchanged re-poll >= 5x faster than naive at 100000"
+    ours = figures.poll(100_000, "seqwatch", "unchanged")
+    naive = figures.poll(100_000, "naive", "unchanged")
+    if ours is None or naive is None or not ours.wall_s:
+        return _target(None, what, "not measured")
+    speedup = naive.wall_s / ours.wall_s
+    return _target(speedup >= 5, what, f"{speedup:.1f}x (wall time)")
+
+
+def _delivery_target(figures: Figures) -> str:
+    what = ">= 500 signed webhook deliveries/s per process, SSRF guard on"
+    guarded = [d for d in figures.deliveries if d.guard]
+    if not guarded:
+        return _target(None, what, "not measured")
+    return _target(guarded[0].per_second >= 500, what, f"{guarded[0].per_second:.0f}/s")
+
+
+def _requests_target(figures: Figures) -> str:
+    what = "API requests per poll = minimum (largest page size)"
+    polls = [r for r in figures.polls if r.impl == "seqwatch"]
+    if not polls:
+        return _target(None, what, "not measured")
+    at_minimum = sum(r.requests == r.min_requests for r in polls)
+    return _target(at_minimum == len(polls), what, f"{at_minimum}/{len(polls)} polls")
+
+
+def summary(figures: Figures) -> list[str]:
+    sizes = sorted({r.size for r in figures.polls if r.impl == "seqwatch"})
+    right = sum(r.events == r.expected_events for r in figures.polls)
+    return [
+        "Targets (2-core machine; informational: the run never fails on them)",
+        *_cpu_targets(figures),
+        _memory_target(figures, sizes),
+        _rss_target(figures, sizes),
+        _naive_target(figures),
+        _delivery_target(figures),
+        _requests_target(figures),
+        f"  check: events produced = expected in {right}/{len(figures.polls)} polls",
+    ]
+
+
+def profile_lines(path: Path, *, top: int = 25) -> list[str]:
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return [line for line in out.getvalue().splitlines() if line.strip()]

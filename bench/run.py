@@ -1,0 +1,193 @@
+"""Runs the measurements: per size, three seqwatch polls and three naive polls against fresh
+Redis servers, then the delivery benchmark. Printing is the caller's (`report`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.child import Job, Kind
+from bench.delivery import SECRET
+from bench.figures import DeliveryRow, Figures, PollRow, StateLayout
+from bench.naive import POLLED
+from bench.procs import PeerProcess, RedisBox, run_child
+from bench.seqwatch_job import SOURCE
+from bench.synth import Account, Cycle
+from worker import keys
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    sizes: tuple[int, ...]
+    naive_sizes: tuple[int, ...]
+    seed: int
+    per_sequence: int
+    deliveries: int  # 0: skip the delivery benchmark
+    profile: bool
+    work_dir: Path
+    repeat: int = 1
+    json_to: Path | None = None
+    # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
+    # as it crosses the network in production (None: let the OS place them).
+    worker_cpu: int | None = None
+    service_cpu: int | None = None
+
+
+Emit = Callable[[object], None]
+
+
+def _tracked(box: RedisBox, impl: Kind) -> int:
+    if impl is Kind.SEQWATCH:
+        return int(box.redis.hget(keys.meta(SOURCE), "tracked") or 0)  # type: ignore[arg-type]
+    return max(0, int(box.redis.dbsize()) - int(box.redis.exists(POLLED)))  # type: ignore[arg-type]
+
+
+def _layout(box: RedisBox, size: int) -> StateLayout:
+    pipe = box.redis.pipeline(transaction=False)
+    names = [keys.state_bucket(SOURCE, b) for b in range(keys.STATE_BUCKETS)]
+    for name in names:
+        pipe.object("ENCODING", name)
+        pipe.execute_command("MEMORY", "USAGE", name, "SAMPLES", "0")  # type: ignore[no-untyped-call]
+        pipe.hlen(name)
+    replies: list[Any] = pipe.execute()
+    encodings = Counter(str(replies[i] or "missing") for i in range(0, len(replies), 3))
+    return StateLayout(
+        size=size,
+        buckets=len(names),
+        encodings=dict(encodings),
+        largest_bucket=max(int(replies[i] or 0) for i in range(2, len(replies), 3)),
+        bucket_bytes=sum(int(replies[i] or 0) for i in range(1, len(replies), 3)),
+        tracked=_tracked(box, Kind.SEQWATCH),
+    )
+
+
+class Runner:
+    def __init__(self, options: Options, peer: PeerProcess, *, emit: Emit) -> None:
+        self.options = options
+        self.peer = peer
+        self.emit = emit  # called with each figure as soon as it is measured
+        self.figures = Figures()
+
+    def _show(self, account: Account, cycle: Cycle) -> None:
+        self.peer.call(
+            "/_bench/account",
+            {
+                "enrollments": account.enrollments,
+                "seed": account.seed,
+                "per_sequence": account.per_sequence,
+                "cycle": cycle.value,
+            },
+        )
+
+    def polls(self, size: int, impl: Kind) -> None:
+        """`repeat` series on fresh servers; per cycle, the run with the least worker CPU."""
+        account = Account(
+            enrollments=size, seed=self.options.seed, per_sequence=self.options.per_sequence
+        )
+        runs = [self._series(account, impl, first=n == 0) for n in range(self.options.repeat)]
+        for cycle in Cycle:
+            best = min((rows[cycle] for rows, _ in runs), key=lambda row: row.cpu_s)
+            self.figures.polls.append(best)
+            self.emit(best)
+            layout = runs[0][1]
+            if cycle is Cycle.UNCHANGED and layout is not None:
+                self.figures.layouts.append(layout)
+                self.emit(layout)
+
+    def _series(
+        self, account: Account, impl: Kind, *, first: bool
+    ) -> tuple[dict[Cycle, PollRow], StateLayout | None]:
+        """Baseline, unchanged re-poll and 1% changed, in order, against one fresh Redis."""
+        size, work = account.enrollments, self.options.work_dir
+        rows: dict[Cycle, PollRow] = {}
+        layout = None
+        with RedisBox(work / f"redis-{impl}-{size}", cpu=self.options.service_cpu) as box:
+            empty = box.figures()
+            for cycle in Cycle:
+                self._show(account, cycle)
+                before = box.figures()
+                job = Job(
+                    kind=impl,
+                    peer_port=self.peer.port,
+                    redis_url=box.url,
+                    cpu=self.options.worker_cpu,
+                )
+                result = run_child(job, work_dir=work, name=f"{impl}-{size}-{cycle}")
+                stats = self.peer.call("/_bench/stats")
+                after = box.figures()
+                rows[cycle] = PollRow(
+                    size=size,
+                    impl=impl.value,
+                    cycle=cycle.value,
+                    enrollments=int(result.facts["enrollments"]),
+                    wall_s=result.usage.wall_s,
+                    cpu_s=result.usage.cpu_s,
+                    peak_rss_kb=result.usage.peak_rss_kb,
+                    rss_before_kb=result.usage.rss_before_kb,
+                    redis_used_delta=after.used_memory - empty.used_memory,
+                    tracked=_tracked(box, impl),
+                    redis_cpu_s=after.cpu_s - before.cpu_s,
+                    requests=int(stats["api_requests"]),
+                    min_requests=account.minimum_requests(),
+                    events=int(result.facts["events"]),
+                    expected_events=account.changed_count if cycle is Cycle.CHANGED else 0,
+                )
+                if first and impl is Kind.SEQWATCH and cycle is Cycle.UNCHANGED:
+                    layout = _layout(box, size)
+                    if self.options.profile:
+                        self._profile(account, box, size)
+        return rows, layout
+
+    def _profile(self, account: Account, box: RedisBox, size: int) -> None:
+        """One more unchanged re-poll, under cProfile (its timings are not reported)."""
+        self._show(account, Cycle.UNCHANGED)
+        path = self.options.work_dir / f"profile-unchanged-{size}.pstats"
+        job = Job(
+            kind=Kind.SEQWATCH,
+            peer_port=self.peer.port,
+            redis_url=box.url,
+            profile_to=str(path),
+            cpu=self.options.worker_cpu,
+        )
+        run_child(job, work_dir=self.options.work_dir, name=f"profile-{size}")
+        self.figures.profiles[size] = path
+
+    def deliveries(self) -> None:
+        """Guard on, then guard off; each the best (fastest) of `repeat` runs."""
+        with RedisBox(
+            self.options.work_dir / "redis-delivery", cpu=self.options.service_cpu
+        ) as box:
+            for guard in (True, False):
+                runs = [self._delivery(box, guard=guard) for _ in range(self.options.repeat)]
+                best = max(runs, key=lambda row: row.per_second)
+                self.figures.deliveries.append(best)
+                self.emit(best)
+
+    def _delivery(self, box: RedisBox, *, guard: bool) -> DeliveryRow:
+        count = self.options.deliveries
+        self.peer.call("/_bench/hook", {"secret": SECRET})  # also zeroes the counters
+        job = Job(
+            kind=Kind.DELIVERY,
+            peer_port=self.peer.port,
+            redis_url=box.url,
+            deliveries=count,
+            guard=guard,
+            cpu=self.options.worker_cpu,
+        )
+        result = run_child(job, work_dir=self.options.work_dir, name=f"delivery-{guard}")
+        stats = self.peer.call("/_bench/stats")
+        refused = result.facts["guard_refuses_loopback"]
+        return DeliveryRow(
+            guard=guard,
+            events=count,
+            delivered=int(result.facts["delivered"]),
+            received=int(stats["hook_posts"]),
+            verified=int(stats["hook_verified"]),
+            wall_s=result.usage.wall_s,
+            cpu_s=result.usage.cpu_s,
+            peak_rss_kb=result.usage.peak_rss_kb,
+            guard_refuses_loopback=None if refused is None else bool(refused),
+        )

@@ -1,0 +1,67 @@
+"""One real seqwatch poll of the synthetic account: the registry's Reply.io source, the real
+normalizer and `poll_source`, against the given Redis. Runs inside a measured child process."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from bench.meter import Meter
+from bench.synth import API_KEY
+from worker.normalize import NORMALIZERS
+from worker.outbox import Route
+from worker.pipeline import SourceRuntime, poll_source
+from worker.sources.limiter import PacingLimiter
+from worker.sources.registry import SourceParams, build_source
+
+SOURCE = "bench"
+PROVIDER = "replyio"
+DESTINATION = "bench-hook"
+# What `requests_per_minute` set very high gives: the pacer never waits on a local fake.
+UNPACED_PER_SECOND = 1e9
+# One webhook destination taking every event: a poll stores events and their deliveries.
+ROUTES = (Route(destination=DESTINATION, events=("*",), sources=()),)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def poll_once(*, peer_url: str, redis_url: str, meter: Meter) -> dict[str, Any]:
+    """Builds the source as `seqwatch` does (worker.deps), then measures one poll."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(120.0, connect=10.0),
+        headers={"User-Agent": "seqwatch-bench", "Accept": "application/json"},
+        follow_redirects=False,
+    )
+    try:
+        source = build_source(
+            PROVIDER,
+            SourceParams(
+                name=SOURCE,
+                api_key=API_KEY,
+                base_url=peer_url,
+                sequences=(),
+                http=http,
+                limiter=PacingLimiter(per_second=UNPACED_PER_SECOND),
+            ),
+        )
+        runtime = SourceRuntime(
+            name=SOURCE, provider=PROVIDER, source=source, normalize=NORMALIZERS[PROVIDER]
+        )
+        with meter:
+            result = await poll_source(redis, runtime, routes=ROUTES, now=_utcnow)
+    finally:
+        await http.aclose()
+        await redis.aclose()
+    return {
+        "enrollments": result.enrollments,
+        "events": result.events,
+        "pages": result.pages,
+        "removed": result.removed,
+        "baseline": result.baseline,
+    }
