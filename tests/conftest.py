@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from worker.embedded_redis import EmbeddedRedis
+from worker.redis_conn import connect
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,7 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[Redis]:
     """The client the product itself uses (str responses), on an emptied server."""
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url)  # exactly how the product connects
     await client.flushall()
     yield client
     await client.aclose()

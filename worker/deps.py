@@ -15,6 +15,7 @@ from worker.deliver import DestinationRuntime
 from worker.normalize import NORMALIZERS
 from worker.outbox import Route
 from worker.pipeline import SourceRuntime
+from worker.redis_conn import connect
 from worker.sources.registry import PROVIDERS, SourceParams, build_source
 from worker.sources.shared_limiter import Quota, SharedRateLimiter
 
@@ -84,7 +85,7 @@ def _destination_runtime(settings: DestinationSettings, stream: TextIO) -> Desti
 
 
 def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = connect(redis_url)
     clients: list[httpx.AsyncClient] = []
     sources: dict[str, SourceRuntime] = {}
     for source in settings.sources:

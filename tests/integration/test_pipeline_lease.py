@@ -14,6 +14,7 @@ from worker import keys, lease
 from worker.batch import Batch
 from worker.errors import LeaseLost
 from worker.pipeline import LeaseBusy, poll_source
+from worker.redis_conn import FastPackConnection
 
 
 @pytest.fixture
@@ -79,3 +80,12 @@ async def test_a_poll_whose_lease_is_taken_over_commits_nothing_more(
     await store.delete(keys.lease(SOURCE))
     await poll_source(store, runtime, routes=ROUTES, now=now)
     assert types(await drain(store)) == [(ids[-1], "enrollment.finished")]
+
+
+async def test_the_fast_packer_speaks_the_same_protocol(store: Redis) -> None:
+    assert store.connection_pool.connection_class is FastPackConnection
+    # Unicode, bytes, ints, floats, empty strings and "CONFIG GET"-style names.
+    await store.hset("k", mapping={"é": "ü\x1f", "n": 7, "f": 2.5, "e": ""})
+    assert await store.hgetall("k") == {"é": "ü\x1f", "n": "7", "f": "2.5", "e": ""}  # type: ignore[misc]
+    assert await store.execute_command("CONFIG GET", "maxmemory-policy")
+    assert await store.eval("return ARGV[1]", 0, b"\xff".decode("latin-1")) == "ÿ"  # type: ignore[misc]
