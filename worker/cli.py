@@ -111,6 +111,16 @@ def _secrets(settings: Settings) -> list[str]:
     return found
 
 
+def _redis_where(settings: Settings) -> str:
+    """host:port (or socket path) of the Redis in use; never its credentials."""
+    if settings.redis.url is None:
+        return f"the embedded server ({settings.redis.data_dir})"
+    parts = urlsplit(settings.redis.url.reveal())
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
 def _command(
     args: argparse.Namespace, settings: Settings, out: TextIO
 ) -> Callable[[Deps], Awaitable[int]]:
@@ -157,13 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.configure(level="WARNING")
         return asyncio.run(run_demo(duration=args.duration, out=out))
+    settings: Settings | None = None
     try:
         settings = load_settings(
             resolve_config_path(args.config, os.environ), environ=os.environ, providers=PROVIDERS
         )
         logs.configure(secrets=_secrets(settings), level=args.log_level)
         if args.command == "run":
-            from worker.jobs import run_daemon
+            from worker.daemon import run_daemon
 
             with redis_url_for(settings, supervise=True) as url:
                 asyncio.run(run_daemon(settings, redis_url=url))
@@ -175,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seqwatch: config error: {exc}", file=err)
         return EXIT_USAGE
     except RedisError as exc:
-        print(f"seqwatch: redis unavailable ({type(exc).__name__})", file=err)
+        where = f" at {_redis_where(settings)}" if settings is not None else ""
+        print(f"seqwatch: redis unavailable{where} ({type(exc).__name__})", file=err)
         return EXIT_FAILED
     except SeqwatchError as exc:
         print(f"seqwatch: {exc}", file=err)

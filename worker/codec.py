@@ -1,8 +1,12 @@
 """Compact encoding of one stored enrollment: the few fields the diff needs, nothing more.
 
 Layout (fields joined by \\x1f): status letter, three flag letters (replied, bounced,
-opted_out: t/f/n), step, step_id, raw_status, listing generation last seen in, and
-sequence id + contact id only when they cannot be read back from the enrollment id.
+opted_out: t/f/n), step, step_id, raw_status, listing generation last seen in (followed by
+".<birth>.<rev>" once either is non-zero), and sequence id + contact id only when they cannot
+be read back from the enrollment id.
+
+`birth` and `rev` name this enrollment's place in its own history (see `Stored`); they are
+written in the same atomic commit as the state, so they roll back together with it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,20 @@ _UNFLAG = {"t": True, "f": False, "n": None}
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stored:
+    """One stored enrollment.
+
+    `birth` is the source's forget epoch when this record was first stored (a new epoch starts
+    whenever stored enrollments are forgotten, so a re-enrollment is a new birth); `rev` counts
+    the changes seen since. Together they make event ids a function of the enrollment's own
+    stored history, never of a counter a lost write could have moved on.
+    """
+
     state: State
     seen_gen: int
     sequence_id: str | None = None
     contact_id: str | None = None
+    birth: int = 0
+    rev: int = 0
 
 
 def _clean(value: str | None) -> str:
@@ -60,8 +74,11 @@ def encode(
     enrollment_id: str,
     sequence_id: str | None,
     contact_id: str | None,
+    birth: int = 0,
+    rev: int = 0,
 ) -> str:
-    parts = [encode_state(state), str(seen_gen)]
+    history = f"{seen_gen}.{birth}.{rev}" if birth or rev else str(seen_gen)
+    parts = [encode_state(state), history]
     if enrollment_id.partition(":") != (sequence_id, ":", contact_id):
         parts += [_clean(sequence_id), _clean(contact_id)]
     return SEP.join(parts)
@@ -69,7 +86,9 @@ def encode(
 
 def decode(value: str, *, enrollment_id: str) -> Stored:
     parts = value.split(SEP)
-    head, step, step_id, raw, gen = parts[:5]
+    head, step, step_id, raw, history = parts[:5]
+    gen, _, rest = history.partition(".")
+    birth, _, rev = rest.partition(".")
     raw_status, has_reason, reason = raw.partition(REASON_SEP)
     state = State(
         status=_CODE_TO_STATUS[head[0]],
@@ -85,4 +104,11 @@ def decode(value: str, *, enrollment_id: str) -> Stored:
         sequence_id, contact_id = parts[5] or None, parts[6] or None
     else:
         sequence_id, _, contact_id = enrollment_id.partition(":")
-    return Stored(state=state, seen_gen=int(gen), sequence_id=sequence_id, contact_id=contact_id)
+    return Stored(
+        state=state,
+        seen_gen=int(gen),
+        sequence_id=sequence_id,
+        contact_id=contact_id,
+        birth=int(birth or 0),
+        rev=int(rev or 0),
+    )

@@ -20,7 +20,9 @@ from worker.outbox import RETRY_WINDOW_S, Attempts, Outbox, next_delay
 from worker.redis_io import awaited
 
 log = structlog.get_logger("seqwatch.deliver")
-LOCK_TTL_MS = 120_000
+# Renewed while a round runs (and checked before each send); a deliverer that dies frees the
+# queue this soon.
+LOCK_TTL_MS = 15_000
 
 
 @dataclass(slots=True, kw_only=True)
@@ -78,51 +80,75 @@ async def deliver_destination(
     """Attempts every delivery due now, once; stops at this destination's first failure."""
     rng = rng or random.Random()
     result = DeliveryResult(destination=destination.name)
-    notifier = destination.notifier
     for source in sources:
-        lock = keys.delivery_lock(source, destination.name)
-        token = secrets.token_hex(8)
+        held = lease.Lease(
+            key=keys.delivery_lock(source, destination.name),
+            token=secrets.token_hex(8),
+            ttl_ms=LOCK_TTL_MS,
+        )
         # One deliverer per (source, destination) at a time: no double sends between workers.
-        if not await redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+        if not await redis.set(held.key, held.token, nx=True, px=held.ttl_ms):
             continue
         outbox = Outbox(redis, source=source, destination=destination.name)
         try:
-            for _ in range(max_rounds):
-                now_ms = int(clock() * 1000)
-                due = await outbox.due_now(now_ms=now_ms, limit=notifier.max_batch)
-                if not due:
-                    break
-                orphans = [event_id for event_id, body in due if body is None]
-                if orphans:  # body gone (e.g. manual cleanup): nothing left to send
-                    log.warning(
-                        "delivery_orphaned", destination=destination.name, source=source,
-                        event_ids=orphans,
-                    )  # fmt: skip
-                    await outbox.ack(orphans)
-                batch = [OutboundEvent(id=i, body=b) for i, b in due if b is not None]
-                if not batch:
-                    continue
-                try:
-                    await notifier.send(batch)
-                except DeliveryError as exc:
-                    result.failed = True
-                    result.error = str(exc)[:300]
-                    await _settle_failure(outbox, batch, exc, now_ms=now_ms, rng=rng, result=result)
-                    log.warning(
-                        "delivery_failed",
-                        destination=destination.name,
-                        source=source,
-                        events=len(batch),
-                        error=str(exc),
-                        permanent=isinstance(exc, DeliveryPermanent),
-                    )
-                    break
-                await outbox.ack([e.id for e in batch])
-                result.delivered += len(batch)
+            async with lease.kept_alive(redis, held):
+                await _drain(
+                    redis, outbox, destination, held=held, clock=clock, rng=rng, result=result,
+                    max_rounds=max_rounds,
+                )  # fmt: skip
         finally:
-            await lease.release(redis, lease.Lease(key=lock, token=token, ttl_ms=LOCK_TTL_MS))
+            await lease.release(redis, held)
     await _record_health(redis, result, clock=clock)
     return result
+
+
+async def _drain(
+    redis: Redis,
+    outbox: Outbox,
+    destination: DestinationRuntime,
+    *,
+    held: lease.Lease,
+    clock: Callable[[], float],
+    rng: random.Random,
+    result: DeliveryResult,
+    max_rounds: int,
+) -> None:
+    """Send due batches from one (source, destination) queue while we hold its lock."""
+    notifier, source = destination.notifier, outbox.source
+    for _ in range(max_rounds):
+        if not await lease.renew(redis, held):
+            return  # the lock expired (we were stalled) and may be another worker's now
+        now_ms = int(clock() * 1000)
+        due = await outbox.due_now(now_ms=now_ms, limit=notifier.max_batch)
+        if not due:
+            break
+        orphans = [event_id for event_id, body in due if body is None]
+        if orphans:  # body gone (e.g. manual cleanup): nothing left to send
+            log.warning(
+                "delivery_orphaned", destination=destination.name, source=source,
+                event_ids=orphans,
+            )  # fmt: skip
+            await outbox.ack(orphans)
+        batch = [OutboundEvent(id=i, body=b) for i, b in due if b is not None]
+        if not batch:
+            continue
+        try:
+            await notifier.send(batch)
+        except DeliveryError as exc:
+            result.failed = True
+            result.error = str(exc)[:300]
+            await _settle_failure(outbox, batch, exc, now_ms=now_ms, rng=rng, result=result)
+            log.warning(
+                "delivery_failed",
+                destination=destination.name,
+                source=source,
+                events=len(batch),
+                error=str(exc),
+                permanent=isinstance(exc, DeliveryPermanent),
+            )
+            break
+        await outbox.ack([e.id for e in batch])
+        result.delivered += len(batch)
 
 
 async def _record_health(

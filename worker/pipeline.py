@@ -22,7 +22,8 @@ from worker.outbox import Route, enqueue
 from worker.sources.base import RawPage, Source
 from worker.state import ListingMeta, StateStore
 
-LEASE_TTL_MS = 60_000
+# Renewed every third of it while a poll runs; a holder that dies frees the source this soon.
+LEASE_TTL_MS = 15_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +138,12 @@ class _Poll:
         new = 0
         for enrollment_id, enrollment in current.items():
             previous = stored.get(enrollment_id)
+            before = codec.encode_state(previous.state) if previous else ""
+            after = codec.encode_state(enrollment.state)
+            birth, rev = (previous.birth, previous.rev) if previous else (self.meta.epoch, 0)
+            changed = self.meta.baseline_done and before != after
+            if changed:
+                rev += 1
             self.store.put(
                 batch,
                 enrollment_id,
@@ -146,17 +153,18 @@ class _Poll:
                     enrollment_id=enrollment_id,
                     sequence_id=enrollment.sequence.id,
                     contact_id=enrollment.contact.id,
+                    birth=birth,
+                    rev=rev,
                 ),
             )
             self.watermark = _later(self.watermark, enrollment.updated_at)
             new += previous is None
-            if not self.meta.baseline_done:
+            if not changed:
                 continue
-            before = codec.encode_state(previous.state) if previous else ""
-            after = codec.encode_state(enrollment.state)
-            if before == after:
-                continue
-            change_key = f"{self.meta.generation}|{before}|{after}"
+            # Keyed by the enrollment's own stored history (committed with it), not by the
+            # listing generation: after a Redis rollback that lost this commit, the change is
+            # detected again from the same stored record and so gets the same id.
+            change_key = f"{birth}.{rev}|{before}|{after}"
             for event_type in transitions(previous.state if previous else None, enrollment.state):
                 self._emit(
                     batch,
@@ -210,9 +218,13 @@ class _Poll:
                 contact=Contact(id=stored.contact_id),
                 previous=stored,
                 current=None,
-                change_key=f"{self.meta.generation}|{codec.encode_state(stored.state)}|absent",
+                change_key=(
+                    f"{stored.birth}.{stored.rev + 1}|{codec.encode_state(stored.state)}|absent"
+                ),
             )
         self.store.count(batch, "tracked", -gone)
+        # Whatever is forgotten may come back: as a new birth, in a new epoch.
+        self.store.count(batch, "epoch", 1 if gone else 0)
         self.result.removed = gone
 
 

@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 from worker import codec, keys
 from worker.batch import Batch
 from worker.codec import Stored
-from worker.redis_io import awaited
 
 _SCAN_CHUNK = 128
 _RESET_FIELDS = ("baseline", "last_complete", "watermark", "last_full_at", "tracked")
@@ -22,6 +21,9 @@ class ListingMeta:
 
     generation: int
     baseline_done: bool
+    # Bumped whenever stored enrollments are forgotten (absence sweep, reset): an enrollment
+    # stored for the first time is born in the current epoch (see codec.Stored).
+    epoch: int
     last_complete: int | None
     watermark: str | None
     last_full_at: float | None
@@ -41,11 +43,15 @@ class StateStore:
         """Allocates this listing's generation number (monotonic, never reused)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(self._meta, "generation", 1)
-            pipe.hmget(self._meta, ["baseline", "last_complete", "watermark", "last_full_at"])
-            generation, (baseline, last_complete, watermark, last_full_at) = await pipe.execute()
+            pipe.hmget(
+                self._meta, ["baseline", "last_complete", "watermark", "last_full_at", "epoch"]
+            )
+            generation, meta = await pipe.execute()
+        baseline, last_complete, watermark, last_full_at, epoch = meta
         return ListingMeta(
             generation=int(generation),
             baseline_done=baseline == "1",
+            epoch=int(epoch or 0),
             last_complete=int(last_complete) if last_complete else None,
             watermark=watermark or None,
             last_full_at=float(last_full_at) if last_full_at else None,
@@ -99,6 +105,10 @@ class StateStore:
         deleted = 0
         for start in range(0, len(doomed), 256):
             deleted += await self._redis.delete(*doomed[start : start + 256])
-        # The generation survives: event ids after a reset must never repeat earlier ones.
-        await awaited(self._redis.hdel(self._meta, *_RESET_FIELDS))
+        # Generation and epoch survive, the epoch moved on: enrollments stored after a reset are
+        # new births, so their event ids never repeat earlier ones.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._meta, *_RESET_FIELDS)
+            pipe.hincrby(self._meta, "epoch", 1)
+            await pipe.execute()
         return deleted

@@ -249,3 +249,30 @@ def test_reason_appears_in_the_event_state_only_when_known() -> None:
         State(status=Status.FINISHED, raw_status="finished", reason="manual").as_dict()["reason"]
         == "manual"
     )
+
+
+@pytest.mark.parametrize(("birth", "rev"), [(0, 0), (0, 1), (3, 0), (2, 41), (2**40, 2**40)])
+def test_birth_and_revision_roundtrip(birth: int, rev: int) -> None:
+    value = encode(
+        REPLY_STATE,
+        seen_gen=9,
+        enrollment_id="100:12345",
+        sequence_id="100",
+        contact_id="12345",
+        birth=birth,
+        rev=rev,
+    )
+    back = decode(value, enrollment_id="100:12345")
+    assert (back.seen_gen, back.birth, back.rev) == (9, birth, rev)
+    assert back.state == REPLY_STATE
+    assert value.startswith(encode_state(REPLY_STATE) + SEP)  # the diff's view is unchanged
+
+
+def test_records_written_before_revisions_decode_as_revision_zero() -> None:
+    old = SEP.join([encode_state(REPLY_STATE), "17"])  # the layout without birth/rev
+    back = decode(old, enrollment_id="100:12345")
+    assert (back.seen_gen, back.birth, back.rev) == (17, 0, 0)
+    fresh = encode(
+        REPLY_STATE, seen_gen=17, enrollment_id="100:12345", sequence_id="100", contact_id="12345"
+    )
+    assert fresh == old  # and a record that never changed still costs no extra byte
