@@ -1,12 +1,14 @@
 """Compact encoding of one stored enrollment: the few fields the diff needs, nothing more.
 
 Layout (fields joined by \\x1f): status letter, three flag letters (replied, bounced,
-opted_out: t/f/n), step, step_id, raw_status, listing generation last seen in (followed by
-".<birth>.<rev>" once either is non-zero), and sequence id + contact id only when they cannot
-be read back from the enrollment id.
+opted_out: t/f/n), step, step_id, raw_status, history ("" or "<birth>.<rev>", with ".m"
+appended while the enrollment is missing from one complete listing), and sequence id +
+contact id only when they cannot be read back from the enrollment id.
 
 `birth` and `rev` name this enrollment's place in its own history (see `Stored`); they are
 written in the same atomic commit as the state, so they roll back together with it.
+An unchanged enrollment is recognised from the raw stored string (`unchanged`), so the common
+case of a re-poll costs neither a decode nor a write.
 """
 
 from __future__ import annotations
@@ -37,15 +39,16 @@ class Stored:
     `birth` is the source's forget epoch when this record was first stored (a new epoch starts
     whenever stored enrollments are forgotten, so a re-enrollment is a new birth); `rev` counts
     the changes seen since. Together they make event ids a function of the enrollment's own
-    stored history, never of a counter a lost write could have moved on.
+    stored history, never of a counter a lost write could have moved on. `missed` marks an
+    enrollment absent from the last complete listing (a second absence removes it).
     """
 
     state: State
-    seen_gen: int
     sequence_id: str | None = None
     contact_id: str | None = None
     birth: int = 0
     rev: int = 0
+    missed: bool = False
 
 
 def _clean(value: str | None) -> str:
@@ -53,7 +56,7 @@ def _clean(value: str | None) -> str:
 
 
 def encode_state(state: State) -> str:
-    """The generation-free part: equal strings mean nothing the diff watches has changed."""
+    """The history-free part: equal strings mean nothing the diff watches has changed."""
     flags = _FLAG[state.replied] + _FLAG[state.bounced] + _FLAG[state.opted_out]
     step = "" if state.step is None else str(state.step)
     return SEP.join(
@@ -70,25 +73,36 @@ def encode_state(state: State) -> str:
 def encode(
     state: State,
     *,
-    seen_gen: int,
     enrollment_id: str,
     sequence_id: str | None,
     contact_id: str | None,
     birth: int = 0,
     rev: int = 0,
+    missed: bool = False,
 ) -> str:
-    history = f"{seen_gen}.{birth}.{rev}" if birth or rev else str(seen_gen)
-    parts = [encode_state(state), history]
+    history = f"{birth}.{rev}" if birth or rev or missed else ""
+    parts = [encode_state(state), history + (".m" if missed else "")]
     if enrollment_id.partition(":") != (sequence_id, ":", contact_id):
         parts += [_clean(sequence_id), _clean(contact_id)]
     return SEP.join(parts)
 
 
+def unchanged(value: str, encoded_state: str) -> bool:
+    """True when the stored `value` holds exactly `encoded_state` and needs no write."""
+    if (
+        not value.startswith(encoded_state)
+        or value[len(encoded_state) : len(encoded_state) + 1] != SEP
+    ):
+        return False
+    history = value[len(encoded_state) + 1 :].partition(SEP)[0]
+    return not history.endswith(".m")
+
+
 def decode(value: str, *, enrollment_id: str) -> Stored:
     parts = value.split(SEP)
     head, step, step_id, raw, history = parts[:5]
-    gen, _, rest = history.partition(".")
-    birth, _, rev = rest.partition(".")
+    missed = history.endswith(".m")
+    birth, _, rev = history.removesuffix(".m").partition(".")
     raw_status, has_reason, reason = raw.partition(REASON_SEP)
     state = State(
         status=_CODE_TO_STATUS[head[0]],
@@ -106,9 +120,9 @@ def decode(value: str, *, enrollment_id: str) -> Stored:
         sequence_id, _, contact_id = enrollment_id.partition(":")
     return Stored(
         state=state,
-        seen_gen=int(gen),
         sequence_id=sequence_id,
         contact_id=contact_id,
         birth=int(birth or 0),
         rev=int(rev or 0),
+        missed=missed,
     )

@@ -20,7 +20,7 @@ from worker.normalize import Normalizer
 from worker.normalize.fields import RecordError
 from worker.outbox import Route, enqueue
 from worker.sources.base import RawPage, Source
-from worker.state import ListingMeta, StateStore
+from worker.state import ListingMeta, SeenIds, StateStore
 
 # Renewed every third of it while a poll runs; a holder that dies frees the source this soon.
 LEASE_TTL_MS = 15_000
@@ -84,6 +84,8 @@ class _Poll:
         self.store = StateStore(redis, source=runtime.name)
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
         self.watermark: str | None = None
+        # Only a complete listing after the baseline can reveal absences; only then track ids.
+        self.seen: SeenIds | None = None
 
     async def commit(self, batch: Batch) -> None:
         await batch.commit(
@@ -137,9 +139,15 @@ class _Poll:
         events_before = self.result.events
         new = 0
         for enrollment_id, enrollment in current.items():
-            previous = stored.get(enrollment_id)
-            before = codec.encode_state(previous.state) if previous else ""
+            if self.seen is not None:
+                self.seen.add(enrollment_id)
+            self.watermark = _later(self.watermark, enrollment.updated_at)
             after = codec.encode_state(enrollment.state)
+            value = stored.get(enrollment_id)
+            if value is not None and codec.unchanged(value, after):
+                continue  # the common case: no decode, no write
+            previous = codec.decode(value, enrollment_id=enrollment_id) if value else None
+            before = codec.encode_state(previous.state) if previous else ""
             birth, rev = (previous.birth, previous.rev) if previous else (self.meta.epoch, 0)
             changed = self.meta.baseline_done and before != after
             if changed:
@@ -149,7 +157,6 @@ class _Poll:
                 enrollment_id,
                 codec.encode(
                     enrollment.state,
-                    seen_gen=self.meta.generation,
                     enrollment_id=enrollment_id,
                     sequence_id=enrollment.sequence.id,
                     contact_id=enrollment.contact.id,
@@ -157,7 +164,6 @@ class _Poll:
                     rev=rev,
                 ),
             )
-            self.watermark = _later(self.watermark, enrollment.updated_at)
             new += previous is None
             if not changed:
                 continue
@@ -178,7 +184,8 @@ class _Poll:
                 )
         self.store.count(batch, "tracked", new)
         self.store.count(batch, "events_total", self.result.events - events_before)
-        await self.commit(batch)
+        if len(batch):
+            await self.commit(batch)
         self.result.pages += 1
         self.result.enrollments += len(current)
 
@@ -186,10 +193,9 @@ class _Poll:
         """The listing completed: sweep absences (full listings only) and record bookkeeping."""
         batch = Batch()
         events_before = self.result.events
-        if full and self.meta.baseline_done and self.meta.last_complete is not None:
-            await self._sweep(batch)
+        if full and self.meta.baseline_done and self.seen is not None:
+            await self._sweep(batch, self.seen)
         if full:
-            self.store.set_meta(batch, "last_complete", str(self.meta.generation))
             self.store.set_meta(batch, "last_full_at", repr(started_at))
         self.store.set_meta(batch, "baseline", "1")
         watermark = _later(self.meta.watermark, self.watermark)
@@ -198,13 +204,24 @@ class _Poll:
         self.store.count(batch, "events_total", self.result.events - events_before)
         await self.commit(batch)
 
-    async def _sweep(self, batch: Batch) -> None:
-        """Absent from this listing and the previous complete one: removed."""
-        previous_complete = self.meta.last_complete
-        assert previous_complete is not None
+    async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
+        """Absent once: marked. Absent from two consecutive complete listings: removed."""
         gone = 0
-        async for enrollment_id, stored in self.store.scan():
-            if stored.seen_gen >= previous_complete:
+        async for enrollment_id, stored in self.store.unseen(seen):
+            if not stored.missed:
+                self.store.put(
+                    batch,
+                    enrollment_id,
+                    codec.encode(
+                        stored.state,
+                        enrollment_id=enrollment_id,
+                        sequence_id=stored.sequence_id,
+                        contact_id=stored.contact_id,
+                        birth=stored.birth,
+                        rev=stored.rev,
+                        missed=True,
+                    ),
+                )
                 continue
             self.store.forget(batch, enrollment_id)
             gone += 1
@@ -253,6 +270,8 @@ async def poll_source(
             )
             poll = _Poll(redis, runtime, routes=routes, held=held, meta=meta, now=now)
             poll.result.full_listing = full
+            if full and meta.baseline_done:
+                poll.seen = SeenIds()
             updated_after = None if full else meta.watermark
             async for page in runtime.source.pages(updated_after=updated_after):
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
@@ -10,9 +11,10 @@ from redis.asyncio import Redis
 from worker import codec, keys
 from worker.batch import Batch
 from worker.codec import Stored
+from worker.redis_io import awaited
 
 _SCAN_CHUNK = 128
-_RESET_FIELDS = ("baseline", "last_complete", "watermark", "last_full_at", "tracked")
+_RESET_FIELDS = ("baseline", "watermark", "last_full_at", "tracked")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,9 +26,36 @@ class ListingMeta:
     # Bumped whenever stored enrollments are forgotten (absence sweep, reset): an enrollment
     # stored for the first time is born in the current epoch (see codec.Stored).
     epoch: int
-    last_complete: int | None
     watermark: str | None
     last_full_at: float | None
+
+
+class SeenIds:
+    """Which enrollments one listing returned: 8 bytes each (a hash per id, per bucket)."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[int, array[int]] = {}
+        self._distinct: dict[int, set[int]] = {}
+
+    def add(self, enrollment_id: str) -> None:
+        bucket = keys.bucket_of(enrollment_id)
+        hashes = self._hashes.get(bucket)
+        if hashes is None:
+            hashes = self._hashes[bucket] = array("q")
+        hashes.append(hash(enrollment_id))
+
+    def _set(self, bucket: int) -> set[int]:
+        # Built only for the buckets looked at, one at a time.
+        if bucket not in self._distinct:
+            self._distinct.clear()
+            self._distinct[bucket] = set(self._hashes.get(bucket, ()))
+        return self._distinct[bucket]
+
+    def count(self, bucket: int) -> int:
+        return len(self._set(bucket))
+
+    def has(self, bucket: int, enrollment_id: str) -> bool:
+        return hash(enrollment_id) in self._set(bucket)
 
 
 class StateStore:
@@ -43,22 +72,19 @@ class StateStore:
         """Allocates this listing's generation number (monotonic, never reused)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(self._meta, "generation", 1)
-            pipe.hmget(
-                self._meta, ["baseline", "last_complete", "watermark", "last_full_at", "epoch"]
-            )
+            pipe.hmget(self._meta, ["baseline", "watermark", "last_full_at", "epoch"])
             generation, meta = await pipe.execute()
-        baseline, last_complete, watermark, last_full_at, epoch = meta
+        baseline, watermark, last_full_at, epoch = meta
         return ListingMeta(
             generation=int(generation),
             baseline_done=baseline == "1",
             epoch=int(epoch or 0),
-            last_complete=int(last_complete) if last_complete else None,
             watermark=watermark or None,
             last_full_at=float(last_full_at) if last_full_at else None,
         )
 
-    async def load(self, enrollment_ids: Iterable[str]) -> dict[str, Stored]:
-        """Stored states of the given enrollments, in one round trip."""
+    async def load(self, enrollment_ids: Iterable[str]) -> dict[str, str]:
+        """Stored values (still encoded) of the given enrollments, in one round trip."""
         by_bucket: dict[int, list[str]] = {}
         for enrollment_id in enrollment_ids:
             by_bucket.setdefault(keys.bucket_of(enrollment_id), []).append(enrollment_id)
@@ -68,23 +94,33 @@ class StateStore:
             for bucket, ids in by_bucket.items():
                 pipe.hmget(keys.state_bucket(self._source, bucket), ids)
             replies = await pipe.execute()
-        found: dict[str, Stored] = {}
+        found: dict[str, str] = {}
         for ids, values in zip(by_bucket.values(), replies, strict=True):
             for enrollment_id, value in zip(ids, values, strict=True):
                 if value is not None:
-                    found[enrollment_id] = codec.decode(value, enrollment_id=enrollment_id)
+                    found[enrollment_id] = value
         return found
 
-    async def scan(self) -> AsyncIterator[tuple[str, Stored]]:
-        """Every stored enrollment, bucket by bucket (memory bounded by one chunk)."""
+    async def unseen(self, seen: SeenIds) -> AsyncIterator[tuple[str, Stored]]:
+        """Stored enrollments a complete listing did not return.
+
+        One HLEN per bucket finds the buckets holding more than was seen; only those are read.
+        """
         for start in range(0, keys.STATE_BUCKETS, _SCAN_CHUNK):
+            buckets = range(start, min(start + _SCAN_CHUNK, keys.STATE_BUCKETS))
             async with self._redis.pipeline(transaction=False) as pipe:
-                for bucket in range(start, min(start + _SCAN_CHUNK, keys.STATE_BUCKETS)):
-                    pipe.hgetall(keys.state_bucket(self._source, bucket))
-                replies = await pipe.execute()
-            for entries in replies:
+                for bucket in buckets:
+                    pipe.hlen(keys.state_bucket(self._source, bucket))
+                sizes = await pipe.execute()
+            for bucket, size in zip(buckets, sizes, strict=True):
+                if size <= seen.count(bucket):
+                    continue
+                entries: dict[str, str] = await awaited(
+                    self._redis.hgetall(keys.state_bucket(self._source, bucket))
+                )
                 for enrollment_id, value in entries.items():
-                    yield enrollment_id, codec.decode(value, enrollment_id=enrollment_id)
+                    if not seen.has(bucket, enrollment_id):
+                        yield enrollment_id, codec.decode(value, enrollment_id=enrollment_id)
 
     def put(self, batch: Batch, enrollment_id: str, value: str) -> None:
         batch.hset(keys.state_key(self._source, enrollment_id), enrollment_id, value)

@@ -7,7 +7,7 @@ from itertools import product
 
 import pytest
 
-from worker.codec import SEP, Stored, decode, encode, encode_state
+from worker.codec import SEP, Stored, decode, encode, encode_state, unchanged
 from worker.enrollment import State, Status
 
 FLAGS = (None, False, True)
@@ -43,14 +43,12 @@ ENROLL_UUID = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 def roundtrip(
     state: State,
     *,
-    seen_gen: int = 7,
     enrollment_id: str = "100:12345",
     sequence_id: str | None = "100",
     contact_id: str | None = "12345",
 ) -> Stored:
     value = encode(
         state,
-        seen_gen=seen_gen,
         enrollment_id=enrollment_id,
         sequence_id=sequence_id,
         contact_id=contact_id,
@@ -61,12 +59,24 @@ def roundtrip(
 @pytest.mark.parametrize("state", STATES)
 def test_roundtrip_state(state: State) -> None:
     stored = roundtrip(state)
-    assert stored == Stored(state=state, seen_gen=7, sequence_id="100", contact_id="12345")
+    assert stored == Stored(state=state, sequence_id="100", contact_id="12345")
 
 
-@pytest.mark.parametrize("seen_gen", [0, 1, 99, 2**53])
-def test_roundtrip_generation(seen_gen: int) -> None:
-    assert roundtrip(REPLY_STATE, seen_gen=seen_gen).seen_gen == seen_gen
+@pytest.mark.parametrize(("birth", "rev"), [(0, 0), (4, 2)])
+def test_missed_marker_roundtrip_and_blocks_the_fast_path(birth: int, rev: int) -> None:
+    def at(*, missed: bool = False) -> str:
+        return encode(
+            REPLY_STATE, enrollment_id="100:12345", sequence_id="100", contact_id="12345",
+            birth=birth, rev=rev, missed=missed,
+        )  # fmt: skip
+
+    value = at(missed=True)
+    back = decode(value, enrollment_id="100:12345")
+    assert (back.missed, back.birth, back.rev, back.state) == (True, birth, rev, REPLY_STATE)
+    assert not unchanged(value, encode_state(REPLY_STATE))  # it must be rewritten when seen
+    cleared = at()
+    assert unchanged(cleared, encode_state(REPLY_STATE))
+    assert not decode(cleared, enrollment_id="100:12345").missed
 
 
 @pytest.mark.parametrize(
@@ -96,7 +106,6 @@ def test_roundtrip_ids(enrollment_id: str, sequence_id: str | None, contact_id: 
 def test_ids_are_elided_only_when_derivable() -> None:
     derivable = encode(
         REPLY_STATE,
-        seen_gen=3,
         enrollment_id="100:12345",
         sequence_id="100",
         contact_id="12345",
@@ -106,7 +115,6 @@ def test_ids_are_elided_only_when_derivable() -> None:
 
     kept = encode(
         REPLY_STATE,
-        seen_gen=3,
         enrollment_id=ENROLL_UUID,
         sequence_id=SEQ_UUID,
         contact_id=PERSON_UUID,
@@ -120,10 +128,10 @@ def test_same_state_same_string() -> None:
         assert encode_state(state) == encode_state(replace(state))
 
 
-def test_generation_and_ids_do_not_affect_encode_state() -> None:
+def test_history_and_ids_do_not_affect_encode_state() -> None:
     """encode_state is what the diff compares: only watched fields may matter."""
-    one = encode(REPLY_STATE, seen_gen=1, enrollment_id="1:2", sequence_id="1", contact_id="2")
-    two = encode(REPLY_STATE, seen_gen=2, enrollment_id="1:2", sequence_id="1", contact_id="2")
+    one = encode(REPLY_STATE, rev=1, enrollment_id="1:2", sequence_id="1", contact_id="2")
+    two = encode(REPLY_STATE, rev=2, enrollment_id="1:2", sequence_id="1", contact_id="2")
     assert one != two
     assert one.startswith(encode_state(REPLY_STATE) + SEP)
     assert two.startswith(encode_state(REPLY_STATE) + SEP)
@@ -180,14 +188,12 @@ def test_separator_inside_values_cannot_shift_fields() -> None:
     )
     stored = roundtrip(
         state,
-        seen_gen=11,
         enrollment_id=ENROLL_UUID,
         sequence_id=f"seq{SEP}1",
         contact_id=f"con{SEP}2",
     )
     assert stored == Stored(
         state=replace(state, raw_status="Out Of Office", step_id="st ep"),
-        seen_gen=11,
         sequence_id="seq 1",
         contact_id="con 2",
     )
@@ -201,7 +207,6 @@ def test_unicode_values_roundtrip() -> None:
 def test_typical_replyio_state_is_small() -> None:
     value = encode(
         REPLY_STATE,
-        seen_gen=123_456,
         enrollment_id="100:12345",
         sequence_id="100",
         contact_id="12345",
@@ -219,7 +224,6 @@ def test_typical_unify_state_adds_only_its_ids() -> None:
     )
     value = encode(
         state,
-        seen_gen=123_456,
         enrollment_id=ENROLL_UUID,
         sequence_id=SEQ_UUID,
         contact_id=PERSON_UUID,
@@ -230,7 +234,7 @@ def test_typical_unify_state_adds_only_its_ids() -> None:
 @pytest.mark.parametrize("reason", [None, "", "manual", "unsubscribed\x1etricky\x1fvalue"])
 def test_reason_survives_the_round_trip_and_counts_as_a_change(reason: str | None) -> None:
     state = State(status=Status.FINISHED, raw_status="finished", step=2, reason=reason)
-    value = encode(state, seen_gen=3, enrollment_id="9", sequence_id="1", contact_id="2")
+    value = encode(state, enrollment_id="9", sequence_id="1", contact_id="2")
     back = decode(value, enrollment_id="9").state
     expected = None if reason is None else reason.replace("\x1e", " ").replace("\x1f", " ")
     assert back.reason == expected
@@ -255,7 +259,6 @@ def test_reason_appears_in_the_event_state_only_when_known() -> None:
 def test_birth_and_revision_roundtrip(birth: int, rev: int) -> None:
     value = encode(
         REPLY_STATE,
-        seen_gen=9,
         enrollment_id="100:12345",
         sequence_id="100",
         contact_id="12345",
@@ -263,16 +266,29 @@ def test_birth_and_revision_roundtrip(birth: int, rev: int) -> None:
         rev=rev,
     )
     back = decode(value, enrollment_id="100:12345")
-    assert (back.seen_gen, back.birth, back.rev) == (9, birth, rev)
+    assert (back.birth, back.rev) == (birth, rev)
     assert back.state == REPLY_STATE
     assert value.startswith(encode_state(REPLY_STATE) + SEP)  # the diff's view is unchanged
 
 
-def test_records_written_before_revisions_decode_as_revision_zero() -> None:
-    old = SEP.join([encode_state(REPLY_STATE), "17"])  # the layout without birth/rev
-    back = decode(old, enrollment_id="100:12345")
-    assert (back.seen_gen, back.birth, back.rev) == (17, 0, 0)
-    fresh = encode(
-        REPLY_STATE, seen_gen=17, enrollment_id="100:12345", sequence_id="100", contact_id="12345"
-    )
-    assert fresh == old  # and a record that never changed still costs no extra byte
+def test_a_record_that_never_changed_costs_one_separator() -> None:
+    fresh = encode(REPLY_STATE, enrollment_id="100:12345", sequence_id="100", contact_id="12345")
+    assert fresh == encode_state(REPLY_STATE) + SEP
+    back = decode(fresh, enrollment_id="100:12345")
+    assert (back.birth, back.rev, back.missed) == (0, 0, False)
+
+
+@pytest.mark.parametrize("state", STATES[:40])
+def test_unchanged_recognises_exactly_the_same_state(state: State) -> None:
+    value = encode(state, enrollment_id="9", sequence_id="1", contact_id="2", birth=1, rev=3)
+    assert unchanged(value, encode_state(state))
+    for other in STATES[40:60]:
+        if other != state:
+            assert not unchanged(value, encode_state(other))
+
+
+def test_unchanged_does_not_match_a_longer_raw_status() -> None:
+    short = State(status=Status.ACTIVE, raw_status="Active")
+    longer = State(status=Status.ACTIVE, raw_status="Active2")
+    value = encode(longer, enrollment_id="1:2", sequence_id="1", contact_id="2")
+    assert not unchanged(value, encode_state(short))
