@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
@@ -56,6 +56,28 @@ class LeaseBusy(Exception):
     """Another worker is polling this source right now."""
 
 
+WATERMARK_MARGIN_S = 60.0
+
+
+def next_watermark(
+    *, previous: str | None, newest_seen: str | None, pages: int, listing_seconds: float
+) -> str | None:
+    """Where the next incremental listing starts (inclusive).
+
+    A one-page listing saw a consistent snapshot: its newest `updated_at` is exact. A longer
+    listing may have passed a record on an early page that changed afterwards while a later
+    page showed something newer still; stepping back by the listing's own duration (a length
+    of time, never our clock's reading) plus a margin lists such records again, and the diff
+    makes the repeats silent.
+    """
+    if newest_seen is None or pages <= 1:
+        return _later(previous, newest_seen)
+    overlap = timedelta(seconds=listing_seconds + WATERMARK_MARGIN_S)
+    stepped = datetime.fromisoformat(newest_seen) - overlap
+    back = stepped.isoformat().replace("+00:00", "Z")
+    return _later(previous, back)
+
+
 def _later(a: str | None, b: str | None) -> str | None:
     if a is None or b is None:
         return a or b
@@ -84,6 +106,7 @@ class _Poll:
         self.store = StateStore(redis, source=runtime.name)
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
         self.watermark: str | None = None
+        self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
 
@@ -198,7 +221,12 @@ class _Poll:
         if full:
             self.store.set_meta(batch, "last_full_at", repr(started_at))
         self.store.set_meta(batch, "baseline", "1")
-        watermark = _later(self.meta.watermark, self.watermark)
+        watermark = next_watermark(
+            previous=self.meta.watermark,
+            newest_seen=self.watermark,
+            pages=self.result.pages,
+            listing_seconds=time.monotonic() - self.started,
+        )
         if watermark is not None:
             self.store.set_meta(batch, "watermark", watermark)
         self.store.count(batch, "events_total", self.result.events - events_before)
