@@ -57,9 +57,8 @@ def types(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 async def snapshot(store: Redis) -> dict[str, dict[str, str]]:
     state: dict[str, str] = {}
-    for bucket in range(keys.STATE_BUCKETS):
-        entries = await store.hgetall(keys.state_bucket(SOURCE, bucket))  # type: ignore[misc]
-        state.update({k: v for k, v in entries.items()})
+    async for key in store.scan_iter(match=keys.state_bucket(SOURCE, 0).rsplit(":", 1)[0] + ":*"):
+        state.update(await store.hgetall(key))  # type: ignore[misc]
     return {"state": state}
 
 
