@@ -15,6 +15,12 @@ class OutboundEvent:
     body: bytes
 
 
+class Pacer(Protocol):
+    """Spaces out sends to one peer; shared by every worker when backed by Redis."""
+
+    async def acquire(self) -> None: ...
+
+
 class Notifier(Protocol):
     """Delivers events to one destination.
 

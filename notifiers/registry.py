@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from notifiers.base import Notifier
+from notifiers.base import Notifier, Pacer
 from notifiers.console import ConsoleNotifier
 from notifiers.slack import SlackNotifier
 from notifiers.webhook import WebhookNotifier
@@ -25,6 +25,7 @@ class NotifierParams:
     allow_private_network: bool = False
     stream: TextIO | None = None
     json_lines: bool = False
+    pacer: Pacer | None = None  # Slack: one message/second per webhook, across workers
 
 
 def _url(params: NotifierParams) -> str:
@@ -44,7 +45,10 @@ def _webhook(params: NotifierParams) -> Notifier:
 
 def _slack(params: NotifierParams) -> Notifier:
     return SlackNotifier(
-        name=params.name, url=_url(params), allow_private_network=params.allow_private_network
+        name=params.name,
+        url=_url(params),
+        allow_private_network=params.allow_private_network,
+        pacer=params.pacer,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from notifiers.base import OutboundEvent
+from notifiers.base import OutboundEvent, Pacer
 from notifiers.describe import describe
 from notifiers.netguard import guarded_client
 from notifiers.webhook import check_reply, check_url, post_once
@@ -123,6 +123,7 @@ class SlackNotifier:
 
     __slots__ = (
         "_client", "_clock", "_last_post", "_max_lines", "_min_interval", "_monotonic", "_name",
+        "_pacer",
         "_sleep", "_url",
     )  # fmt: skip
 
@@ -136,6 +137,7 @@ class SlackNotifier:
         max_lines: int = 10,
         clock: Callable[[], float] = time.time,
         min_interval: float = 1.0,
+        pacer: Pacer | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -145,6 +147,7 @@ class SlackNotifier:
         self._monotonic = monotonic
         self._sleep = sleep
         self._last_post: float | None = None
+        self._pacer = pacer  # when given (shared by all workers), it replaces the local spacing
         self._url = check_url(url, destination=name)
         self._max_lines = max_lines
         self._clock = clock
@@ -172,7 +175,9 @@ class SlackNotifier:
         if not events:
             return
         message = build_message([self._document(e) for e in events], max_lines=self._max_lines)
-        if self._last_post is not None:
+        if self._pacer is not None:
+            await self._pacer.acquire()
+        elif self._last_post is not None:
             wait = self._last_post + self._min_interval - self._monotonic()
             if wait > 0:
                 await self._sleep(wait)

@@ -69,7 +69,13 @@ def _source_runtime(
     )
 
 
-def _destination_runtime(settings: DestinationSettings, stream: TextIO) -> DestinationRuntime:
+# Slack allows about one message per second per incoming webhook, whoever sends it.
+SLACK_QUOTA = Quota(requests=1, per_seconds=1)
+
+
+def _destination_runtime(
+    settings: DestinationSettings, stream: TextIO, redis: Redis
+) -> DestinationRuntime:
     notifier = build_notifier(
         NotifierParams(
             name=settings.name,
@@ -79,6 +85,7 @@ def _destination_runtime(settings: DestinationSettings, stream: TextIO) -> Desti
             allow_private_network=settings.allow_private_network,
             stream=stream,
             json_lines=settings.json_lines,
+            pacer=SharedRateLimiter(redis, source=f"slack.{settings.name}", quotas=[SLACK_QUOTA]),
         )
     )
     return DestinationRuntime(name=settings.name, notifier=notifier)
@@ -102,7 +109,8 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
         poll_intervals={s.name: s.poll_interval for s in settings.sources},
         failure_thresholds={s.name: s.failure_threshold for s in settings.sources},
         destinations={
-            d.name: _destination_runtime(d, stream or sys.stdout) for d in settings.destinations
+            d.name: _destination_runtime(d, stream or sys.stdout, redis)
+            for d in settings.destinations
         },
         routes=tuple(
             Route(destination=d.name, events=d.events, sources=d.sources)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 from slack_sdk.models.blocks import Block, HeaderBlock
 
 from notifiers.base import OutboundEvent
@@ -17,6 +21,7 @@ from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent, DeliveryRetriable
 from worker.events import Event, EventType
 from worker.fakes.receiver import WebhookReceiver
+from worker.sources.shared_limiter import Quota, SharedRateLimiter
 
 PATH = "/services/T0001/B0002/XoXoSecretToken42"  # the whole URL is the credential
 
@@ -202,3 +207,32 @@ async def test_messages_to_one_webhook_are_paced_to_one_per_second() -> None:
         await notifier.aclose()
     assert len(receiver.accepted) == 3
     assert waits == [0.75, 0.75]
+
+
+async def test_workers_share_one_pace_per_webhook(store: Redis) -> None:
+    quota = Quota(requests=1, per_seconds=0.2)  # Slack's is 1/s; shortened for the test
+    with WebhookReceiver(slack=True) as receiver:
+        workers = [
+            SlackNotifier(
+                name="s",
+                url=receiver.url + "/hook",
+                allow_private_network=True,
+                pacer=SharedRateLimiter(store, source="slack.s", quotas=[quota]),
+            )
+            for _ in range(2)
+        ]
+        posted: list[float] = []
+
+        async def send(notifier: SlackNotifier, n: int) -> None:
+            for i in range(3):
+                event = make_event(10 * n + i)
+                await notifier.send([OutboundEvent(id=event.id, body=event.to_json())])
+                posted.append(time.monotonic())
+
+        await asyncio.gather(*(send(w, n) for n, w in enumerate(workers)))
+        for worker in workers:
+            await worker.aclose()
+    assert len(receiver.accepted) == 6
+    posted.sort()
+    gaps = [b - a for a, b in itertools.pairwise(posted)]
+    assert min(gaps) >= 0.2 - 0.05  # never two messages closer than the shared pace
