@@ -23,6 +23,7 @@ class Kind(StrEnum):
     SEQWATCH = "seqwatch"
     NAIVE = "naive"
     DELIVERY = "delivery"
+    MANY = "many"  # `sources` sources, one sequence each, polled concurrently
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,7 @@ class Job:
     profile_to: str | None = None
     deliveries: int = 0
     guard: bool = True
+    sources: int = 0
     cpu: int | None = None  # pin the measured process to this CPU
 
     @property
@@ -62,6 +64,14 @@ def run(job: Job) -> dict[str, Any]:
             redis_url=job.redis_url,
             hook_url=job.peer_url + "/hook",
             meter=meter,
+        )
+    elif job.kind is Kind.MANY:
+        from bench.many_job import poll_many
+
+        facts = asyncio.run(
+            poll_many(
+                peer_url=job.peer_url, redis_url=job.redis_url, sources=job.sources, meter=meter
+            )
         )
     else:
         from bench.delivery import deliver_all

@@ -38,6 +38,17 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _many(text: str) -> tuple[int, int]:
+    sources, sep, each = text.lower().partition("x")
+    try:
+        pair = (int(sources.replace("_", "")), int(each.replace("_", "")))
+    except ValueError:
+        pair = (0, 0)
+    if not sep or min(pair) < 1:
+        raise argparse.ArgumentTypeError("SOURCESxENROLLMENTS, e.g. 200x1000")
+    return pair
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     add = parser.add_argument
@@ -50,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--seed", type=int, default=1, help="synthetic data seed (default 1)")
     add("--per-sequence", type=int, default=10_000, help="enrollments per sequence")
+    add(
+        "--many-sources",
+        type=_many,
+        metavar="SxN",
+        help="also poll S sources of N enrollments each concurrently in one worker (e.g. 200x1000)",
+    )
     add("--deliveries", type=int, default=2000, help="webhook events to deliver (0: skip)")
     add("--repeat", type=int, default=1, help="runs per measurement; the best is shown")
     add("--profile", action="store_true", help="cProfile one extra unchanged re-poll per size")
@@ -96,6 +113,12 @@ def _run(options: Options, *, keep_files: bool) -> None:
             if size in options.naive_sizes:
                 runner.polls(size, Kind.NAIVE)
                 _say(report.ratios(runner.figures, size) or "")
+        if options.many_sources is not None:
+            sources, each = options.many_sources
+            _say()
+            _say(f"Many sources: one worker polls {sources} sources of {each} enrollments")
+            _say(report.MANY_HEADER)
+            runner.many(sources, each)
         if options.deliveries > 0:
             _say()
             _say(f"Delivery: one process drains {options.deliveries} events from the outbox")
@@ -137,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 repeat=max(1, args.repeat),
                 work_dir=work_dir.resolve(),
                 json_to=args.json,
+                many_sources=args.many_sources,
                 worker_cpu=worker_cpu,
                 service_cpu=service_cpu,
             ),

@@ -72,11 +72,33 @@ class DeliveryRow:
         return self.cpu_s * 1e6 / max(1, self.delivered)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManyRow:
+    """One cycle of many sources polled concurrently by one worker process."""
+
+    sources: int
+    per_source: int
+    cycle: str
+    enrollments: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_kb: int
+    rss_before_kb: int  # after building the sources and their HTTP clients, before polling
+    requests: int
+    min_requests: int
+    events: int
+
+    @property
+    def cpu_us_per_enrollment(self) -> float:
+        return self.cpu_s * 1e6 / max(1, self.enrollments)
+
+
 @dataclass(slots=True, kw_only=True)
 class Figures:
     polls: list[PollRow] = field(default_factory=list)
     layouts: list[StateLayout] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
+    many: list[ManyRow] = field(default_factory=list)
     profiles: dict[int, Path] = field(default_factory=dict)  # size -> .pstats file
 
     def poll(self, size: int, impl: str, cycle: str) -> PollRow | None:

@@ -6,7 +6,7 @@ import io
 import pstats
 from pathlib import Path
 
-from bench.figures import DeliveryRow, Figures, PollRow, StateLayout
+from bench.figures import DeliveryRow, Figures, ManyRow, PollRow, StateLayout
 
 HEADER = (
     f"{'N':>9} {'impl':<8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} {'peak RSS MB':>11} "
@@ -27,6 +27,21 @@ def poll_line(row: PollRow) -> str:
         f"{row.bytes_per_tracked:>11.1f} {row.redis_cpu_us_per_enrollment:>16.1f} "
         f"{_count(row.requests, row.min_requests):>15} "
         f"{_count(row.events, row.expected_events):>13}"
+    )
+
+
+MANY_HEADER = (
+    f"{'sources':>9} {'enr each':>8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} "
+    f"{'peak RSS MB':>11} {'(setup)':>8} {'HTTP req (min)':>15} {'events (exp)':>13}"
+)
+
+
+def many_line(row: ManyRow) -> str:
+    return (
+        f"{row.sources:>9} {row.per_source:>8} {row.cycle:<9} {row.wall_s:>8.2f} "
+        f"{row.cpu_us_per_enrollment:>10.1f} {row.peak_rss_kb / _MB:>11.1f} "
+        f"{row.rss_before_kb / _MB:>8.1f} "
+        f"{_count(row.requests, row.min_requests):>15} {_count(row.events, 0):>13}"
     )
 
 
@@ -61,6 +76,8 @@ def show(item: object) -> str:
         return layout_line(item)
     if isinstance(item, DeliveryRow):
         return delivery_line(item)
+    if isinstance(item, ManyRow):
+        return many_line(item)
     return str(item)
 
 

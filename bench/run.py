@@ -11,11 +11,11 @@ from typing import Any
 
 from bench.child import Job, Kind
 from bench.delivery import SECRET
-from bench.figures import DeliveryRow, Figures, PollRow, StateLayout
+from bench.figures import DeliveryRow, Figures, ManyRow, PollRow, StateLayout
 from bench.naive import POLLED
 from bench.procs import PeerProcess, RedisBox, run_child
 from bench.seqwatch_job import SOURCE
-from bench.synth import Account, Cycle
+from bench.synth import PAGE_SIZE, Account, Cycle
 from worker import keys
 
 
@@ -30,6 +30,7 @@ class Options:
     work_dir: Path
     repeat: int = 1
     json_to: Path | None = None
+    many_sources: tuple[int, int] | None = None  # (sources, enrollments each); None: skip
     # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
     # as it crosses the network in production (None: let the OS place them).
     worker_cpu: int | None = None
@@ -154,6 +155,45 @@ class Runner:
         )
         run_child(job, work_dir=self.options.work_dir, name=f"profile-{size}")
         self.figures.profiles[size] = path
+
+    def many(self, sources: int, per_source: int) -> None:
+        """One account of `sources` sequences; per cycle, one child polls a source per sequence."""
+        account = Account(
+            enrollments=sources * per_source, seed=self.options.seed, per_sequence=per_source
+        )
+        # Per source: the sequence listing up to its own sequence, then its contact pages.
+        minimum = sum(
+            k // PAGE_SIZE + 1 + max(1, -(-account.sequence_size(k) // PAGE_SIZE))
+            for k in range(sources)
+        )
+        work = self.options.work_dir
+        with RedisBox(work / "redis-many", cpu=self.options.service_cpu) as box:
+            for cycle in (Cycle.BASELINE, Cycle.UNCHANGED):
+                self._show(account, cycle)
+                job = Job(
+                    kind=Kind.MANY,
+                    peer_port=self.peer.port,
+                    redis_url=box.url,
+                    sources=sources,
+                    cpu=self.options.worker_cpu,
+                )
+                result = run_child(job, work_dir=work, name=f"many-{sources}-{cycle}")
+                stats = self.peer.call("/_bench/stats")
+                row = ManyRow(
+                    sources=int(result.facts["sources"]),
+                    per_source=per_source,
+                    cycle=cycle.value,
+                    enrollments=int(result.facts["enrollments"]),
+                    wall_s=result.usage.wall_s,
+                    cpu_s=result.usage.cpu_s,
+                    peak_rss_kb=result.usage.peak_rss_kb,
+                    rss_before_kb=result.usage.rss_before_kb,
+                    requests=int(stats["api_requests"]),
+                    min_requests=minimum,
+                    events=int(result.facts["events"]),
+                )
+                self.figures.many.append(row)
+                self.emit(row)
 
     def deliveries(self) -> None:
         """Guard on, then guard off; each the best (fastest) of `repeat` runs."""

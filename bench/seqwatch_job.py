@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 
 from bench.meter import Meter
 from bench.synth import API_KEY
 from worker.normalize import NORMALIZERS
 from worker.outbox import Route
 from worker.pipeline import SourceRuntime, poll_source
+from worker.redis_conn import connect
 from worker.sources.limiter import PacingLimiter
 from worker.sources.registry import SourceParams, build_source
 
@@ -26,35 +26,46 @@ UNPACED_PER_SECOND = 1e9
 ROUTES = (Route(destination=DESTINATION, events=("*",), sources=()),)
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def poll_once(*, peer_url: str, redis_url: str, meter: Meter) -> dict[str, Any]:
-    """Builds the source as `seqwatch` does (worker.deps), then measures one poll."""
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    http = httpx.AsyncClient(
+def open_http() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
         timeout=httpx.Timeout(120.0, connect=10.0),
         headers={"User-Agent": "seqwatch-bench", "Accept": "application/json"},
         follow_redirects=False,
     )
+
+
+def runtime_for(
+    name: str, *, peer_url: str, http: httpx.AsyncClient, sequences: tuple[str, ...] = ()
+) -> SourceRuntime:
+    """The registry's Reply.io source with its own unpaced pacer, as worker.deps builds it."""
+    source = build_source(
+        PROVIDER,
+        SourceParams(
+            name=name,
+            api_key=API_KEY,
+            base_url=peer_url,
+            sequences=sequences,
+            http=http,
+            limiter=PacingLimiter(per_second=UNPACED_PER_SECOND),
+        ),
+    )
+    return SourceRuntime(
+        name=name, provider=PROVIDER, source=source, normalize=NORMALIZERS[PROVIDER]
+    )
+
+
+async def poll_once(*, peer_url: str, redis_url: str, meter: Meter) -> dict[str, Any]:
+    """Builds the source as `seqwatch` does (worker.deps), then measures one poll."""
+    redis = connect(redis_url)
+    http = open_http()
     try:
-        source = build_source(
-            PROVIDER,
-            SourceParams(
-                name=SOURCE,
-                api_key=API_KEY,
-                base_url=peer_url,
-                sequences=(),
-                http=http,
-                limiter=PacingLimiter(per_second=UNPACED_PER_SECOND),
-            ),
-        )
-        runtime = SourceRuntime(
-            name=SOURCE, provider=PROVIDER, source=source, normalize=NORMALIZERS[PROVIDER]
-        )
+        runtime = runtime_for(SOURCE, peer_url=peer_url, http=http)
         with meter:
-            result = await poll_source(redis, runtime, routes=ROUTES, now=_utcnow)
+            result = await poll_source(redis, runtime, routes=ROUTES, now=utcnow)
     finally:
         await http.aclose()
         await redis.aclose()
