@@ -54,6 +54,10 @@ class SeenIds:
     def count(self, bucket: int) -> int:
         return len(self._set(bucket))
 
+    def total(self) -> int:
+        """Distinct enrollments seen."""
+        return sum(len(set(hashes)) for hashes in self._hashes.values())
+
     def has(self, bucket: int, enrollment_id: str) -> bool:
         return hash(enrollment_id) in self._set(bucket)
 
@@ -104,8 +108,13 @@ class StateStore:
     async def unseen(self, seen: SeenIds) -> AsyncIterator[tuple[str, Stored]]:
         """Stored enrollments a complete listing did not return.
 
-        One HLEN per bucket finds the buckets holding more than was seen; only those are read.
+        The stored count (kept in the same atomic commits as the state) settles the common case
+        of nothing missing without touching a bucket; otherwise one HLEN per bucket finds the
+        buckets holding more than was seen, and only those are read.
         """
+        tracked = int(await awaited(self._redis.hget(self._meta, "tracked")) or 0)
+        if tracked <= seen.total():
+            return
         for start in range(0, keys.STATE_BUCKETS, _SCAN_CHUNK):
             buckets = range(start, min(start + _SCAN_CHUNK, keys.STATE_BUCKETS))
             async with self._redis.pipeline(transaction=False) as pipe:

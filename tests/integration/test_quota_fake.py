@@ -12,7 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from worker.errors import SourceError
+from worker.errors import SourceError, SourceUnavailable
+from worker.fakes.faults import FaultPlan
 from worker.fakes.quota import QuotaGate
 from worker.fakes.replyio import ReplyioApp, ReplyioWorld
 from worker.fakes.server import FakeServer
@@ -97,3 +98,25 @@ async def test_the_fake_does_enforce_the_quota(store: Redis, served: Served) -> 
     limiters: list[RateLimiter] = [PacingLimiter(per_second=10) for _ in range(3)]
     await three_workers(store, served, limiters)
     assert served.gate.refused > 0
+
+
+async def test_each_source_keeps_its_own_timeout_on_a_shared_client() -> None:
+    world = ReplyioWorld()
+    world.add_sequence(100, "Slow")
+    faults = FaultPlan()
+    faults.add("timeout", delay=2.0, times=10)
+    server = FakeServer(ReplyioApp(world, api_key=KEY, faults=faults))
+    base_url = server.start()
+    try:
+        async with httpx.AsyncClient(timeout=30) as shared:
+            client = ProviderClient(
+                source="q", http=shared, base_url=base_url, headers={"X-API-Key": KEY},
+                limiter=PacingLimiter(per_second=1000), max_attempts=1, timeout=0.3,
+            )  # fmt: skip
+            started = time.monotonic()
+            with pytest.raises(SourceUnavailable, match=r"timed out|Timeout"):
+                await client.get_json("/v4/sequences", where="sequences")
+            assert time.monotonic() - started < 1.5  # not the shared client's 30 s
+    finally:
+        faults.wake()
+        server.stop()

@@ -69,6 +69,7 @@ class ProviderClient:
         random: Callable[[], float] = _random.random,
         now: Callable[[], float] = time.time,
         describe_error: Callable[[Any], str | None] | None = None,
+        timeout: float | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -88,6 +89,10 @@ class ProviderClient:
         self._random = random
         self._now = now
         self._describe_error = describe_error or generic_error_text
+        # Sources share one HTTP client (one TLS context); each keeps its own timeout.
+        self._timeout = (
+            httpx.Timeout(timeout, connect=min(10.0, timeout)) if timeout is not None else None
+        )
 
     def __repr__(self) -> str:
         return f"ProviderClient(source={self.source!r})"
@@ -128,7 +133,13 @@ class ProviderClient:
 
     async def _attempt(self, url: str, params: Params | None, where: str) -> Any:
         try:
-            request = self._http.build_request("GET", url, params=params, headers=self._headers)
+            request = self._http.build_request(
+                "GET",
+                url,
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout or httpx.USE_CLIENT_DEFAULT,
+            )
         except httpx.InvalidURL:
             raise self._error(SourceRejected, "invalid URL: check base_url", where) from None
         try:

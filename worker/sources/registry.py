@@ -26,6 +26,7 @@ class SourceParams:
     http: httpx.AsyncClient = field(repr=False)
     limiter: RateLimiter | None = None  # None: an in-process pacer at the provider's rate
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    timeout: float | None = None  # per request; None: the HTTP client's own
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

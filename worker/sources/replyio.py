@@ -143,5 +143,6 @@ def build(params: SourceParams) -> ReplyioSource:
         headers={AUTH_HEADER: params.api_key},
         limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
         sleep=params.sleep,
+        timeout=params.timeout,
     )
     return ReplyioSource(name=params.name, client=client, sequences=params.sequences)

@@ -102,5 +102,6 @@ def build(params: SourceParams) -> UnifySource:
         headers={AUTH_HEADER: params.api_key},
         limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
         sleep=params.sleep,
+        timeout=params.timeout,
     )
     return UnifySource(name=params.name, client=client, sequences=params.sequences)

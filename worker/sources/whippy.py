@@ -335,6 +335,7 @@ def build(params: SourceParams) -> WhippySource:
         headers={AUTH_HEADER: params.api_key},
         limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
         sleep=params.sleep,
+        timeout=params.timeout,
         retry_after_ms_header=RETRY_MS_HEADER,
         describe_error=error_text,
     )

@@ -249,6 +249,7 @@ def build(params: SourceParams) -> ZendeskSellSource:
         headers={AUTH_HEADER: f"Bearer {token}"},
         limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
         sleep=params.sleep,
+        timeout=params.timeout,
         describe_error=lambda doc: error_text(doc, secrets=(token,)),
     )
     return ZendeskSellSource(name=params.name, client=client, sequences=params.sequences)
