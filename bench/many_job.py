@@ -21,16 +21,15 @@ def source_name(k: int) -> str:
 
 
 async def poll_many(*, peer_url: str, redis_url: str, sources: int, meter: Meter) -> dict[str, Any]:
-    """Source k allow-lists synthetic sequence k; each source has its own HTTP client, as in
-    worker.deps."""
+    """Source k allow-lists synthetic sequence k; all share one HTTP client, as in worker.deps."""
     redis = connect(redis_url)
-    clients: list[httpx.AsyncClient] = []
+    http = open_http()
+    clients: list[httpx.AsyncClient] = [http]
     runtimes: list[SourceRuntime] = []
     for k in range(sources):
-        clients.append(open_http())
         sequence = str(FIRST_SEQUENCE_ID + k)  # Account.sequence_id(k)
         runtimes.append(
-            runtime_for(source_name(k), peer_url=peer_url, http=clients[-1], sequences=(sequence,))
+            runtime_for(source_name(k), peer_url=peer_url, http=http, sequences=(sequence,))
         )
     limit = asyncio.Semaphore(POLL_CONCURRENCY)
 
