@@ -28,7 +28,13 @@ class FastPackConnection(Connection):
 
 def connect(url: str) -> Redis:
     """TLS (rediss://) and unix sockets keep redis-py's own connection classes."""
-    options: dict[str, Any] = {"decode_responses": True}
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        # A Redis that stops answering without closing the connection must not hang a worker.
+        "socket_timeout": 30.0,
+        "socket_connect_timeout": 10.0,
+        "health_check_interval": 30,
+    }
     if url.startswith("redis://"):
         options["connection_class"] = FastPackConnection
     client: Redis = Redis.from_url(url, **options)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from tests.contract.providers import ReplyioHarness, Sleeps
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
@@ -14,7 +16,7 @@ from worker import keys, lease
 from worker.batch import Batch
 from worker.errors import LeaseLost
 from worker.pipeline import LeaseBusy, poll_source
-from worker.redis_conn import FastPackConnection
+from worker.redis_conn import FastPackConnection, connect
 from worker.redis_io import awaited
 
 
@@ -90,3 +92,16 @@ async def test_the_fast_packer_speaks_the_same_protocol(store: Redis) -> None:
     assert await awaited(store.hgetall("k")) == {"é": "ü\x1f", "n": "7", "f": "2.5", "e": ""}
     assert await store.config_get("maxmemory-policy")  # sent as "CONFIG GET"
     assert await awaited(store.eval("return ARGV[1]", 0, "ÿ")) == "ÿ"
+
+
+async def test_a_silent_redis_times_out_instead_of_hanging() -> None:
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        pool = client.connection_pool
+        assert pool.connection_kwargs["socket_timeout"] == 30.0
+        pool.connection_kwargs["socket_timeout"] = 0.2  # the same path, faster
+        with pytest.raises(RedisTimeout):
+            await client.ping()
+        await client.aclose()
