@@ -15,14 +15,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 import structlog
 
 from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
-from worker.sources.limiter import Deferrable, RateLimiter
+from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter
+
+if TYPE_CHECKING:
+    from worker.sources.registry import SourceParams
 
 Params = Mapping[str, str | int | Sequence[str]]
 
@@ -276,3 +279,26 @@ def _seconds(raw: str | None) -> float | None:
     except ValueError:
         return None
     return max(0.0, value) if math.isfinite(value) else None
+
+
+def client_for(
+    params: SourceParams,
+    *,
+    default_base_url: str,
+    requests_per_second: float,
+    headers: Mapping[str, str],
+    retry_after_ms_header: str | None = None,
+    describe_error: Callable[[Any], str | None] | None = None,
+) -> ProviderClient:
+    """The ProviderClient a provider's `build` makes from its SourceParams."""
+    return ProviderClient(
+        source=params.name,
+        http=params.http,
+        base_url=params.base_url or default_base_url,
+        headers=headers,
+        limiter=params.limiter or PacingLimiter(per_second=requests_per_second, sleep=params.sleep),
+        sleep=params.sleep,
+        timeout=params.timeout,
+        retry_after_ms_header=retry_after_ms_header,
+        describe_error=describe_error,
+    )

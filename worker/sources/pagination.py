@@ -7,7 +7,7 @@ silent stop.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from worker.errors import MalformedResponse
@@ -138,3 +138,14 @@ def require_id(obj: Mapping[str, Any], key: str, *, source: str, where: str) -> 
     if not text or len(text) > _MAX_ID_LENGTH or not text.isprintable():
         raise MalformedResponse(f"field {key!r} is not a usable id", source=source, where=where)
     return text
+
+
+def check_page_size(page_size: int, maximum: int) -> int:
+    if not 1 <= page_size <= maximum:
+        raise ValueError(f"page_size must be between 1 and {maximum}")
+    return page_size
+
+
+def allow_list(sequences: Iterable[object]) -> tuple[str, ...]:
+    """Configured sequence ids as strings, first occurrence kept, in order."""
+    return tuple(dict.fromkeys(str(s) for s in sequences))

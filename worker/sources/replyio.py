@@ -12,10 +12,11 @@ from urllib.parse import quote
 from worker.enrollment import SequenceRef
 from worker.errors import MalformedResponse
 from worker.sources.base import RawPage
-from worker.sources.http import ProviderClient
-from worker.sources.limiter import PacingLimiter
+from worker.sources.http import ProviderClient, client_for
 from worker.sources.pagination import (
     PageGuard,
+    allow_list,
+    check_page_size,
     optional_str,
     require_bool,
     require_id,
@@ -42,11 +43,10 @@ class ReplyioSource:
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 10_000,
     ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        check_page_size(page_size, MAX_PAGE_SIZE)
         self.name = name
         self._client = client
-        self._allow = tuple(dict.fromkeys(str(s) for s in sequences))
+        self._allow = allow_list(sequences)
         self._page_size = page_size
         self._max_pages = max_pages
 
@@ -136,13 +136,10 @@ class ReplyioSource:
 
 
 def build(params: SourceParams) -> ReplyioSource:
-    client = ProviderClient(
-        source=params.name,
-        http=params.http,
-        base_url=params.base_url or DEFAULT_BASE_URL,
+    client = client_for(
+        params,
+        default_base_url=DEFAULT_BASE_URL,
+        requests_per_second=REQUESTS_PER_SECOND,
         headers={AUTH_HEADER: params.api_key},
-        limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
-        sleep=params.sleep,
-        timeout=params.timeout,
     )
     return ReplyioSource(name=params.name, client=client, sequences=params.sequences)

@@ -10,9 +10,15 @@ from typing import TYPE_CHECKING
 
 from worker.errors import MalformedResponse
 from worker.sources.base import RawPage
-from worker.sources.http import ProviderClient
-from worker.sources.limiter import PacingLimiter
-from worker.sources.pagination import PageGuard, optional_str, require_list, require_object
+from worker.sources.http import ProviderClient, client_for
+from worker.sources.pagination import (
+    PageGuard,
+    allow_list,
+    check_page_size,
+    optional_str,
+    require_list,
+    require_object,
+)
 
 if TYPE_CHECKING:
     from worker.sources.registry import SourceParams
@@ -34,11 +40,10 @@ class UnifySource:
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 100_000,
     ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        check_page_size(page_size, MAX_PAGE_SIZE)
         self.name = name
         self._client = client
-        self._sequences = tuple(dict.fromkeys(str(s) for s in sequences))
+        self._sequences = allow_list(sequences)
         self._page_size = page_size
         self._max_pages = max_pages
 
@@ -95,13 +100,10 @@ class UnifySource:
 
 
 def build(params: SourceParams) -> UnifySource:
-    client = ProviderClient(
-        source=params.name,
-        http=params.http,
-        base_url=params.base_url or DEFAULT_BASE_URL,
+    client = client_for(
+        params,
+        default_base_url=DEFAULT_BASE_URL,
+        requests_per_second=REQUESTS_PER_SECOND,
         headers={AUTH_HEADER: params.api_key},
-        limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
-        sleep=params.sleep,
-        timeout=params.timeout,
     )
     return UnifySource(name=params.name, client=client, sequences=params.sequences)

@@ -31,10 +31,11 @@ import structlog
 from worker.enrollment import SequenceRef
 from worker.errors import MalformedResponse, SourceRejected
 from worker.sources.base import RawPage
-from worker.sources.http import ProviderClient, generic_error_text
-from worker.sources.limiter import PacingLimiter
+from worker.sources.http import ProviderClient, client_for, generic_error_text
 from worker.sources.pagination import (
     PageGuard,
+    allow_list,
+    check_page_size,
     optional_str,
     require_id,
     require_list,
@@ -65,11 +66,10 @@ class WhippySource:
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 10_000,
     ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        check_page_size(page_size, MAX_PAGE_SIZE)
         self.name = name
         self._client = client
-        self._allow = tuple(dict.fromkeys(str(s) for s in sequences))
+        self._allow = allow_list(sequences)
         self._pager = _OffsetPager(client, source=name, page_size=page_size, max_pages=max_pages)
 
     def __repr__(self) -> str:
@@ -328,14 +328,11 @@ def error_text(doc: Any) -> str | None:
 
 
 def build(params: SourceParams) -> WhippySource:
-    client = ProviderClient(
-        source=params.name,
-        http=params.http,
-        base_url=params.base_url or DEFAULT_BASE_URL,
+    client = client_for(
+        params,
+        default_base_url=DEFAULT_BASE_URL,
+        requests_per_second=REQUESTS_PER_SECOND,
         headers={AUTH_HEADER: params.api_key},
-        limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
-        sleep=params.sleep,
-        timeout=params.timeout,
         retry_after_ms_header=RETRY_MS_HEADER,
         describe_error=error_text,
     )

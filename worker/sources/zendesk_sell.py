@@ -25,9 +25,14 @@ import structlog
 
 from worker.errors import MalformedResponse, SourceError
 from worker.sources.base import RawPage
-from worker.sources.http import ProviderClient, generic_error_text
-from worker.sources.limiter import PacingLimiter
-from worker.sources.pagination import PageGuard, require_list, require_object
+from worker.sources.http import ProviderClient, client_for, generic_error_text
+from worker.sources.pagination import (
+    PageGuard,
+    allow_list,
+    check_page_size,
+    require_list,
+    require_object,
+)
 
 if TYPE_CHECKING:
     from worker.sources.registry import SourceParams
@@ -61,11 +66,10 @@ class ZendeskSellSource:
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 100_000,
     ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        check_page_size(page_size, MAX_PAGE_SIZE)
         self.name = name
         self._client = client
-        self._allow = frozenset(str(s) for s in sequences)
+        self._allow = frozenset(allow_list(sequences))
         self._page_size = page_size
         self._max_pages = max_pages
 
@@ -242,14 +246,11 @@ def error_text(doc: Any, *, secrets: Sequence[str] = ()) -> str | None:
 
 def build(params: SourceParams) -> ZendeskSellSource:
     token = params.api_key
-    client = ProviderClient(
-        source=params.name,
-        http=params.http,
-        base_url=params.base_url or DEFAULT_BASE_URL,
+    client = client_for(
+        params,
+        default_base_url=DEFAULT_BASE_URL,
+        requests_per_second=REQUESTS_PER_SECOND,
         headers={AUTH_HEADER: f"Bearer {token}"},
-        limiter=params.limiter or PacingLimiter(per_second=REQUESTS_PER_SECOND, sleep=params.sleep),
-        sleep=params.sleep,
-        timeout=params.timeout,
         describe_error=lambda doc: error_text(doc, secrets=(token,)),
     )
     return ZendeskSellSource(name=params.name, client=client, sequences=params.sequences)
