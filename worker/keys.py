@@ -87,5 +87,6 @@ def destination_health(destination: str) -> str:
     return f"{PREFIX}:destination:{destination}"
 
 
-def all_source_keys_pattern(source: str) -> str:
-    return f"{_tag(source)}:*"
+def state_pattern(source: str) -> str:
+    """SCAN pattern matching every state bucket of a source."""
+    return f"{_tag(source)}:state:*"

@@ -47,7 +47,6 @@ class PollResult:
     removed: int = 0
     baseline: bool = False
     full_listing: bool = True
-    skipped: bool = False
     event_ids: list[str] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
 

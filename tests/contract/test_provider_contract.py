@@ -57,7 +57,7 @@ def types(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 async def snapshot(store: Redis) -> dict[str, dict[str, str]]:
     state: dict[str, str] = {}
-    async for key in store.scan_iter(match=keys.state_bucket(SOURCE, 0).rsplit(":", 1)[0] + ":*"):
+    async for key in store.scan_iter(match=keys.state_pattern(SOURCE)):
         state.update(await store.hgetall(key))  # type: ignore[misc]
     return {"state": state}
 
