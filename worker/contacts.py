@@ -31,7 +31,7 @@ def _encode(contact: Contact) -> str:
 
 
 def _decode(ref: Contact, value: str) -> Contact:
-    name, email, company = (value.split(_SEP) + ["", "", ""])[:3]
+    name, email, company = [*value.split(_SEP), "", ""][:3]
     return dataclasses.replace(ref, name=name or None, email=email or None, company=company or None)
 
 

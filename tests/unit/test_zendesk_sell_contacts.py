@@ -179,7 +179,8 @@ async def test_a_failed_lookup_is_logged_once_and_costs_only_the_labels(
     assert leads.call_count == 1  # one attempt: the events are waiting
     assert list(got.values()) == [Contact(id="2", type="contact", name="Bo")]
     failures = [e for e in logs if e["event"] == "contact_lookup_failed"]
-    assert len(failures) == 1 and "HTTP 503" in failures[0]["error"]
+    assert len(failures) == 1
+    assert "HTTP 503" in failures[0]["error"]
     assert TOKEN not in repr(logs)
 
 
