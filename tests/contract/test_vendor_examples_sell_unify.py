@@ -10,7 +10,6 @@ Sell's listing against the fixture's shape.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
