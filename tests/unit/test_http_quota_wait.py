@@ -149,3 +149,14 @@ async def test_shared_limiter_windows_come_from_its_quotas() -> None:
         quotas=(Quota(requests=36_000, per_seconds=3600), Quota(requests=10, per_seconds=1)),
     )
     assert limiter.windows == (1, 3600)
+
+
+async def test_a_single_attempt_429_still_holds_every_worker_back(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.get("/v2/leads").respond(429)
+    sleeps, limiter = Sleeps(), WindowLimiter()
+    with pytest.raises(SourceUnavailable, match="gave up after 1 attempts"):
+        await client(http, limiter, sleeps).get_json("/v2/leads", where="lookup", attempts=1)
+    assert limiter.deferred == [1.0]  # the listing's next page waits the window too
+    assert sleeps.calls == []  # the caller itself does not wait

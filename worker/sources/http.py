@@ -133,6 +133,9 @@ class ProviderClient:
                         source=self.source,
                         where=where,
                     ) from None
+                if requested is not None and isinstance(self._limiter, Deferrable):
+                    # Hold back every worker, not just us, even when this call gives up now.
+                    await self._limiter.defer(requested)
                 if attempt == budget:
                     raise failure.final(
                         f"{failure.reason}; gave up after {attempt} attempts",
@@ -140,8 +143,6 @@ class ProviderClient:
                         where=where,
                     ) from None
                 wait = requested if requested is not None else self._backoff(attempt)
-                if requested is not None and isinstance(self._limiter, Deferrable):
-                    await self._limiter.defer(requested)  # hold back every worker, not just us
                 _log.info(
                     "provider_retry",
                     source=self.source,
