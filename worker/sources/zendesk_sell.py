@@ -33,6 +33,7 @@ costs the labels (logged), never the events.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -166,7 +167,7 @@ class ZendeskSellSource:
             }
             for key, organization in organizations.items():
                 if organization in names:
-                    found[key] = Contact(**{**_fields(found[key]), "company": names[organization]})
+                    found[key] = dataclasses.replace(found[key], company=names[organization])
         return {c: found[(c.type or "", c.id or "")] for c in wanted if (c.type, c.id) in found}
 
     async def _lookup(self, path: str, ids: set[str], *, label: str) -> list[Mapping[str, Any]]:
@@ -300,10 +301,6 @@ def _person(record: Mapping[str, Any], kind: str) -> tuple[Contact | None, str |
         id=str(record_id), type=kind, name=name, email=_text(record, "email"), company=company
     )
     return contact, organization
-
-
-def _fields(contact: Contact) -> dict[str, str | None]:
-    return {f: getattr(contact, f) for f in ("id", "type", "name", "email", "company")}
 
 
 def _has_links(doc: Any) -> bool:
