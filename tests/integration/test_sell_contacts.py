@@ -210,3 +210,21 @@ async def test_a_crashing_lookup_still_commits_the_events(
         assert (await poll(store, rt)).events == 1
     assert [e["contact"]["name"] for e in (x["data"] for x in await drain(store))] == [None]
     assert any(e["event"] == "contact_lookup_failed" for e in logs)
+
+
+async def test_an_absence_removal_keeps_the_contact_type(
+    store: Redis, sell: Sell, runtime: SourceRuntime
+) -> None:
+    world = sell.world
+    lead = world.enroll(sell.sequence)
+    contact = world.enroll(sell.sequence, resource_type="contact")
+    await poll(store, runtime)
+    world.delete(lead)
+    world.delete(contact)
+    await poll(store, runtime)  # absent once: marked
+    await poll(store, runtime)  # absent twice: removed
+    events = await drain(store)
+    assert sorted((e["type"], e["data"]["contact"]["type"]) for e in events) == [
+        ("enrollment.removed", "contact"),
+        ("enrollment.removed", "lead"),
+    ]
