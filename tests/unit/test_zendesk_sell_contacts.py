@@ -156,6 +156,11 @@ async def test_lead_fields(
             {"id": 9, "first_name": "Jo", "last_name": "Wu", "is_organization": False},
             Contact(id="9", type="contact", name="Jo Wu"),
         ),
+        (
+            # An organisation name on the contact itself saves the organisation lookup.
+            {"id": 9, "name": "Jo Wu", "organization_name": "Acme", "contact_id": 77},
+            Contact(id="9", type="contact", name="Jo Wu", company="Acme"),
+        ),
     ],
 )
 async def test_contact_fields(
@@ -164,9 +169,10 @@ async def test_contact_fields(
     record: dict[str, Any],
     expected: Contact,
 ) -> None:
-    router.get("/v2/contacts").respond(json=collection(record))
+    route = router.get("/v2/contacts").respond(json=collection(record))
     ref = Contact(id="9", type="contact")
     assert (await source.contacts([ref]))[ref] == expected
+    assert route.call_count == 1
 
 
 async def test_a_failed_lookup_is_logged_once_and_costs_only_the_labels(

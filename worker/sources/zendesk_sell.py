@@ -25,7 +25,8 @@ ids, `GET /v2/leads?ids=...` and `GET /v2/contacts?ids=...` (the usual envelope)
 the person's company. Lead: `first_name` + `last_name`, `email`, `organization_name`
 [vendor-code: zendesk/zendesk-sell-for-zapier src/lead/__test__/multipleLeads.fixture.json].
 Contact: `name` (else `first_name` + `last_name`), `email`, and the company is its own `name`
-when `is_organization`, else its organisation's [vendor-code: zendesk/basecrm-python
+when `is_organization`, else an `organization_name` if the record has one [3p-code:
+activepieces zendesk-sell common.ts], else its organisation's [vendor-code: zendesk/basecrm-python
 basecrm/test/testutils.py create_contact; zendesk-sell-for-zapier
 src/contact/__test__/multipleContacts.fixture.json]. Each request is tried once: a failure
 costs the labels (logged), never the events.
@@ -293,9 +294,10 @@ def _person(record: Mapping[str, Any], kind: str) -> tuple[Contact | None, str |
     else:
         name = _text(record, "name") or full or None
         is_org = record.get("is_organization") is True
-        company = name if is_org else None
+        # Some clients show an `organization_name` on contacts too: free, so used when there.
+        company = name if is_org else _text(record, "organization_name")
         parent = record.get("contact_id")
-        if not is_org and isinstance(parent, int) and not isinstance(parent, bool):
+        if company is None and isinstance(parent, int) and not isinstance(parent, bool):
             organization = str(parent)
     contact = Contact(
         id=str(record_id), type=kind, name=name, email=_text(record, "email"), company=company
