@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from config.settings import DestinationSettings, Settings, SourceSettings
 from notifiers.registry import NotifierParams, build_notifier
+from worker import metrics
 from worker.deliver import DestinationRuntime
 from worker.normalize import NORMALIZERS
 from worker.outbox import Route
@@ -99,6 +100,7 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        event_hooks={"response": [metrics.on_provider_response]},
     )
     clients = [client]
     sources = {s.name: _source_runtime(s, client, redis) for s in settings.sources}
