@@ -180,7 +180,8 @@ def test_each_source_is_polled_at_start_not_at_its_next_interval(
             ),
             timeout=TIMEOUT,
         ), daemon.output[-3000:]
-        due = {k: float(v) for k, v in sync_redis.hgetall(keys.schedule()).items()}
+        stored: dict[str, str] = sync_redis.hgetall(keys.schedule())  # type: ignore[assignment]
+        due = {k: float(v) for k, v in stored.items()}
         for source in ("reply", "unify"):  # the next one, an hour on, give or take 30 s
             assert 3600 - 60 < due[source] - time.time() <= 3600 + 30, due
     finally:
@@ -195,12 +196,17 @@ def test_a_stopping_worker_leaves_the_other_workers_health_key(
     second = Daemon(setup, tmp_path, "second").start()
     try:
         pattern = keys.WORKER_HEALTH_PREFIX + "*"
-        assert wait_until(lambda: len(sync_redis.keys(pattern)) == 2, timeout=TIMEOUT), (
+
+        def health_keys() -> list[str]:
+            found: list[str] = sync_redis.keys(pattern)  # type: ignore[assignment]
+            return found
+
+        assert wait_until(lambda: len(health_keys()) == 2, timeout=TIMEOUT), (
             first.output[-2000:], second.output[-2000:],
         )  # fmt: skip
         code, _ = first.terminate()
         assert code == 0
-        remaining = sync_redis.keys(pattern)
+        remaining = health_keys()
         assert len(remaining) == 1, remaining
         assert str(second.pid) in remaining[0]
     finally:
