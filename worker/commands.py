@@ -97,7 +97,7 @@ async def check(deps: Deps, out: TextIO, *, send_test: bool) -> int:
             )
             continue
         try:
-            await destination.notifier.send([test_event(name, now=datetime.now(UTC))])
+            await destination.notifier.send([check_event(name, now=datetime.now(UTC))])
         except DeliveryError as exc:
             print(f"destination {name}: FAILED: {exc}", file=out)
             status = FAILED
@@ -114,7 +114,7 @@ async def check(deps: Deps, out: TextIO, *, send_test: bool) -> int:
 TEST_EVENT_TYPE = "seqwatch.test"
 
 
-def test_event(destination: str, *, now: datetime) -> OutboundEvent:
+def check_event(destination: str, *, now: datetime) -> OutboundEvent:
     """A `seqwatch.test` document (never an enrollment.* type: consumers must not act on it)."""
     stamp = format_timestamp(now)
     event = event_id(
