@@ -11,6 +11,7 @@ import structlog
 from worker import metrics, progress
 from worker.deliver import DeliveryResult, deliver_destination
 from worker.deps import Deps
+from worker.digest import deliver_digest
 from worker.errors import SourceError
 from worker.events import HealthType
 from worker.health import record_outcome
@@ -103,9 +104,10 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
 async def run_deliver(
     deps: Deps, name: str, *, clock: Callable[[], float] = time.time
 ) -> DeliveryResult:
-    result = await deliver_destination(
-        deps.redis, deps.destinations[name], sources=list(deps.sources), clock=clock
-    )
+    destination = deps.destinations[name]
+    # A notifier that takes many events per send (Slack) gets one digest across sources.
+    deliver = deliver_digest if destination.notifier.max_batch > 1 else deliver_destination
+    result = await deliver(deps.redis, destination, sources=list(deps.sources), clock=clock)
     metrics.deliveries_settled(
         name, delivered=result.delivered, retrying=result.retrying, dead=result.dead
     )
