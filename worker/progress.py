@@ -70,7 +70,7 @@ class _Tracked:
     async def pages(self, *, updated_after: str | None = None) -> AsyncIterator[RawPage]:
         p = self._progress
         p.begun = True  # the pipeline lists only once it holds the lease
-        p._stored = self._clock()
+        p._stored = p._logged = self._clock()
         await store(self._redis, p)
         async for page in self._inner.pages(updated_after=updated_after):
             p.pages += 1

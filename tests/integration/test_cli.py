@@ -228,6 +228,24 @@ def test_provider_500_fails_the_poll_then_a_good_poll_emits_exactly_the_changes(
     assert status_json(setup)["sources"]["reply"]["last_outcome"] == "ok"
 
 
+def test_status_exits_1_while_a_source_is_failing_and_0_once_it_recovers(
+    setup: Setup, fakes: Fakes
+) -> None:
+    baseline(setup, fakes)
+    # Three polls fail (the client tries each request 5 times): the threshold is 3.
+    fakes.reply_faults.add(FaultKind.STATUS, status=500, retry_after=0, times=15)
+    for _ in range(3):
+        assert run(setup, "poll", "--source", "reply").code == 1
+    failing = run(setup, "status")
+    assert failing.code == 1, str(failing)
+    assert "  reply: FAILING (3 failed polls in a row); last poll" in failing.stdout
+    assert "  unify: ok; last poll" in failing.stdout
+    assert status_json(setup)["sources"]["reply"]["failing"] is True
+    ok(run(setup, "poll", "--source", "reply"))
+    assert ok(run(setup, "status")).code == 0
+    assert status_json(setup)["sources"]["reply"]["failing"] is False
+
+
 def test_provider_401_exits_1_with_authentication_failed(setup: Setup, fakes: Fakes) -> None:
     wrong = setup.with_env(**{ENV_NAMES["reply"]: WRONG_KEY})
     result = run(wrong, "poll")
