@@ -280,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.demo import run_demo
 
         logs.configure(level="WARNING")
-        return asyncio.run(run_demo(duration=args.duration, out=out))
+        try:
+            return asyncio.run(run_demo(duration=args.duration, out=out))
+        except KeyboardInterrupt:  # before the tour's own handler is in place
+            return 130
     import asyncio
 
     from redis.exceptions import RedisError
