@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from config.settings import Settings
 from worker.deps import Deps, open_deps
+from worker.errors import SeqwatchError
 from worker.probes import Probes
 
 if TYPE_CHECKING:
@@ -112,7 +113,11 @@ async def _metrics_server(settings: Settings, deps: Deps, probes: Probes) -> Met
         redis=deps.redis, sources=list(deps.sources), destinations=list(deps.destinations),
         probes=probes,
     )  # fmt: skip
-    await server.start(settings.metrics.host, settings.metrics.port)
+    try:
+        await server.start(settings.metrics.host, settings.metrics.port)
+    except OSError as exc:  # taken port, unknown host: one line, exit 1
+        where = f"{settings.metrics.host}:{settings.metrics.port}"
+        raise SeqwatchError(f"metrics: cannot listen on {where} ({exc.strerror or exc})") from None
     return server
 
 
@@ -125,7 +130,11 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
     current: Worker | None = None
     # Ready while a worker runs and its scheduling tick keeps coming.
     probes = Probes(stale_after_s=6 * TICK_SECONDS)
-    metrics_server = await _metrics_server(settings, deps, probes)
+    try:
+        metrics_server = await _metrics_server(settings, deps, probes)
+    except SeqwatchError:
+        await deps.aclose()
+        raise
 
     def on_signal(signum: signal.Signals) -> None:
         stop.set()  # no worker is started after this one

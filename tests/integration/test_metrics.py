@@ -7,6 +7,7 @@ per-worker health key that a stopping worker does not take from the others.
 from __future__ import annotations
 
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from tests.integration._cli_helpers import (
     Setup,
     config_text,
     make_setup,
+    run,
     running_fakes,
     wait_until,
 )
@@ -212,3 +214,20 @@ def test_a_stopping_worker_leaves_the_other_workers_health_key(
     finally:
         first.close()
         second.close()
+
+
+def test_a_taken_metrics_port_is_one_line_and_exit_1(
+    tmp_path: Path, fakes: Fakes, redis_url: str, sync_redis: Redis
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = config_text(fakes, redis_url=redis_url)
+        setup = make_setup(tmp_path, fakes, redis_url=redis_url).with_text(
+            text + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        result = run(setup, "run")
+    assert result.code == 1, str(result)
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("seqwatch:")]
+    assert line.startswith(f"seqwatch: metrics: cannot listen on 127.0.0.1:{port} (")
