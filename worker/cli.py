@@ -88,34 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    real_add = sub.add_parser
 
-    def add_parser(name: str, **kwargs: object) -> argparse.ArgumentParser:
-        return real_add(name, parents=[common], **kwargs)  # type: ignore[arg-type]
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, parents=[common])
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-    demo = sub.add_parser("demo", help="self-contained tour with simulated providers")
+    demo = command("demo", "self-contained tour with simulated providers")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
-    sub.add_parser("run", help="run the daemon (arq worker: schedules polls and deliveries)")
-    poll = sub.add_parser("poll", help="poll sources now, then deliver once")
+    command("run", "run the daemon (arq worker: schedules polls and deliveries)")
+    poll = command("poll", "poll sources now, then deliver once")
     poll.add_argument("--source", action="append", default=[], metavar="NAME")
-    sub.add_parser("deliver", help="attempt every delivery that is due now, once")
-    check = sub.add_parser("check", help="validate config; check Redis, sources, destinations")
+    command("deliver", "attempt every delivery that is due now, once")
+    check = command("check", "validate config; check Redis, sources, destinations")
     check.add_argument(
         "--send-test", action="store_true", help="post a test event to each destination"
     )
-    status = sub.add_parser("status", help="per source and destination health")
+    status = command("status", "per source and destination health")
     status.add_argument("--json", action="store_true")
-    dead = sub.add_parser("dead-letters", help="inspect, replay or drop dead-lettered deliveries")
+    dead = command("dead-letters", "inspect, replay or drop dead-lettered deliveries")
     dead.add_argument("action", choices=["list", "replay", "drop"])
     dead.add_argument("ids", nargs="*", metavar="EVENT_ID", help="only these event ids")
     dead.add_argument("--destination")
     dead.add_argument("--source")
     dead.add_argument("--type", dest="event_type")
     dead.add_argument("--all", action="store_true", help="replay/drop every matching dead letter")
-    reset = sub.add_parser("reset", help="forget a source's stored state (next poll is a baseline)")
+    reset = command("reset", "forget a source's stored state (next poll is a baseline)")
     reset.add_argument("--source", required=True, metavar="NAME")
-    sub.add_parser("schema", help="print the JSON Schema of the event document (no config)")
+    command("schema", "print the JSON Schema of the event document (no config)")
     return parser
 
 
