@@ -96,3 +96,22 @@ def destination_health(destination: str) -> str:
 def state_pattern(source: str) -> str:
     """SCAN pattern matching every state bucket of a source."""
     return f"{_tag(source)}:state:*"
+
+
+def progress(source: str) -> str:
+    """The running listing's progress (pages, enrollments, started_at), for `status`."""
+    return f"{_tag(source)}:progress"
+
+
+def schedule() -> str:
+    """When each source's next poll is due: hash of source name -> unix seconds."""
+    return f"{PREFIX}:schedule"
+
+
+WORKER_HEALTH_PREFIX = f"{PREFIX}:queue:health-check:"
+
+
+def worker_health(worker_id: str) -> str:
+    """One arq health key per worker (expires unless renewed), so a stopping worker deletes
+    only its own."""
+    return WORKER_HEALTH_PREFIX + worker_id
