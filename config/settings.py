@@ -93,6 +93,7 @@ class SourceSettings:
     requests_per_minute: float | None = None
     timeout: float = 30.0
     failure_threshold: int = 3  # failed polls in a row before the source counts as failing
+    api_version: str = "auto"  # replyio only: "auto" | "v3" | "v4"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,7 +332,12 @@ def _base_url(table: _Table, url: str) -> str:
 _SOURCE_KEYS = (
     *("name", "provider", "api_key", "base_url", "poll_interval", "sequences"),
     *("full_sync_interval", "requests_per_minute", "timeout", "failure_threshold"),
+    "api_version",
 )
+# Keys only some providers take: key -> (providers, accepted values).
+_PROVIDER_KEYS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "api_version": (("replyio",), ("auto", "v3", "v4")),
+}
 
 
 def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
@@ -357,7 +363,20 @@ def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
         requests_per_minute=table.optional_number("requests_per_minute", positive=True),
         timeout=table.number("timeout", 30.0, positive=True),
         failure_threshold=int(threshold),
+        api_version=_provider_key(table, "api_version", provider) or "auto",
     )
+
+
+def _provider_key(table: _Table, key: str, provider: str) -> str | None:
+    value = table.optional(key)
+    if value is None:
+        return None
+    providers, accepted = _PROVIDER_KEYS[key]
+    if provider not in providers:
+        table.fail(key, f"only allowed for provider {' or '.join(map(repr, providers))}")
+    if value not in accepted:
+        table.fail(key, f"expected one of {', '.join(map(repr, accepted))}, got {value!r}")
+    return value
 
 
 def _sequences(table: _Table) -> tuple[str, ...]:

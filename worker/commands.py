@@ -103,6 +103,10 @@ async def status(deps: Deps, out: TextIO, *, as_json: bool) -> int:
             f"{s.tracked} enrollments tracked, {s.events_total} events emitted",
             file=out,
         )
+        if s.last_poll_requests is not None or s.api_version is not None:
+            version = f"API {s.api_version}, " if s.api_version else ""
+            requests = s.last_poll_requests if s.last_poll_requests is not None else "-"
+            print(f"    {version}last poll sent {requests} provider requests", file=out)
         if s.last_error:
             print(f"    last error: {s.last_error}", file=out)
     print("destinations:", file=out)

@@ -59,9 +59,13 @@ class Contact:
     email: str | None = None
     name: str | None = None
     company: str | None = None
+    phone: str | None = None  # E.164, where the provider has one (Whippy)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email, "name": self.name, "company": self.company}
+        fields = {"id": self.id, "email": self.email, "name": self.name, "company": self.company}
+        if self.phone is not None:
+            fields["phone"] = self.phone  # only where a provider has one: the SPEC keys stay
+        return fields
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

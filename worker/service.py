@@ -14,6 +14,7 @@ from worker.errors import SourceError
 from worker.events import HealthType
 from worker.health import record_outcome
 from worker.pipeline import PollResult, poll_source
+from worker.sources.metering import metering
 from worker.status import record_poll
 
 log = structlog.get_logger("seqwatch")
@@ -50,9 +51,13 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
     runtime = deps.sources[name]
     started = time.monotonic()
     try:
-        result = await poll_source(deps.redis, runtime, routes=deps.routes, now=now)
+        with metering() as requests:
+            result = await poll_source(deps.redis, runtime, routes=deps.routes, now=now)
     except SourceError as exc:
-        await record_poll(deps.redis, source=name, ok=False, at=time.time(), error=str(exc))
+        await record_poll(
+            deps.redis, source=name, ok=False, at=time.time(), error=str(exc),
+            requests=requests.count,
+        )  # fmt: skip
         log.warning(
             "poll",
             source=name,
@@ -60,11 +65,12 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
             outcome="failed",
             error=str(exc),
             error_kind=type(exc).__name__,
+            requests=requests.count,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
         await _health(deps, name, error=str(exc), now=now())
         raise
-    await record_poll(deps.redis, source=name, ok=True, at=time.time())
+    await record_poll(deps.redis, source=name, ok=True, at=time.time(), requests=requests.count)
     await _health(deps, name, error=None, now=now())
     log.info(
         "poll",
@@ -77,6 +83,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         enrollments=result.enrollments,
         events=result.events,
         removed=result.removed,
+        requests=requests.count,
         duration_ms=round((time.monotonic() - started) * 1000),
     )
     return result

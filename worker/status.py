@@ -13,13 +13,21 @@ from worker.redis_io import awaited
 
 
 async def record_poll(
-    redis: Redis, *, source: str, ok: bool, at: float, error: str | None = None
+    redis: Redis,
+    *,
+    source: str,
+    ok: bool,
+    at: float,
+    error: str | None = None,
+    requests: int | None = None,
 ) -> None:
     meta = keys.meta(source)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             meta, mapping={"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
         )
+        if requests is not None:
+            pipe.hset(meta, "last_poll_requests", str(requests))
         if ok:
             pipe.hset(meta, "last_ok_at", repr(at))
             pipe.hdel(meta, "last_error")
@@ -39,6 +47,10 @@ class SourceStatus:
     events_total: int
     baseline_done: bool
     failing: bool = False
+    # Provider requests the last poll sent (retries included); None before the first poll.
+    last_poll_requests: int | None = None
+    # The provider API version in use, where a provider has several (Reply.io v3/v4).
+    api_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,11 +71,12 @@ def _float(value: str | None) -> float | None:
 async def source_status(redis: Redis, name: str) -> SourceStatus:
     fields = (
         "last_poll_at", "last_outcome", "last_error", "consecutive_failures",
-        "tracked", "events_total", "baseline", "health",
+        "tracked", "events_total", "baseline", "health", "last_poll_requests",
     )  # fmt: skip
     values = dict(
         zip(fields, await awaited(redis.hmget(keys.meta(name), list(fields))), strict=True)
     )
+    api_version = await awaited(redis.hget(keys.provider_memory(name), "api_version"))
     return SourceStatus(
         name=name,
         last_poll_at=_float(values["last_poll_at"]),
@@ -74,6 +87,10 @@ async def source_status(redis: Redis, name: str) -> SourceStatus:
         events_total=int(values["events_total"] or 0),
         baseline_done=values["baseline"] == "1",
         failing=values["health"] == "failing",
+        last_poll_requests=int(values["last_poll_requests"] or 0)
+        if values["last_poll_requests"] is not None
+        else None,
+        api_version=api_version,
     )
 
 

@@ -24,6 +24,8 @@ STATUS_TABLE: Mapping[str, Status] = {
     "moved": Status.ACTIVE,  # moved to another step: still in the sequence
     "inactive": Status.BLOCKED,
     "in-active": Status.BLOCKED,  # the spelling in Whippy's own activepieces piece
+    # Finished on ANY step ends the run: Whippy marks a removed contact `finished` on the step
+    # it was on, and a contact that moves on gets a new row on the next step instead.
     "complete": Status.FINISHED,
     "finished": Status.FINISHED,
     "removed": Status.REMOVED,
@@ -38,7 +40,6 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     contact = fields.required_object(record, "contact")
     contact_id = fields.required_id(contact, "id", within="contact")
     steps = _steps(record)
-    last_position = fields.optional_int(record, "last_position")
     rows = _rows(record)
     at, newest, updated = _newest(rows, steps)
     raw_status = fields.required_str(newest, "status", within=at)
@@ -50,29 +51,23 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
         sequence=SequenceRef(id=sequence_id, name=name),
         contact=Contact(
             id=contact_id,
-            email=fields.optional_str(contact, "email", within="contact"),
-            name=fields.optional_str(contact, "name", within="contact"),
+            email=fields.optional_text(contact, "email", within="contact"),
+            name=fields.optional_text(contact, "name", within="contact"),
             company=None,
+            phone=fields.optional_text(contact, "phone", within="contact"),
         ),
         state=State(
-            status=_status(raw_status, position=position, last_position=last_position),
+            status=STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS),
             raw_status=raw_status,
             step=None if position is None else position + 1,
             step_id=step_id,
-            replied=_any(rows, "responded"),  # [inferred] field: null where it is not sent
+            # From the documented `responded=true` filter (the source's listing), never a row.
+            replied=fields.optional_bool(record, "responded"),
             bounced=None,
             opted_out=_any(rows, "unsubscribed"),
         ),
         updated_at=updated.isoformat(),
     )
-
-
-def _status(raw_status: str, *, position: int | None, last_position: int | None) -> Status:
-    status = STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS)
-    on_last_step = position is not None and last_position is not None and position >= last_position
-    if status is Status.FINISHED and not on_last_step:
-        return Status.ACTIVE  # a step was completed, not the sequence
-    return status
 
 
 def _steps(record: Mapping[str, Any]) -> Mapping[str, int]:

@@ -23,9 +23,10 @@ import structlog
 
 from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
 from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter
+from worker.sources.metering import count_request
 
 if TYPE_CHECKING:
-    from worker.sources.registry import SourceParams
+    from worker.sources.params import SourceParams
 
 Params = Mapping[str, str | int | Sequence[str]]
 
@@ -105,6 +106,7 @@ class ProviderClient:
         url = self._base_url + path
         for attempt in range(1, self._max_attempts + 1):
             await self._limiter.acquire()
+            count_request()
             try:
                 return await self._attempt(url, params, where)
             except _Transient as failure:
