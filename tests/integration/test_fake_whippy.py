@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -310,7 +309,8 @@ async def test_states_follow_the_world(fake: Fake, http: httpx.AsyncClient) -> N
     early = found[key + removed_early]
     assert (early.state.status, early.state.step) == (Status.FINISHED, 1)
     assert early.contact.email is None  # "" from the provider is null
-    assert early.contact.phone is not None and early.contact.phone.startswith("+1")
+    assert early.contact.phone is not None
+    assert early.contact.phone.startswith("+1")
 
 
 async def test_allow_list_requests_only_named_sequences(
