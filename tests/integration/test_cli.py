@@ -445,8 +445,17 @@ def test_status_reports_sources_and_destinations(setup: Setup, fakes: Fakes) -> 
     baseline(setup, fakes)
     fakes.reply.advance_step(100, 1)
     fakes.unify_update("Maya Lopez", is_bounced=True)
-    ok(run(setup, "poll"))
+    sent_before = len(fakes.reply_server.requests)
+    polled = ok(run(setup, "poll"))
     status = status_json(setup)
+    # What the last poll cost, counted by the fake that served it; the detected API version.
+    sent = len(fakes.reply_server.requests) - sent_before
+    assert status["sources"]["reply"]["last_poll_requests"] == sent
+    assert status["sources"]["reply"]["api_version"] == "v3"
+    assert status["sources"]["unify"]["api_version"] is None
+    logged = [json.loads(line) for line in stderr_lines(polled) if line.startswith("{")]
+    [canonical] = [e for e in logged if e.get("event") == "poll" and e.get("source") == "reply"]
+    assert canonical["requests"] == sent
     assert status["sources"]["reply"]["tracked"] == 5
     assert status["sources"]["reply"]["events_total"] == 1
     assert status["sources"]["unify"]["tracked"] == 5
@@ -458,6 +467,7 @@ def test_status_reports_sources_and_destinations(setup: Setup, fakes: Fakes) -> 
         assert counts["last_success_at"] is not None
     text = ok(run(setup, "status")).stdout
     assert "reply: last poll" in text
+    assert f"API v3, last poll sent {sent} provider requests" in text
     assert "5 enrollments tracked, 1 events emitted" in text
     assert "hook: 0 pending, 0 failing, 0 dead-lettered" in text
     assert Seen.of(fakes.hook).kinds() == sorted(

@@ -609,3 +609,36 @@ def make_client(http: httpx.AsyncClient) -> ProviderClient:
         limiter=NoLimit(),
         sleep=Sleeps(),
     )
+
+
+async def test_replies_come_from_the_responded_filter_at_one_request_per_sequence(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.get("/v1/sequences").respond(
+        200, json={"data": [{"id": SEQ, "title": "A"}, {"id": "empty", "title": "B"}], "total": 2}
+    )
+    responded = responded_route(router).respond(
+        200,
+        json={"data": [row(9, 2, 1)], "total": 1},  # contact 2 responded (on step 2)
+    )
+    rows = contacts_route(router).respond(
+        200, json={"data": [row(1, 1, 0), row(2, 2, 0, "complete"), row(3, 2, 1)], "total": 3}
+    )
+    steps = router.get(f"/v1/sequences/{SEQ}").respond(200, json=detail())
+    empty_rows = router.get("/v1/sequences/empty/contacts").respond(
+        200, json={"data": [], "total": 0}
+    )
+    empty_detail = router.get("/v1/sequences/empty")
+    pages = await collect(make_source(http))
+    records = {r["contact"]["id"]: r for p in pages for r in p.records}
+    assert {c: r["responded"] for c, r in records.items()} == {"c1": False, "c2": True}
+    # Rows carry no `responded` of their own: only the filter says who replied.
+    assert all("responded" not in row for r in records.values() for row in r["rows"])
+    assert (rows.call_count, responded.call_count, steps.call_count) == (1, 1, 1)
+    assert dict(responded.calls.last.request.url.params) == {
+        "responded": "true",
+        "limit": "500",
+        "offset": "0",
+    }
+    # A sequence without contacts costs its one listing request, nothing more.
+    assert (empty_rows.call_count, empty_detail.call_count) == (1, 0)

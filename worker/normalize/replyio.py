@@ -10,6 +10,9 @@ The two versions differ only in where each fact sits; the tables below say where
 | replied / bounced | `emailDisposition.isReplied` / `.isBounced` | not exposed (null) |
 | opted_out | `isOptedOut` | `isOptedOut` |
 
+The v3 extended-state listing (`/contacts/extended`, beta) nests its state as `status{status,
+replied, bounced, ...}` with `currentStep{stepId, stepNumber}`; it is read too.
+
 An auto-reply is not a reply: a contact whose status is Out of office (Reply pauses contacts
 that sent an auto-reply) or whose `subStatus` is `AutoReplied` never has `replied` set; the
 state keeps `reason = "AutoReplied"` so it stays visible.
@@ -53,8 +56,12 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
         sequence_id = page.sequence.id
     else:
         raise fields.RecordError("record field 'sequenceId' is missing")
-    v3 = page.extra.get("api_version") == "v3" or "statusInSequence" in record
-    state = _v3_state(record) if v3 else _v4_state(record)
+    if isinstance(record.get("status"), Mapping):
+        state = _extended_state(record)
+    elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+        state = _v3_state(record)
+    else:
+        state = _v4_state(record)
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
@@ -107,6 +114,24 @@ def _v3_state(record: Mapping[str, Any]) -> State:
         step_id=_step_id(step),
         replied=False if auto and replied is not None else replied,
         bounced=fields.optional_bool(disposition, "isBounced", within=within),
+        opted_out=fields.optional_bool(record, "isOptedOut"),
+        reason=AUTO_REPLY_REASON if auto else None,
+    )
+
+
+def _extended_state(record: Mapping[str, Any]) -> State:
+    status = fields.required_object(record, "status")
+    raw_status = fields.required_str(status, "status", within="status")
+    auto = _auto_replied(raw_status, record)
+    replied = fields.optional_bool(status, "replied", within="status")
+    step = fields.optional_object(record, "currentStep") or {}
+    return State(
+        status=STATUS_TABLE.get(_key(raw_status), UNKNOWN_STATUS),
+        raw_status=raw_status,
+        step=fields.optional_int(step, "stepNumber", within="currentStep"),
+        step_id=_step_id(step),
+        replied=False if auto and replied is not None else replied,
+        bounced=fields.optional_bool(status, "bounced", within="status"),
         opted_out=fields.optional_bool(record, "isOptedOut"),
         reason=AUTO_REPLY_REASON if auto else None,
     )
