@@ -1,4 +1,5 @@
-"""Offset paging, once for every provider: what differs is data (`OffsetPaging`).
+"""Offset and cursor paging, once for every provider: what differs is data (`OffsetPaging`,
+`CursorPaging`).
 
 Singer-SDK style: a provider declares its parameter names, envelope keys, page limits and how
 a listing ends; `OffsetPager` does the paging and refuses anything that would make a listing
@@ -18,6 +19,7 @@ from worker.sources.http import Params, ProviderClient
 from worker.sources.pagination import (
     PageGuard,
     check_page_size,
+    optional_str,
     require_bool,
     require_list,
     require_object,
@@ -185,3 +187,62 @@ class OffsetPager:
     def _fingerprint(self, items: Items) -> Hashable:
         """Enough to tell a page served twice from the next one."""
         return len(items), self._item_key(items[0]), self._item_key(items[-1])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CursorPaging:
+    """How one API pages by cursor: the next page's cursor is in `next_key`; null ends it."""
+
+    limit_param: str
+    cursor_param: str
+    items_key: str
+    next_key: str
+    max_page_size: int
+
+
+class CursorPager:
+    """Pages one path by cursor; a repeated cursor or an empty-string one is malformed."""
+
+    __slots__ = ("_client", "_max_pages", "_page_size", "_paging", "_source")
+
+    def __init__(
+        self,
+        client: ProviderClient,
+        paging: CursorPaging,
+        *,
+        source: str,
+        page_size: int | None = None,
+        max_pages: int = 100_000,
+    ) -> None:
+        self._client = client
+        self._paging = paging
+        self._source = source
+        self._page_size = check_page_size(page_size or paging.max_page_size, paging.max_page_size)
+        self._max_pages = max_pages
+
+    async def pages(
+        self, path: str, *, label: str, params: Params | None = None
+    ) -> AsyncGenerator[tuple[Items, str]]:
+        guard = PageGuard(self._max_pages, source=self._source)
+        cursor: str | None = None
+        while True:
+            where = f"{label} page {guard.pages + 1}"
+            guard.advance(cursor, where=where)
+            query: dict[str, Any] = {**(params or {}), self._paging.limit_param: self._page_size}
+            if cursor is not None:
+                query[self._paging.cursor_param] = cursor
+            doc = await self._client.get_json(path, params=query, where=where)
+            obj = require_object(doc, source=self._source, where=where)
+            items = require_list(obj, self._paging.items_key, source=self._source, where=where)
+            next_cursor = optional_str(obj, self._paging.next_key, source=self._source, where=where)
+            if next_cursor == "":
+                # Neither "the end" (that is null) nor a cursor we can follow.
+                raise MalformedResponse(
+                    f"field {self._paging.next_key!r} is an empty string",
+                    source=self._source,
+                    where=where,
+                )
+            yield items, where
+            if next_cursor is None:
+                return
+            cursor = next_cursor
