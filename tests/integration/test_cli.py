@@ -89,6 +89,14 @@ def baseline(setup: Setup, fakes: Fakes) -> None:
     assert fakes.slack.deliveries == []
 
 
+def reply_state(raw: str, sequence: int, step: int) -> dict[str, Any]:
+    """A Reply.io v3 state as the fake serves it (step ids are sequence * 100 + step)."""
+    status = {"outOfOffice": "paused"}.get(raw, raw)
+    return state(status, raw, step, replied=False, bounced=False, opted_out=False) | {
+        "step_id": str(sequence * 100 + step)
+    }
+
+
 def state(status: str, raw: str, step: int | None, **flags: bool | None) -> dict[str, Any]:
     return {
         "status": status, "raw_status": raw, "step": step, "step_id": None,
@@ -266,17 +274,19 @@ def test_replyio_poll_scenario(setup: Setup, fakes: Fakes) -> None:
         "id": "1", "email": "john.doe@company.com", "name": "John Doe",
         "company": "Tech Solutions Inc",
     }  # fmt: skip
-    assert step["previous"] == state("active", "Active", 1, opted_out=False)
-    assert step["current"] == state("active", "Active", 2, opted_out=False)
+    # Reply.io v3 (detected first): lower-case status, step ids, reply and bounce flags.
+    assert step["previous"] == reply_state("active", 100, 1)
+    assert step["current"] == reply_state("active", 100, 2)
     paused = seen.one(PAUSED, "100:2")
-    assert paused["current"] == state("paused", "OutOfOffice", 1, opted_out=False)
+    # The fake marks the auto-reply isReplied, yet it is no reply: no replied event above.
+    assert paused["current"] == reply_state("outOfOffice", 100, 1) | {"reason": "AutoReplied"}
     assert seen.one(OPTED_OUT, "100:3")["current"]["opted_out"] is True
     finished = seen.one(FINISHED, "200:4")
-    assert finished["current"] == state("finished", "Finished", 1, opted_out=False)
+    assert finished["current"] == reply_state("finished", 200, 1)
     assert finished["sequence"] == {"id": "200", "name": "Webinar follow-up"}
     enrolled = seen.one(ENROLLED, "200:6")
     assert enrolled["previous"] is None
-    assert enrolled["current"] == state("active", "Active", 1, opted_out=False)
+    assert enrolled["current"] == reply_state("active", 200, 1)
     assert enrolled["contact"]["company"] is None
     assert fakes.slack.accepted, "the Slack destination got nothing"
 
@@ -286,7 +296,7 @@ def test_replyio_poll_scenario(setup: Setup, fakes: Fakes) -> None:
     assert len(seen.docs) == 7
     removed = seen.one(REMOVED, "200:5")
     assert removed["current"] is None
-    assert removed["previous"] == state("active", "Active", 1, opted_out=False)
+    assert removed["previous"] == reply_state("active", 200, 1)
     assert removed["contact"]["id"] == "5"
     assert seen.one(RESUMED, "100:2")["current"]["status"] == "active"
 
