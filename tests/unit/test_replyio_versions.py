@@ -11,7 +11,7 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
-from worker.errors import SourceRejected
+from worker.errors import SourceRejected, SourceUnavailable
 from worker.sources.base import RawPage
 from worker.sources.params import LocalMemory
 from worker.sources.registry import SourceParams, build_source
@@ -247,6 +247,19 @@ async def test_a_failed_full_listing_does_not_count_as_one(
     memory = LocalMemory()
     source = make_source(http, memory, api_version="v3")
     source._client._max_attempts = 1
-    with pytest.raises(Exception, match="HTTP 500"):
+    with pytest.raises(SourceUnavailable, match="HTTP 500"):
         await collect(source)
     assert MEMORY_DEEP not in memory.values  # the next poll lists archived sequences again
+
+
+async def test_check_detects_again_when_the_remembered_version_is_gone(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.get(url__startswith=f"{BASE}/v4/").respond(404)
+    router.get("/v3/sequences").respond(200, json=listing())
+    memory = LocalMemory()
+    memory.values[MEMORY_VERSION] = "v4"
+    await make_source(http, memory).check()
+    assert memory.values[MEMORY_VERSION] == "v3"
+    with pytest.raises(SourceRejected, match="HTTP 404"):
+        await make_source(http, LocalMemory(), api_version="v4").check()

@@ -110,9 +110,14 @@ class ReplyioSource:
 
     async def check(self) -> None:
         version = await self._version()
-        await self._client.get_json(
-            f"/{version}/sequences", params={"top": 1}, where="credentials check"
-        )
+        try:
+            await self._client.get_json(
+                f"/{version}/sequences", params={"top": 1}, where="credentials check"
+            )
+        except SourceRejected as exc:
+            if exc.http_status != 404 or self._configured != "auto":
+                raise
+            await self._detect(previous=version)  # the remembered version is gone
 
     async def api_version(self) -> str:
         """The version in use (detecting it if it is not known yet)."""
