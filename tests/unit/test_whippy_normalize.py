@@ -222,3 +222,22 @@ def test_bad_records_name_the_field(record: dict[str, Any], field: str) -> None:
     with pytest.raises(RecordError, match=re.escape(f"record field '{field}'")) as info:
         whippy.normalize(record, page=PAGE)
     assert isinstance(info.value, MalformedResponse)
+
+
+def test_a_step_completed_after_the_next_one_started_does_not_end_the_run() -> None:
+    # Whippy may write the old step's `complete` a moment after the next step's row.
+    started = on(STEP_2, "active", id="b", created_at="2024-01-01T10:00:00Z",
+                 updated_at="2024-01-01T10:00:00Z")  # fmt: skip
+    done = on(STEP_1, "complete", id="a", created_at="2024-01-01T09:00:00Z",
+              updated_at="2024-01-01T10:00:02Z")  # fmt: skip
+    got = state(done, started)
+    assert (got.status, got.step, got.raw_status) == (Status.ACTIVE, 2, "active")
+
+
+def test_a_finished_row_of_a_new_run_ends_it_whatever_the_old_run_reached() -> None:
+    old = on(STEP_3, "complete", id="old", created_at="2024-01-01T09:00:00Z",
+             updated_at="2024-01-01T09:30:00Z")  # fmt: skip
+    removed = on(STEP_1, "finished", id="new", created_at="2024-02-01T09:00:00Z",
+                 updated_at="2024-02-01T10:00:00Z")  # fmt: skip
+    got = state(old, removed)
+    assert (got.status, got.step) == (Status.FINISHED, 1)
