@@ -211,6 +211,7 @@ def test_provider_500_fails_the_poll_then_a_good_poll_emits_exactly_the_changes(
     # Every attempt at sequence 200's contacts fails (the client retries 5 times).
     fakes.reply_faults.add(FaultKind.STATUS, status=500, times=5, path_contains="/200/contacts")
 
+    sent_before = len(fakes.reply_server.requests)
     failed = run(setup, "poll", "--source", "reply")
     assert failed.code == 1, str(failed)
     assert fakes.reply_faults.pending() == 0
@@ -221,6 +222,8 @@ def test_provider_500_fails_the_poll_then_a_good_poll_emits_exactly_the_changes(
     status = status_json(setup)["sources"]["reply"]
     assert status["last_outcome"] == "failed"
     assert "HTTP 500" in status["last_error"]
+    # A failed poll's requests count too (retries included): they spent the quota.
+    assert status["last_poll_requests"] == len(fakes.reply_server.requests) - sent_before
 
     ok(run(setup, "poll", "--source", "reply"))
     ok(run(setup, "poll", "--source", "reply"))  # Max is absent from a second full listing
