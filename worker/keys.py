@@ -37,6 +37,11 @@ def meta(source: str) -> str:
     return f"{_tag(source)}:meta"
 
 
+def provider_memory(source: str) -> str:
+    """What a source remembers between polls (detected API version, last deep listing)."""
+    return f"{_tag(source)}:provider"
+
+
 def lease(source: str) -> str:
     return f"{_tag(source)}:lease"
 

@@ -109,6 +109,8 @@ class _Poll:
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
+        # Sequences the source chose not to list this poll: their stored enrollments are kept.
+        self.skipped: set[str] = set()
 
     async def commit(self, batch: Batch) -> None:
         await batch.commit(
@@ -241,6 +243,8 @@ class _Poll:
         """Absent once: marked. Absent from two consecutive complete listings: removed."""
         gone = 0
         async for enrollment_id, stored in self.store.unseen(seen):
+            if stored.sequence_id in self.skipped:
+                continue
             if not stored.missed:
                 self.store.put(
                     batch,
@@ -308,6 +312,7 @@ async def poll_source(
                 poll.seen = SeenIds()
             updated_after = None if full else meta.watermark
             async for page in runtime.source.pages(updated_after=updated_after):
+                poll.skipped.update(page.skipped_sequences)
                 try:
                     await poll.page(page)
                 except RecordError as exc:

@@ -147,6 +147,9 @@ class StateStore:
     async def reset(self) -> int:
         """Forget the source's observed state; pending deliveries and dead letters are kept."""
         doomed = [keys.state_bucket(self._source, b) for b in range(keys.STATE_BUCKETS)]
+        # What the source remembers (e.g. when it last listed archived sequences) goes too, so
+        # the new baseline is a whole listing.
+        doomed.append(keys.provider_memory(self._source))
         deleted = 0
         for start in range(0, len(doomed), 256):
             deleted += await self._redis.delete(*doomed[start : start + 256])
