@@ -110,6 +110,7 @@ def _run(options: Options, *, keep_files: bool) -> None:
         _say(report.HEADER)
         for size in options.sizes:
             runner.polls(size, Kind.SEQWATCH)
+            _say(report.floor_ratios(runner.figures, size) or "")
             if size in options.naive_sizes:
                 runner.polls(size, Kind.NAIVE)
                 _say(report.ratios(runner.figures, size) or "")

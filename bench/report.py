@@ -21,10 +21,13 @@ def _count(value: int, expected: int) -> str:
 
 
 def poll_line(row: PollRow) -> str:
+    floor = row.impl == "floor"  # its Redis figures include its own setup: not shown
+    redis_bytes = f"{'-':>11}" if floor else f"{row.bytes_per_tracked:>11.1f}"
+    redis_cpu = f"{'-':>16}" if floor else f"{row.redis_cpu_us_per_enrollment:>16.1f}"
     return (
         f"{row.size:>9} {row.impl:<8} {row.cycle:<9} {row.wall_s:>8.2f} "
         f"{row.cpu_us_per_enrollment:>10.1f} {row.peak_rss_kb / _MB:>11.1f} "
-        f"{row.bytes_per_tracked:>11.1f} {row.redis_cpu_us_per_enrollment:>16.1f} "
+        f"{redis_bytes} {redis_cpu} "
         f"{_count(row.requests, row.min_requests):>15} "
         f"{_count(row.events, row.expected_events):>13}"
     )
@@ -91,6 +94,37 @@ def ratios(figures: Figures, size: int) -> str | None:
         cpu = naive.cpu_s / ours.cpu_s if ours.cpu_s else 0.0
         parts.append(f"{cycle} {wall:.1f}x wall / {cpu:.1f}x worker CPU")
     return f"{'':>9} naive ÷ seqwatch: " + "; ".join(parts)
+
+
+def floor_ratios(figures: Figures, size: int) -> str | None:
+    """seqwatch's worker CPU over the floor's, per enrollment, measured in the same run."""
+    parts = []
+    for cycle, label in (("unchanged", "unchanged re-poll"), ("changed", "1% changed")):
+        ours, floor = figures.poll(size, "seqwatch", cycle), figures.poll(size, "floor", cycle)
+        if ours is None or floor is None or not floor.cpu_s:
+            continue
+        ratio = ours.cpu_us_per_enrollment / floor.cpu_us_per_enrollment
+        parts.append(
+            f"{label} {ratio:.2f}x ({ours.cpu_us_per_enrollment:.1f} / "
+            f"{floor.cpu_us_per_enrollment:.1f} µs)"
+        )
+    if not parts:
+        return None
+    return f"{'':>9} seqwatch ÷ floor (worker CPU per enrollment): " + "; ".join(parts)
+
+
+def _floor_targets(figures: Figures) -> list[str]:
+    lines = []
+    for cycle, limit in (("unchanged", 2.0), ("changed", 3.0)):
+        for size in (100_000, 1_000_000):
+            ours, floor = figures.poll(size, "seqwatch", cycle), figures.poll(size, "floor", cycle)
+            what = f"{cycle} poll <= {limit:.0f}x the floor at {size}"
+            if ours is None or floor is None or not floor.cpu_s:
+                lines.append(_target(None, what, "not measured"))
+                continue
+            ratio = ours.cpu_us_per_enrollment / floor.cpu_us_per_enrollment
+            lines.append(_target(ratio <= limit, what, f"{ratio:.2f}x"))
+    return lines
 
 
 def _mark(ok: bool | None) -> str:
@@ -176,6 +210,7 @@ def summary(figures: Figures) -> list[str]:
     return [
         "Targets (2-core machine; informational: the run never fails on them)",
         *_cpu_targets(figures),
+        *_floor_targets(figures),
         _memory_target(figures, sizes),
         _rss_target(figures, sizes),
         _naive_target(figures),
