@@ -49,8 +49,9 @@ def _tracked(box: RedisBox, impl: Kind) -> int:
 
 
 def _layout(box: RedisBox, size: int) -> StateLayout:
+    bucket_count = int(box.redis.hget(keys.meta(SOURCE), "buckets") or 1)  # type: ignore[arg-type]
     pipe = box.redis.pipeline(transaction=False)
-    names = [keys.state_bucket(SOURCE, b) for b in range(keys.STATE_BUCKETS)]
+    names = [keys.state_bucket(SOURCE, b) for b in range(bucket_count)]
     for name in names:
         pipe.object("ENCODING", name)
         pipe.execute_command("MEMORY", "USAGE", name, "SAMPLES", "0")  # type: ignore[no-untyped-call]
