@@ -6,7 +6,7 @@ import io
 import pstats
 from pathlib import Path
 
-from bench.figures import DeliveryRow, Figures, ManyRow, PollRow, StateLayout
+from bench.figures import DeliveryRow, Figures, ManyRow, MemoryRow, PollRow, StateLayout
 
 HEADER = (
     f"{'N':>9} {'impl':<8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} {'peak RSS MB':>11} "
@@ -57,6 +57,19 @@ def layout_line(layout: StateLayout) -> str:
     )
 
 
+MEMORY_HEADER = (
+    f"  {'ids':<28} {'N':>8} {'B/enrollment':>12} {'value B':>8} {'buckets':>8}  encodings"
+)
+
+
+def memory_line(row: MemoryRow) -> str:
+    encodings = ", ".join(f"{k} {v}" for k, v in sorted(row.encodings.items()))
+    return (
+        f"  {row.kind:<28} {row.size:>8} {row.bytes_per_enrollment:>12.1f} "
+        f"{row.value_bytes:>8.1f} {row.buckets:>8}  {encodings}"
+    )
+
+
 def delivery_line(row: DeliveryRow) -> str:
     guard = "SSRF guard on " if row.guard else "guard off     "
     check = (
@@ -81,6 +94,8 @@ def show(item: object) -> str:
         return delivery_line(item)
     if isinstance(item, ManyRow):
         return many_line(item)
+    if isinstance(item, MemoryRow):
+        return memory_line(item)
     return str(item)
 
 
@@ -163,6 +178,20 @@ def _memory_target(figures: Figures, sizes: list[int]) -> str:
     return _target(None, what, "not measured" + seen)
 
 
+def _bytes_targets(figures: Figures) -> list[str]:
+    lines = []
+    for label, limit, integer in (("integer", 40, True), ("UUID", 48, False)):
+        rows = [r for r in figures.memory if r.kind.startswith("integer") == integer]
+        what = f"Redis <= {limit} B per enrollment, {label} ids, every size measured"
+        if not rows:
+            lines.append(_target(None, what, "not measured"))
+            continue
+        worst = max(rows, key=lambda r: r.bytes_per_enrollment)
+        value = f"worst {worst.bytes_per_enrollment:.1f} B ({worst.kind}, {worst.size})"
+        lines.append(_target(worst.bytes_per_enrollment <= limit, what, value))
+    return lines
+
+
 def _rss_target(figures: Figures, sizes: list[int]) -> str:
     what = "worker peak RSS grows <= 50 MB from 10k to 1M"
     low, high = _peak_mb(figures, 10_000), _peak_mb(figures, 1_000_000)
@@ -212,6 +241,7 @@ def summary(figures: Figures) -> list[str]:
         *_cpu_targets(figures),
         *_floor_targets(figures),
         _memory_target(figures, sizes),
+        *_bytes_targets(figures),
         _rss_target(figures, sizes),
         _naive_target(figures),
         _delivery_target(figures),

@@ -29,6 +29,7 @@ class Options:
     profile: bool
     work_dir: Path
     repeat: int = 1
+    memory_sizes: tuple[int, ...] = ()
     json_to: Path | None = None
     many_sources: tuple[int, int] | None = None  # (sources, enrollments each); None: skip
     # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
@@ -225,6 +226,16 @@ class Runner:
                     events=int(result.facts["events"]),
                 )
                 self.figures.many.append(row)
+                self.emit(row)
+
+    def memory(self) -> None:
+        """Bytes per enrollment for every id kind at every memory size."""
+        from bench.memory import KINDS, measure
+
+        for kind in KINDS:
+            for size in self.options.memory_sizes:
+                row = measure(kind, size, self.options.work_dir, cpu=self.options.service_cpu)
+                self.figures.memory.append(row)
                 self.emit(row)
 
     def deliveries(self) -> None:

@@ -7,8 +7,9 @@ and takes the members whose hash now lands on it; every other bucket is untouche
 never a stop-the-world rehash.
 
 Ids are the hash field names, packed where that pays: a canonical lowercase UUID takes 17 bytes
-instead of 36, a pair of them (`<uuid>:<uuid>`) 33 instead of 73; any other id is stored as its
-own UTF-8 (a 0xFF/0xFE first byte can never start one).
+instead of 36, a pair of them (`<uuid>:<uuid>`) 33 instead of 73, an id of digits and colons
+(`5000:10048271`) half a byte per character; any other id is stored as its own UTF-8 (a
+0xFD/0xFE/0xFF first byte can never start one).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ MAX_SPLITS_PER_COMMIT = 64
 
 _UUID = b"\xff"
 _UUID_PAIR = b"\xfe"
+_DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
+_MAX_DIGITS = 64
 
 
 def hash_of(enrollment_id: str) -> int:
@@ -80,6 +83,9 @@ def pack_id(enrollment_id: str) -> str | bytes:
         first, second = _uuid_bytes(enrollment_id[:36]), _uuid_bytes(enrollment_id[37:])
         if first is not None and second is not None:
             return _UUID_PAIR + first + second
+    if 0 < size <= _MAX_DIGITS and not enrollment_id.strip("0123456789:"):
+        nibbles = enrollment_id.replace(":", "a")
+        return _DIGITS + bytes.fromhex(nibbles + "f" if size & 1 else nibbles)
     return enrollment_id
 
 
@@ -88,4 +94,6 @@ def unpack_id(field: bytes) -> str:
         return _uuid_text(field[1:])
     if field[:1] == _UUID_PAIR and len(field) == 33:
         return f"{_uuid_text(field[1:17])}:{_uuid_text(field[17:])}"
+    if field[:1] == _DIGITS:
+        return field[1:].hex().removesuffix("f").replace("a", ":")
     return field.decode()

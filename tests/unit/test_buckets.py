@@ -15,6 +15,13 @@ from worker import buckets
     [
         "5000:10048271",
         "42",
+        "0",
+        "007",
+        ":",
+        "1::2:",
+        "1" * 64,
+        "1" * 65,
+        "\uff11\uff12",  # full-width digits are not ASCII digits: stored as they are
         "",
         "seq:ünïcode",
         "0f8fad5b-d9cb-469f-a165-70867728950e",
@@ -35,7 +42,8 @@ def test_uuid_ids_are_packed_to_raw_bytes() -> None:
     one, two = str(uuid.uuid4()), str(uuid.uuid4())
     assert len(buckets.pack_id(one)) == 17
     assert len(buckets.pack_id(f"{one}:{two}")) == 33
-    assert buckets.pack_id("5000:10048271") == "5000:10048271"
+    assert len(buckets.pack_id("5000:10048271")) == 8
+    assert len(buckets.pack_id("40000123")) == 5
 
 
 def test_growing_by_one_bucket_moves_ids_only_from_the_split_source_to_the_new_bucket() -> None:
