@@ -17,12 +17,19 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from worker import buckets, codec, keys
+from worker import buckets, codec, keys, legacy_state
 from worker.batch import Batch
 from worker.codec import Stored
 from worker.redis_io import awaited
 
-_RESET_FIELDS = ("baseline", "watermark", "last_full_at", "tracked", "buckets")
+_RESET_FIELDS = (
+    "baseline",
+    "watermark",
+    "last_full_at",
+    "tracked",
+    "buckets",
+    legacy_state.MIGRATING,
+)
 _SCAN_CHUNK = 256
 _LOAD_SCRIPT = files("worker").joinpath("load_page.lua").read_text()
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -106,6 +113,10 @@ class StateStore:
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._growth: _Growth | None = None
+        # Upgrades: enrollments still in the old layout, moved as they are met (legacy_state).
+        self._legacy = False
+        self._carried: dict[str, str] = {}  # met by the last load, moved by the next commit
+        self._legacy_done = False
 
     @property
     def source(self) -> str:
@@ -130,8 +141,13 @@ class StateStore:
         return keys.state_bucket(self._source, bucket)
 
     async def _layout(self) -> tuple[int, int]:
-        """(bucket count, tracked) as committed."""
-        bucket_count, tracked = await awaited(self._redis.hmget(self._meta, ["buckets", "tracked"]))
+        """(bucket count, tracked) as committed; notices state left in the old layout."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING])
+            pipe.exists(self._counts)
+            (bucket_count, tracked, migrating), counted = await pipe.execute()
+        # Enrollments tracked but never counted were stored by a version before the counts.
+        self._legacy = migrating == "1" or (int(tracked or 0) > 0 and not counted)
         return int(bucket_count or 1), int(tracked or 0)
 
     async def load(self, enrollment_ids: Iterable[str]) -> dict[str, str]:
@@ -169,6 +185,11 @@ class StateStore:
                 position += 1
                 if value is not None:
                     found[enrollment_id] = value
+        self._carried = {}
+        if self._legacy and len(found) < position:
+            missing = (i for members in by_bucket.values() for i in members if i not in found)
+            self._carried = await legacy_state.find(self._redis, self._source, missing)
+            found.update(self._carried)
         await self._plan_growth(new=position - len(found))
         return found
 
@@ -225,11 +246,21 @@ class StateStore:
         return moves
 
     def _grow(self, batch: Batch) -> None:
-        """The splits read by the last `load` go first into the page's commit, so the writes
-        that follow them already land in the grown layout."""
+        """What the last `load` or `unseen` read for the layout goes first into the commit that
+        follows (splits, enrollments carried over from the old layout), so the writes after it
+        already land in the grown layout."""
         growth, self._growth = self._growth, None
-        if growth is None:
-            return
+        carried, self._carried = self._carried, {}
+        if self._legacy_done:
+            # Still rewrites or forgets old-layout copies for the rest of this poll.
+            batch.hdel(self._meta, legacy_state.MIGRATING)
+            self._legacy_done = False
+        if growth is not None:
+            self._split(batch, growth)
+        if carried:
+            self._carry(batch, carried)
+
+    def _split(self, batch: Batch, growth: _Growth) -> None:
         for move in growth.moves:
             batch.hdel_counted(
                 self._key(move.source),
@@ -247,6 +278,20 @@ class StateStore:
         batch.hset(self._meta, "buckets", growth.bucket_count)
         self._bucket_count = growth.bucket_count
 
+    def _carry(self, batch: Batch, carried: dict[str, str]) -> None:
+        """Old-layout enrollments met by the last load move to the sized layout."""
+        for enrollment_id, value in carried.items():
+            batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
+            bucket = self._place(enrollment_id)
+            batch.hset_counted(
+                self._key(bucket),
+                buckets.pack_id(enrollment_id),
+                value,
+                counts=self._counts,
+                group=buckets.group_of(bucket),
+            )
+        batch.hset(self._meta, legacy_state.MIGRATING, "1")
+
     def _place(self, enrollment_id: str) -> int:
         if self._bucket_count is None:
             raise RuntimeError("StateStore: load() or unseen() first learns the layout")
@@ -262,10 +307,24 @@ class StateStore:
         bucket_count, tracked = await self._layout()
         self._bucket_count = bucket_count
         if tracked <= seen.total():
+            # Everything was seen, so every old-layout enrollment was met and carried over.
+            self._legacy_done = self._legacy
             return
+        async for found in self._unseen(seen, bucket_count=bucket_count, tracked=tracked):
+            yield found
+        if self._legacy:
+            async for enrollment_id, value in legacy_state.leftovers(self._redis, self._source):
+                if not seen.has(enrollment_id):
+                    yield enrollment_id, codec.decode(value, enrollment_id=enrollment_id)
+            # Each of those is now rewritten or forgotten by the caller's commit.
+            self._legacy_done = True
+
+    async def _unseen(
+        self, seen: SeenIds, *, bucket_count: int, tracked: int
+    ) -> AsyncIterator[tuple[str, Stored]]:
         seen_buckets = seen.per_bucket(bucket_count)
         group_counts: dict[str, str] = await awaited(self._redis.hgetall(self._counts))
-        if sum(int(n) for n in group_counts.values()) != tracked:
+        if not self._legacy and sum(int(n) for n in group_counts.values()) != tracked:
             # Counts that disagree with the stored total (state older than the counts): trust
             # neither and look at every bucket.
             seen_buckets = None
@@ -316,6 +375,8 @@ class StateStore:
 
     def put(self, batch: Batch, enrollment_id: str, value: str) -> None:
         self._grow(batch)
+        if self._legacy:
+            batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
         bucket = self._place(enrollment_id)
         batch.hset_counted(
             self._key(bucket),
@@ -327,6 +388,8 @@ class StateStore:
 
     def forget(self, batch: Batch, enrollment_id: str) -> None:
         self._grow(batch)
+        if self._legacy:
+            batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
         bucket = self._place(enrollment_id)
         batch.hdel_counted(
             self._key(bucket),

@@ -3,6 +3,7 @@ every bucket stays a small listpack, and an absence sweep reads only buckets tha
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,9 @@ from worker.state import SeenIds, StateStore
 
 SOURCE = "store-src"
 PAGE = 1000
+# Stored values as the codec writes them (an active enrollment at step 3, then 4).
+V = "afff\x1f3\x1f\x1fActive\x1f"
+W = "afff\x1f4\x1f\x1fActive\x1f"
 
 
 def reply_ids(count: int, *, start: int = 0) -> list[str]:
@@ -152,3 +156,50 @@ async def test_reset_forgets_every_bucket_and_the_layout(store: Redis, held: lea
     assert await store.exists(keys.state_counts(SOURCE)) == 0
     assert await bucket_count(store) == 1
     assert await StateStore(store, source=SOURCE).load(ids) == {}
+
+
+def legacy_key(enrollment_id: str) -> str:
+    """Where versions before the sized layout kept an enrollment (16,384 fixed buckets)."""
+    return f"seqwatch:{{{SOURCE}}}:state:{zlib.crc32(enrollment_id.encode()) % 16384}"
+
+
+async def store_the_old_way(store: Redis, ids: list[str], value: str) -> None:
+    async with store.pipeline(transaction=False) as pipe:
+        for enrollment_id in ids:
+            pipe.hset(legacy_key(enrollment_id), enrollment_id, value)
+        pipe.hset(keys.meta(SOURCE), mapping={"tracked": len(ids), "baseline": "1"})
+        await pipe.execute()
+
+
+async def test_enrollments_stored_by_an_earlier_version_are_carried_over_not_new(
+    store: Redis, held: lease.Lease
+) -> None:
+    ids = reply_ids(3_000)
+    await store_the_old_way(store, ids, V)
+    await poll(store, ids[:2_000], lambda i: V, held=held)  # nothing new: tracked unchanged
+    assert int(await store.hget(keys.meta(SOURCE), "tracked")) == 3_000  # type: ignore[misc]
+    await poll(store, ids[:2_000], lambda i: W if i == ids[5] else V, held=held)
+    state = StateStore(store, source=SOURCE)
+    assert await state.stored() == {i: W if i == ids[5] else V for i in ids[:2_000]}
+
+    # The sweep of a complete listing finds the old-layout enrollments it did not see.
+    gone = [i async for i, _ in state.unseen(seen_of(ids[:2_000]))]
+    assert sorted(gone) == sorted(ids[2_000:])
+    batch = Batch()
+    for enrollment_id in gone:
+        state.forget(batch, enrollment_id)
+    state.count(batch, "tracked", -len(gone))
+    await batch.commit(store, lease_key=held.key, token=held.token, ttl_ms=held.ttl_ms)
+    assert [k async for k in store.scan_iter(match=keys.legacy_state_pattern(SOURCE))] == []
+    assert await store.hget(keys.meta(SOURCE), "migrating") is None  # type: ignore[misc]
+    # From now on the sweep trusts the counts again.
+    assert [i async for i, _ in StateStore(store, source=SOURCE).unseen(seen_of(ids[:1_999]))] == [
+        ids[1_999]
+    ]
+
+
+def seen_of(ids: list[str]) -> SeenIds:
+    seen = SeenIds()
+    for enrollment_id in ids:
+        seen.add(enrollment_id)
+    return seen
