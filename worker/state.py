@@ -8,6 +8,7 @@ by splitting buckets inside the poll's own page commits.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from array import array
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class StateStore:
         self._source = source
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
+        self._key_prefix = keys.state_bucket(source, 0).removesuffix("0")
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._growth: _Growth | None = None
@@ -159,10 +161,16 @@ class StateStore:
         if self._bucket_count is None:
             self._bucket_count, self._tracked = await self._layout()
         self._growth = None
+        # buckets.bucket_for, inlined: this loop runs for every enrollment of every poll.
         bucket_count = self._bucket_count
+        high = 1 << (bucket_count - 1).bit_length()
+        mask, half = high - 1, high >> 1
+        crc32 = zlib.crc32
         by_bucket: dict[int, list[str]] = {}
         for enrollment_id in enrollment_ids:
-            bucket = buckets.bucket_for(buckets.hash_of(enrollment_id), bucket_count)
+            bucket = crc32(enrollment_id.encode()) & mask
+            if bucket >= bucket_count:
+                bucket -= half
             members = by_bucket.get(bucket)
             if members is None:
                 by_bucket[bucket] = [enrollment_id]
@@ -170,21 +178,22 @@ class StateStore:
                 members.append(enrollment_id)
         if not by_bucket:
             return {}
+        prefix = self._key_prefix
         names: list[str] = []
         args: list[str | bytes | int] = []
+        pack = buckets.pack_id
         for bucket, members in by_bucket.items():
-            names.append(self._key(bucket))
+            names.append(f"{prefix}{bucket}")
             args.append(len(members))
-            args += [buckets.pack_id(m) for m in members]
-        values = await self._read(names, args)
-        found: dict[str, str] = {}
-        position = 0
-        for members in by_bucket.values():
-            for enrollment_id in members:
-                value = values[position]
-                position += 1
-                if value is not None:
-                    found[enrollment_id] = value
+            args += map(pack, members)
+        values = iter(await self._read(names, args))
+        found = {
+            enrollment_id: value
+            for members in by_bucket.values()
+            for enrollment_id, value in zip(members, values, strict=False)
+            if value is not None
+        }
+        position = len(args) - len(names)
         self._carried = {}
         if self._legacy and len(found) < position:
             missing = (i for members in by_bucket.values() for i in members if i not in found)
