@@ -101,10 +101,6 @@ class _Growth:
     moves: list[_Move]
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 class StateStore:
     def __init__(self, redis: Redis, *, source: str) -> None:
         self._redis = redis

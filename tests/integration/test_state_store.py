@@ -203,3 +203,13 @@ def seen_of(ids: list[str]) -> SeenIds:
     for enrollment_id in ids:
         seen.add(enrollment_id)
     return seen
+
+
+async def test_a_page_larger_than_lua_can_unpack_at_once_loads_whole(
+    store: Redis, held: lease.Lease
+) -> None:
+    ids = reply_ids(buckets.FILL)  # one bucket
+    await poll(store, ids, lambda i: V, held=held)
+    page = ids + [f"9:{n}" for n in range(10_000)]  # 10,048 lookups in one bucket
+    found = await StateStore(store, source=SOURCE).load(page)
+    assert found == dict.fromkeys(ids, V)
