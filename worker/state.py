@@ -60,7 +60,8 @@ class SeenIds:
         self._hashes: dict[int, array[int]] = {}
 
     def add(self, enrollment_id: str) -> None:
-        slot = buckets.hash_of(enrollment_id) & _SLOT_MASK
+        # buckets.hash_of, inlined: called for every enrollment of a complete listing.
+        slot = zlib.crc32(enrollment_id.encode()) & _SLOT_MASK
         hashes = self._hashes.get(slot)
         if hashes is None:
             hashes = self._hashes[slot] = array("q")
