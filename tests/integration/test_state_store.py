@@ -213,3 +213,12 @@ async def test_a_page_larger_than_lua_can_unpack_at_once_loads_whole(
     page = ids + [f"9:{n}" for n in range(10_000)]  # 10,048 lookups in one bucket
     found = await StateStore(store, source=SOURCE).load(page)
     assert found == dict.fromkeys(ids, V)
+
+
+async def test_a_redis_that_forgot_the_load_script_still_answers_the_load(
+    store: Redis, held: lease.Lease
+) -> None:
+    ids = reply_ids(500)
+    await poll(store, ids, lambda i: V, held=held)
+    await store.script_flush()  # as after a Redis restart
+    assert await StateStore(store, source=SOURCE).load(ids) == dict.fromkeys(ids, V)
