@@ -2,8 +2,9 @@
 
 Layout (fields joined by \\x1f): status letter, three flag letters (replied, bounced,
 opted_out: t/f/n), step, step_id, raw_status, history ("" or "<birth>.<rev>", with ".m"
-appended while the enrollment is missing from one complete listing), and sequence id +
-contact id only when they cannot be read back from the enrollment id.
+appended while the enrollment is missing from one complete listing), sequence id + contact id
+only when they cannot be read back from the enrollment id, and the contact's type only where
+the provider has one (Zendesk Sell's lead/contact), so an absence-based event still says it.
 
 `birth` and `rev` name this enrollment's place in its own history (see `Stored`); they are
 written in the same atomic commit as the state, so they roll back together with it.
@@ -46,6 +47,7 @@ class Stored:
     state: State
     sequence_id: str | None = None
     contact_id: str | None = None
+    contact_type: str | None = None
     birth: int = 0
     rev: int = 0
     missed: bool = False
@@ -76,14 +78,17 @@ def encode(
     enrollment_id: str,
     sequence_id: str | None,
     contact_id: str | None,
+    contact_type: str | None = None,
     birth: int = 0,
     rev: int = 0,
     missed: bool = False,
 ) -> str:
     history = f"{birth}.{rev}" if birth or rev or missed else ""
     parts = [encode_state(state), history + (".m" if missed else "")]
-    if enrollment_id.partition(":") != (sequence_id, ":", contact_id):
+    if contact_type or enrollment_id.partition(":") != (sequence_id, ":", contact_id):
         parts += [_clean(sequence_id), _clean(contact_id)]
+    if contact_type:
+        parts.append(_clean(contact_type))
     return SEP.join(parts)
 
 
@@ -122,6 +127,7 @@ def decode(value: str, *, enrollment_id: str) -> Stored:
         state=state,
         sequence_id=sequence_id,
         contact_id=contact_id,
+        contact_type=(parts[7] or None) if len(parts) >= 8 else None,
         birth=int(birth or 0),
         rev=int(rev or 0),
         missed=missed,

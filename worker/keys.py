@@ -46,6 +46,12 @@ def rate_window(source: str, window: int) -> str:
     return f"{_tag(source)}:rate:{window}"
 
 
+def contact(source: str, contact_type: str, contact_id: str) -> str:
+    """Looked-up contact fields of one provider record; the type keeps a lead and a contact
+    with the same id apart."""
+    return f"{_tag(source)}:contact:{contact_type}:{contact_id}"
+
+
 def events(source: str) -> str:
     """Event documents by id, kept until every destination is done with them."""
     return f"{_tag(source)}:events"

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from worker import codec, lease
 from worker.batch import Batch
+from worker.contacts import with_contacts
 from worker.diff import transitions
 from worker.enrollment import Contact, Enrollment, SequenceRef, Status
 from worker.errors import MalformedResponse
@@ -157,6 +158,10 @@ class _Poll:
             e.enrollment_id: e for e in (self.rt.normalize(r, page=page) for r in page.records)
         }
         stored = await self.store.load(current)
+        if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
+            current = await with_contacts(
+                self.redis, self.rt.source, name=self.rt.name, current=current, stored=stored
+            )
         batch = Batch()
         events_before = self.result.events
         new = 0
@@ -182,6 +187,7 @@ class _Poll:
                     enrollment_id=enrollment_id,
                     sequence_id=enrollment.sequence.id,
                     contact_id=enrollment.contact.id,
+                    contact_type=enrollment.contact.type,
                     birth=birth,
                     rev=rev,
                 ),
@@ -244,6 +250,7 @@ class _Poll:
                         enrollment_id=enrollment_id,
                         sequence_id=stored.sequence_id,
                         contact_id=stored.contact_id,
+                        contact_type=stored.contact_type,
                         birth=stored.birth,
                         rev=stored.rev,
                         missed=True,
@@ -259,7 +266,7 @@ class _Poll:
                 event_type=EventType.REMOVED,
                 enrollment_id=enrollment_id,
                 sequence=SequenceRef(id=stored.sequence_id or ""),
-                contact=Contact(id=stored.contact_id),
+                contact=Contact(id=stored.contact_id, type=stored.contact_type),
                 previous=stored,
                 current=None,
                 change_key=(
