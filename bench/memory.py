@@ -51,7 +51,8 @@ def _reply(i: int, rng: random.Random) -> Record:
 
 
 def _zendesk_sell(i: int, rng: random.Random) -> Record:
-    """Zendesk Sell: an integer enrollment id; the record also carries sequence and contact ids."""
+    """Zendesk Sell: an integer enrollment id; the record also carries sequence and contact ids
+    and the contact's type."""
     enrollment_id = str(40_000_000 + i)
     state = State(status=Status.ACTIVE, raw_status="active", step=1 + i % 5)
     value = codec.encode(
@@ -59,6 +60,7 @@ def _zendesk_sell(i: int, rng: random.Random) -> Record:
         enrollment_id=enrollment_id,
         sequence_id=str(900 + i // 10_000),
         contact_id=str(3_000_000_000 + i * 7),
+        contact_type="contact",  # Sell enrollments target a lead or a contact
     )
     return enrollment_id, value
 
