@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         help="sizes of the Redis bytes-per-enrollment table, per id kind (default: 1000,10000,"
         "100000; none: skip)",
     )
+    add(
+        "--memory-all",
+        action="store_true",
+        help="the memory table for every provider's ids (default: Reply.io and Unify)",
+    )
     add("--seed", type=int, default=1, help="synthetic data seed (default 1)")
     add("--per-sequence", type=int, default=10_000, help="enrollments per sequence")
     add(
@@ -168,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 seed=args.seed,
                 memory_sizes=args.memory_sizes,
+                memory_all=args.memory_all,
                 per_sequence=args.per_sequence,
                 deliveries=args.deliveries,
                 profile=args.profile,

@@ -97,10 +97,12 @@ def _unify(i: int, rng: random.Random) -> Record:
 
 KINDS: dict[str, Callable[[int, random.Random], Record]] = {
     "integer ids (Reply.io)": _reply,
-    "integer ids (Zendesk Sell)": _zendesk_sell,
     "UUID ids (Unify)": _unify,
+    "integer ids (Zendesk Sell)": _zendesk_sell,
     "UUID-pair ids (Whippy)": _whippy,
 }
+# The table's default rows (one integer-id and one UUID-id provider); --memory-all adds the rest.
+DEFAULT_KINDS = ("integer ids (Reply.io)", "UUID ids (Unify)")
 
 
 async def _write(url: str, source: str, records: list[Record]) -> None:

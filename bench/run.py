@@ -30,6 +30,7 @@ class Options:
     work_dir: Path
     repeat: int = 1
     memory_sizes: tuple[int, ...] = ()
+    memory_all: bool = False  # every provider's id kind, not one integer and one UUID kind
     json_to: Path | None = None
     many_sources: tuple[int, int] | None = None  # (sources, enrollments each); None: skip
     # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
@@ -230,9 +231,9 @@ class Runner:
 
     def memory(self) -> None:
         """Bytes per enrollment for every id kind at every memory size."""
-        from bench.memory import KINDS, measure
+        from bench.memory import DEFAULT_KINDS, KINDS, measure
 
-        for kind in KINDS:
+        for kind in KINDS if self.options.memory_all else DEFAULT_KINDS:
             for size in self.options.memory_sizes:
                 row = measure(kind, size, self.options.work_dir, cpu=self.options.service_cpu)
                 self.figures.memory.append(row)
