@@ -1,15 +1,22 @@
 """Deliver due events to one destination: send, then ack, retry later, or dead-letter.
 
-Delivery never touches enrollment state: an outage only delays events.
+Delivery never touches enrollment state: an outage only delays events. Deliveries are read
+and acked in batches; up to `concurrency` sends are in flight per destination, but the events
+of one enrollment go one after the other, in detection order: one lane per enrollment, and an
+enrollment whose delivery is being retried holds its later deliveries back (Outbox.hold/park).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 
+import orjson
 import structlog
 from redis.asyncio import Redis
 
@@ -20,9 +27,14 @@ from worker.outbox import RETRY_WINDOW_S, Attempts, Outbox, next_delay
 from worker.redis_io import awaited
 
 log = structlog.get_logger("seqwatch.deliver")
-# Renewed while a round runs (and checked before each send); a deliverer that dies frees the
-# queue this soon.
+# Renewed once per batch and in the background while a batch is in flight; a deliverer that
+# dies frees the queue this soon.
 LOCK_TTL_MS = 15_000
+# Deliveries read (and acked) per batch for each send that may be in flight.
+READ_PER_SLOT = 64
+MAX_READ = 1000
+# Ordering key of events that name no enrollment (source health notices): one lane per source.
+SOURCE_LANE = "~source"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -39,19 +51,108 @@ class DeliveryResult:
 class DestinationRuntime:
     name: str
     notifier: Notifier
+    concurrency: int = 1  # sends in flight to this destination at once (webhook: config)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Due:
+    event: OutboundEvent
+    key: str  # ordering key: the enrollment
+
+
+@dataclass(slots=True)
+class _Outcome:
+    delivered: list[_Due] = field(default_factory=list)
+    failed: list[tuple[list[_Due], DeliveryError]] = field(default_factory=list)
+    unsent: list[_Due] = field(default_factory=list)
+    crash: BaseException | None = None
+
+
+def order_key(body: bytes) -> str:
+    """The enrollment an event document is about; its deliveries keep detection order."""
+    try:
+        data = orjson.loads(body).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        return SOURCE_LANE
+    enrollment = data.get("enrollment_id") if isinstance(data, dict) else None
+    return enrollment if isinstance(enrollment, str) and enrollment else SOURCE_LANE
+
+
+class _Stop:
+    """Set when the batch must stop launching sends (a failure, or the lock was lost)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+
+async def _send_lanes(
+    notifier: Notifier,
+    lanes: Sequence[list[list[_Due]]],
+    *,
+    slots: asyncio.Semaphore,
+    workers: int,
+    stop: _Stop,
+) -> _Outcome:
+    """Each lane's groups in order, lanes side by side; no new send once `stop` is set."""
+    outcome = _Outcome()
+    queue = deque(lanes)
+
+    async def work() -> None:
+        while queue:
+            lane = queue.popleft()
+            for index, group in enumerate(lane):
+                if stop.reason is not None:
+                    outcome.unsent += [d for g in lane[index:] for d in g]
+                    break
+                try:
+                    async with slots:
+                        await notifier.send([d.event for d in group])
+                except DeliveryError as exc:
+                    outcome.failed.append((group, exc))
+                    outcome.unsent += [d for g in lane[index + 1 :] for d in g]
+                    stop.reason = stop.reason or "failed"
+                    break
+                except Exception as exc:  # a bug or Redis (a pacer): end the batch, re-raise
+                    outcome.crash = outcome.crash or exc
+                    outcome.unsent += [d for g in lane[index:] for d in g]
+                    stop.reason = stop.reason or "crashed"
+                    break
+                outcome.delivered += group
+
+    await asyncio.gather(*(work() for _ in range(max(1, min(workers, len(lanes))))))
+    return outcome
+
+
+def _lanes(batch: Sequence[_Due], *, max_batch: int, first: set[str]) -> list[list[list[_Due]]]:
+    """Groups of sends per lane. Per-event notifiers: one lane per ordering key, a retried
+    holder (`first`) ahead of the deliveries that waited for it. Digest notifiers: one lane."""
+    if max_batch > 1:
+        return [[list(batch[i : i + max_batch]) for i in range(0, len(batch), max_batch)]]
+    by_key: dict[str, list[list[_Due]]] = {}
+    for due in batch:
+        lane = by_key.setdefault(due.key, [])
+        if due.event.id in first:
+            lane.insert(0, [due])
+        else:
+            lane.append([due])
+    return list(by_key.values())
 
 
 async def _settle_failure(
     outbox: Outbox,
-    batch: Sequence[OutboundEvent],
-    error: DeliveryError,
+    failed: Sequence[tuple[list[_Due], DeliveryError]],
     *,
+    holders: dict[str, str],
     now_ms: int,
     rng: random.Random,
     result: DeliveryResult,
 ) -> None:
-    previous = await outbox.attempts([e.id for e in batch])
-    for event, before in zip(batch, previous, strict=True):
+    pairs = [(due, error) for group, error in failed for due in group]
+    previous = await outbox.attempts([due.event.id for due, _ in pairs])
+    for (due, error), before in zip(pairs, previous, strict=True):
+        event = due.event
         attempts = Attempts(
             count=(before.count if before else 0) + 1,
             first_failure_ms=before.first_failure_ms if before else now_ms,
@@ -60,11 +161,15 @@ async def _settle_failure(
         expired = now_ms - attempts.first_failure_ms >= RETRY_WINDOW_S * 1000
         if isinstance(error, DeliveryPermanent) or expired:
             await outbox.bury(event.id, now_ms=now_ms, attempts=attempts)
+            if holders.get(due.key) == event.id:
+                await outbox.release(due.key, event.id)
             result.dead += 1
             continue
         retry_after = error.retry_after if isinstance(error, DeliveryRetriable) else None
         delay = next_delay(attempts=attempts.count, retry_after=retry_after, rng=rng)
         await outbox.reschedule(event.id, due_ms=now_ms + int(delay * 1000), attempts=attempts)
+        await outbox.hold(due.key, event.id)  # later events of this enrollment wait for it
+        holders.setdefault(due.key, event.id)
         result.retrying += 1
 
 
@@ -75,31 +180,54 @@ async def deliver_destination(
     sources: Sequence[str],
     clock: Callable[[], float],
     rng: random.Random | None = None,
-    max_rounds: int = 1000,
 ) -> DeliveryResult:
-    """Attempts every delivery due now, once; stops at this destination's first failure."""
+    """Delivers everything due, batch after batch, until nothing is due; a source's queue
+    stops at its first failure (the rest waits for the next round)."""
     rng = rng or random.Random()
     result = DeliveryResult(destination=destination.name)
-    for source in sources:
-        held = lease.Lease(
-            key=keys.delivery_lock(source, destination.name),
-            token=secrets.token_hex(8),
-            ttl_ms=LOCK_TTL_MS,
-        )
-        # One deliverer per (source, destination) at a time: no double sends between workers.
-        if not await redis.set(held.key, held.token, nx=True, px=held.ttl_ms):
-            continue
-        outbox = Outbox(redis, source=source, destination=destination.name)
-        try:
-            async with lease.kept_alive(redis, held):
-                await _drain(
-                    redis, outbox, destination, held=held, clock=clock, rng=rng, result=result,
-                    max_rounds=max_rounds,
-                )  # fmt: skip
-        finally:
-            await lease.release(redis, held)
+    slots = asyncio.Semaphore(max(1, destination.concurrency))
+    outcomes = await asyncio.gather(
+        *(
+            _deliver_source(redis, destination, s, slots=slots, clock=clock, rng=rng, result=result)
+            for s in sources
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     await _record_health(redis, result, clock=clock)
     return result
+
+
+async def _deliver_source(
+    redis: Redis,
+    destination: DestinationRuntime,
+    source: str,
+    *,
+    slots: asyncio.Semaphore,
+    clock: Callable[[], float],
+    rng: random.Random,
+    result: DeliveryResult,
+) -> None:
+    held = lease.Lease(
+        key=keys.delivery_lock(source, destination.name),
+        token=secrets.token_hex(8),
+        ttl_ms=LOCK_TTL_MS,
+    )
+    # One deliverer per (source, destination) at a time: no double sends between workers.
+    if not await redis.set(held.key, held.token, nx=True, px=held.ttl_ms):
+        return
+    outbox = Outbox(redis, source=source, destination=destination.name)
+    stop = _Stop()
+    try:
+        async with _kept_alive(redis, held, stop):
+            await _drain(
+                redis, outbox, destination, held=held, slots=slots, stop=stop, clock=clock, rng=rng,
+                result=result,
+            )  # fmt: skip
+    finally:
+        await lease.release(redis, held)
 
 
 async def _drain(
@@ -108,20 +236,23 @@ async def _drain(
     destination: DestinationRuntime,
     *,
     held: lease.Lease,
+    slots: asyncio.Semaphore,
+    stop: _Stop,
     clock: Callable[[], float],
     rng: random.Random,
     result: DeliveryResult,
-    max_rounds: int,
 ) -> None:
     """Send due batches from one (source, destination) queue while we hold its lock."""
     notifier, source = destination.notifier, outbox.source
-    for _ in range(max_rounds):
+    concurrency = max(1, destination.concurrency)
+    window = min(MAX_READ, max(notifier.max_batch, READ_PER_SLOT * concurrency))
+    while stop.reason is None:
         if not await lease.renew(redis, held):
             return  # the lock expired (we were stalled) and may be another worker's now
         now_ms = int(clock() * 1000)
-        due = await outbox.due_now(now_ms=now_ms, limit=notifier.max_batch)
+        due, any_held = await outbox.read_due(now_ms=now_ms, limit=window)
         if not due:
-            break
+            return
         orphans = [event_id for event_id, body in due if body is None]
         if orphans:  # body gone (e.g. manual cleanup): nothing left to send
             log.warning(
@@ -129,26 +260,99 @@ async def _drain(
                 event_ids=orphans,
             )  # fmt: skip
             await outbox.ack(orphans)
-        batch = [OutboundEvent(id=i, body=b) for i, b in due if b is not None]
+        batch = [
+            _Due(event=OutboundEvent(id=i, body=b), key=order_key(b))
+            for i, b in due
+            if b is not None
+        ]
+        holders = await _holders(outbox, batch) if any_held else {}
+        batch = await _park_waiting(outbox, batch, holders)
         if not batch:
             continue
-        try:
-            await notifier.send(batch)
-        except DeliveryError as exc:
+        outcome = await _send_lanes(
+            notifier,
+            _lanes(batch, max_batch=notifier.max_batch, first=set(holders.values())),
+            slots=slots,
+            workers=concurrency,
+            stop=stop,
+        )
+        delivered_ids = [d.event.id for d in outcome.delivered]
+        if delivered_ids:
+            releases = [
+                (d.key, d.event.id) for d in outcome.delivered if holders.get(d.key) == d.event.id
+            ]
+            await outbox.ack(delivered_ids, releases=releases)
+            result.delivered += len(delivered_ids)
+        if outcome.failed:
+            await _settle_failure(
+                outbox, outcome.failed, holders=holders, now_ms=now_ms, rng=rng, result=result
+            )
+            failed_keys = {d.key for group, _ in outcome.failed for d in group}
+            await outbox.park([(d.key, d.event.id) for d in outcome.unsent if d.key in failed_keys])
+            first_error = outcome.failed[0][1]
             result.failed = True
-            result.error = str(exc)[:300]
-            await _settle_failure(outbox, batch, exc, now_ms=now_ms, rng=rng, result=result)
+            result.error = str(first_error)[:300]
             log.warning(
                 "delivery_failed",
                 destination=destination.name,
                 source=source,
-                events=len(batch),
-                error=str(exc),
-                permanent=isinstance(exc, DeliveryPermanent),
+                events=sum(len(group) for group, _ in outcome.failed),
+                error=str(first_error),
+                permanent=isinstance(first_error, DeliveryPermanent),
             )
-            break
-        await outbox.ack([e.id for e in batch])
-        result.delivered += len(batch)
+        if outcome.crash is not None:
+            raise outcome.crash
+        if outcome.failed:
+            return
+
+
+async def _holders(outbox: Outbox, batch: Sequence[_Due]) -> dict[str, str]:
+    """Ordering key -> its retrying delivery, for the keys in this batch that have one."""
+    order_keys = list(dict.fromkeys(d.key for d in batch))
+    found = await outbox.holders(order_keys)
+    return {k: h for k, h in zip(order_keys, found, strict=True) if h is not None}
+
+
+async def _park_waiting(outbox: Outbox, batch: list[_Due], holders: dict[str, str]) -> list[_Due]:
+    """Deliveries whose enrollment waits on a retry not due in this batch are parked."""
+    if not holders:
+        return batch
+    present = {d.event.id for d in batch}
+    waiting = [
+        d
+        for d in batch
+        if d.key in holders and holders[d.key] != d.event.id and holders[d.key] not in present
+    ]
+    if not waiting:
+        return batch
+    await outbox.park([(d.key, d.event.id) for d in waiting])
+    parked = {d.event.id for d in waiting}
+    return [d for d in batch if d.event.id not in parked]
+
+
+@contextlib.asynccontextmanager
+async def _kept_alive(redis: Redis, held: lease.Lease, stop: _Stop) -> AsyncIterator[None]:
+    """Renews the lock in the background while a batch is in flight; a failed renewal stops
+    new sends at once (the batch loop also renews, once per batch)."""
+
+    async def renew_forever() -> None:
+        while True:
+            await asyncio.sleep(held.ttl_ms / 3000)
+            try:
+                renewed = await lease.renew(redis, held)
+            except Exception:  # noqa: S112 (Redis away: the next renewal tries again)
+                continue
+            if not renewed:
+                stop.reason = "lock lost"
+                return
+
+    task = asyncio.create_task(renew_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _record_health(

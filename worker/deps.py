@@ -9,7 +9,7 @@ from typing import TextIO
 import httpx
 from redis.asyncio import Redis
 
-from config.settings import DestinationSettings, Settings, SourceSettings
+from config.settings import DestinationSettings, DestinationType, Settings, SourceSettings
 from notifiers.registry import NotifierParams, build_notifier
 from notifiers.slack import SourceDisplay
 from worker import metrics
@@ -99,7 +99,9 @@ def _destination_runtime(
             displays=displays or {},
         )
     )
-    return DestinationRuntime(name=settings.name, notifier=notifier)
+    # Slack and console send one message at a time (Slack: one per second per webhook).
+    concurrency = settings.concurrency if settings.type is DestinationType.WEBHOOK else 1
+    return DestinationRuntime(name=settings.name, notifier=notifier, concurrency=concurrency)
 
 
 def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
