@@ -230,4 +230,7 @@ class Runner:
             cpu_s=result.usage.cpu_s,
             peak_rss_kb=result.usage.peak_rss_kb,
             guard_refuses_loopback=None if refused is None else bool(refused),
+            concurrency=int(result.facts["concurrency"]),
+            floor_s=float(result.facts["floor_s"]),
+            floor_count=int(result.facts["floor_count"]),
         )

@@ -180,14 +180,16 @@ class GuardedClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
+    def _connector(self) -> aiohttp.TCPConnector:
+        return guarded_connector(
+            allow_private_network=self._allow_private, max_connections=self._max_connections
+        )
+
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=guarded_connector(
-                    allow_private_network=self._allow_private,
-                    max_connections=self._max_connections,
-                ),
+                connector=self._connector(),
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 headers={"User-Agent": user_agent()},
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
-
 import socket
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -95,10 +94,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 async def _get(url: str, *, allow_private_network: bool) -> int:
-    async with guarded_client(allow_private_network=allow_private_network, timeout=5) as client:
-        async with client.session.get(url, allow_redirects=False) as response:
-            await response.read()
-            return response.status
+    client = guarded_client(allow_private_network=allow_private_network, timeout=5)
+    async with client, client.session.get(url, allow_redirects=False) as response:
+        await response.read()
+        return response.status
 
 
 async def test_loopback_target_refused_unless_allowed(receiver: Receiver) -> None:
