@@ -30,9 +30,12 @@ log = structlog.get_logger("seqwatch.deliver")
 # Renewed once per batch and in the background while a batch is in flight; a deliverer that
 # dies frees the queue this soon.
 LOCK_TTL_MS = 15_000
-# Deliveries read (and acked) per batch for each send that may be in flight.
+# Deliveries read per batch for each send that may be in flight.
 READ_PER_SLOT = 64
 MAX_READ = 1000
+# Delivered events are acked in chunks of this many while a batch is in flight (and at its
+# end): a crash redelivers at most about this many plus those in flight.
+ACK_EVERY = 64
 # Ordering key of events that name no enrollment (source health notices): one lane per source.
 SOURCE_LANE = "~source"
 
@@ -62,7 +65,6 @@ class _Due:
 
 @dataclass(slots=True)
 class _Outcome:
-    delivered: list[_Due] = field(default_factory=list)
     failed: list[tuple[list[_Due], DeliveryError]] = field(default_factory=list)
     unsent: list[_Due] = field(default_factory=list)
     crash: BaseException | None = None
@@ -87,6 +89,28 @@ class _Stop:
         self.reason: str | None = None
 
 
+class _Acker:
+    """Acks delivered events in chunks, releasing the enrollments a delivered holder held."""
+
+    def __init__(self, outbox: Outbox, holders: dict[str, str], result: DeliveryResult) -> None:
+        self._outbox, self._holders, self._result = outbox, holders, result
+        self._pending: list[_Due] = []
+
+    async def delivered(self, group: Sequence[_Due]) -> None:
+        self._pending += group
+        if len(self._pending) >= ACK_EVERY:
+            await self.flush()
+
+    async def flush(self) -> None:
+        taken, self._pending = self._pending, []
+        if not taken:
+            return
+        held = self._holders
+        releases = [(d.key, d.event.id) for d in taken if held.get(d.key) == d.event.id]
+        await self._outbox.ack([d.event.id for d in taken], releases=releases)
+        self._result.delivered += len(taken)
+
+
 async def _send_lanes(
     notifier: Notifier,
     lanes: Sequence[list[list[_Due]]],
@@ -94,6 +118,7 @@ async def _send_lanes(
     slots: asyncio.Semaphore,
     workers: int,
     stop: _Stop,
+    acker: _Acker,
 ) -> _Outcome:
     """Each lane's groups in order, lanes side by side; no new send once `stop` is set."""
     outcome = _Outcome()
@@ -109,17 +134,17 @@ async def _send_lanes(
                 try:
                     async with slots:
                         await notifier.send([d.event for d in group])
+                    await acker.delivered(group)
                 except DeliveryError as exc:
                     outcome.failed.append((group, exc))
                     outcome.unsent += [d for g in lane[index + 1 :] for d in g]
                     stop.reason = stop.reason or "failed"
                     break
-                except Exception as exc:  # a bug or Redis (a pacer): end the batch, re-raise
+                except Exception as exc:  # Redis (an ack, a pacer) or a bug: stop, re-raise
                     outcome.crash = outcome.crash or exc
-                    outcome.unsent += [d for g in lane[index:] for d in g]
+                    outcome.unsent += [d for g in lane[index + 1 :] for d in g]
                     stop.reason = stop.reason or "crashed"
                     break
-                outcome.delivered += group
 
     await asyncio.gather(*(work() for _ in range(max(1, min(workers, len(lanes))))))
     return outcome
@@ -269,20 +294,18 @@ async def _drain(
         batch = await _park_waiting(outbox, batch, holders)
         if not batch:
             continue
+        acker = _Acker(outbox, holders, result)
         outcome = await _send_lanes(
             notifier,
             _lanes(batch, max_batch=notifier.max_batch, first=set(holders.values())),
             slots=slots,
             workers=concurrency,
             stop=stop,
+            acker=acker,
         )
-        delivered_ids = [d.event.id for d in outcome.delivered]
-        if delivered_ids:
-            releases = [
-                (d.key, d.event.id) for d in outcome.delivered if holders.get(d.key) == d.event.id
-            ]
-            await outbox.ack(delivered_ids, releases=releases)
-            result.delivered += len(delivered_ids)
+        if outcome.crash is not None:
+            raise outcome.crash  # what was sent and not acked stays due: sent again later
+        await acker.flush()
         if outcome.failed:
             await _settle_failure(
                 outbox, outcome.failed, holders=holders, now_ms=now_ms, rng=rng, result=result
@@ -300,9 +323,6 @@ async def _drain(
                 error=str(first_error),
                 permanent=isinstance(first_error, DeliveryPermanent),
             )
-        if outcome.crash is not None:
-            raise outcome.crash
-        if outcome.failed:
             return
 
 

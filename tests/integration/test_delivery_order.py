@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from notifiers.base import OutboundEvent
 from worker import keys
 from worker.batch import Batch
-from worker.deliver import DestinationRuntime, deliver_destination
+from worker.deliver import ACK_EVERY, DestinationRuntime, deliver_destination
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent, DeliveryRetriable
 from worker.events import Event, EventType, event_id
@@ -49,12 +49,15 @@ class Recorder:
         self.permanent: set[str] = set()
         self.overlaps: list[str] = []
         self.key_of: dict[str, str] = {}
+        self.before_send: Callable[[], Awaitable[None]] | None = None
 
     @property
     def max_batch(self) -> int:
         return 1
 
     async def send(self, events: Sequence[OutboundEvent]) -> None:
+        if self.before_send is not None:
+            await self.before_send()
         (event,) = events
         key = self.key_of[event.id]
         if key in {self.key_of[i] for i in self.in_flight}:
@@ -187,3 +190,19 @@ async def test_a_dead_lettered_holder_lets_its_enrollment_go_on(store: Redis) ->
     assert await deliver(store, recorder, clock) == 1
     assert recorder.sent == [second.id]
     assert await store.hlen(keys.held(SOURCE, DESTINATION)) == 0  # type: ignore[misc]
+
+
+async def test_deliveries_are_acked_in_chunks_while_a_batch_is_in_flight(store: Redis) -> None:
+    """A crash mid-batch redelivers about ACK_EVERY events, not the whole batch."""
+    recorder = Recorder(pause=0)
+    events = [(make_event(n, 1), 1_000 + n) for n in range(300)]
+    await commit(store, events, recorder)
+    seen: list[int] = []
+
+    async def watching() -> None:
+        if len(recorder.sent) == ACK_EVERY + 1:
+            seen.append(await store.zcard(keys.due(SOURCE, DESTINATION)))
+
+    recorder.before_send = watching
+    assert await deliver(store, recorder, Clock(), concurrency=1) == 300
+    assert seen == [300 - ACK_EVERY]
