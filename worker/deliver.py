@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ LOCK_TTL_MS = 15_000
 # Deliveries read per batch for each send that may be in flight.
 READ_PER_SLOT = 64
 MAX_READ = 1000
-# Delivered events are acked in chunks of this many while a batch is in flight (and at its
-# end): a crash redelivers at most about this many plus those in flight.
+# Delivered events are acked in chunks while a batch is in flight (and at its end), every
+# ACK_EVERY events or ACK_INTERVAL_S seconds: a crash redelivers about one chunk, not a batch.
 ACK_EVERY = 64
+ACK_INTERVAL_S = 0.5
 # Ordering key of events that name no enrollment (source health notices): one lane per source.
 SOURCE_LANE = "~source"
 
@@ -95,13 +97,15 @@ class _Acker:
     def __init__(self, outbox: Outbox, holders: dict[str, str], result: DeliveryResult) -> None:
         self._outbox, self._holders, self._result = outbox, holders, result
         self._pending: list[_Due] = []
+        self._flushed_at = time.monotonic()
 
     async def delivered(self, group: Sequence[_Due]) -> None:
         self._pending += group
-        if len(self._pending) >= ACK_EVERY:
+        if len(self._pending) >= ACK_EVERY or time.monotonic() - self._flushed_at >= ACK_INTERVAL_S:
             await self.flush()
 
     async def flush(self) -> None:
+        self._flushed_at = time.monotonic()
         taken, self._pending = self._pending, []
         if not taken:
             return

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from notifiers.base import OutboundEvent
+from worker import deliver as deliver_module
 from worker import keys
 from worker.batch import Batch
 from worker.deliver import ACK_EVERY, DestinationRuntime, deliver_destination
@@ -192,8 +193,11 @@ async def test_a_dead_lettered_holder_lets_its_enrollment_go_on(store: Redis) ->
     assert await store.hlen(keys.held(SOURCE, DESTINATION)) == 0  # type: ignore[misc]
 
 
-async def test_deliveries_are_acked_in_chunks_while_a_batch_is_in_flight(store: Redis) -> None:
+async def test_deliveries_are_acked_in_chunks_while_a_batch_is_in_flight(
+    store: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A crash mid-batch redelivers about ACK_EVERY events, not the whole batch."""
+    monkeypatch.setattr(deliver_module, "ACK_INTERVAL_S", 3600.0)  # count-based only here
     recorder = Recorder(pause=0)
     events = [(make_event(n, 1), 1_000 + n) for n in range(300)]
     await commit(store, events, recorder)
@@ -206,3 +210,23 @@ async def test_deliveries_are_acked_in_chunks_while_a_batch_is_in_flight(store: 
     recorder.before_send = watching
     assert await deliver(store, recorder, Clock(), concurrency=1) == 300
     assert seen == [300 - ACK_EVERY]
+
+
+async def test_a_slow_destination_is_acked_every_interval(
+    store: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliver_module, "ACK_INTERVAL_S", 0.1)
+    recorder = Recorder(pause=0)
+    events = [(make_event(n, 1), 1_000 + n) for n in range(12)]
+    await commit(store, events, recorder)
+    seen: list[int] = []
+
+    async def slow() -> None:  # 0.05 s per send: an ack every other send or so
+        await asyncio.sleep(0.05)
+        if len(recorder.sent) == 6:
+            seen.append(await store.zcard(keys.due(SOURCE, DESTINATION)))
+
+    recorder.before_send = slow
+    assert await deliver(store, recorder, Clock(), concurrency=1) == 12
+    assert len(seen) == 1
+    assert 12 - 6 <= seen[0] <= 12 - 4  # all but the last one or two of six are acked
