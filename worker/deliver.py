@@ -274,7 +274,9 @@ async def _drain(
     """Send due batches from one (source, destination) queue while we hold its lock."""
     notifier, source = destination.notifier, outbox.source
     concurrency = max(1, destination.concurrency)
-    window = min(MAX_READ, max(notifier.max_batch, READ_PER_SLOT * concurrency))
+    # A digest notifier (Slack) reads one full digest at a time: a paced peer gets full ones.
+    window = notifier.max_batch if notifier.max_batch > 1 else READ_PER_SLOT * concurrency
+    window = min(MAX_READ, window)
     while stop.reason is None:
         if not await lease.renew(redis, held):
             return  # the lock expired (we were stalled) and may be another worker's now

@@ -230,3 +230,33 @@ async def test_a_slow_destination_is_acked_every_interval(
     assert await deliver(store, recorder, Clock(), concurrency=1) == 12
     assert len(seen) == 1
     assert 12 - 6 <= seen[0] <= 12 - 4  # all but the last one or two of six are acked
+
+
+class Digests:
+    """A digest notifier (as Slack): up to 50 events per send, one send at a time."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.sent: list[str] = []
+
+    @property
+    def max_batch(self) -> int:
+        return 50
+
+    async def send(self, events: Sequence[OutboundEvent]) -> None:
+        self.sizes.append(len(events))
+        self.sent += [e.id for e in events]
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_digest_notifier_gets_full_digests_in_queue_order(store: Redis) -> None:
+    digests = Digests()
+    events = [(make_event(n % 7, n), 1_000 + n) for n in range(120)]
+    await commit(store, events, Recorder())
+    runtime = DestinationRuntime(name=DESTINATION, notifier=digests)
+    result = await deliver_destination(store, runtime, sources=[SOURCE], clock=Clock())
+    assert result.delivered == 120
+    assert digests.sizes == [50, 50, 20]  # one message a second carries 50 events
+    assert digests.sent == [e.id for e, _ in events]
