@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from importlib import metadata
 from typing import Any
 
@@ -185,8 +187,13 @@ class GuardedClient:
             allow_private_network=self._allow_private, max_connections=self._max_connections
         )
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
+    def post(
+        self, url: str, *, data: bytes, headers: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """`async with client.post(...) as response:`; a redirect is returned, never followed."""
+        return self._open().post(url, data=data, headers=headers, allow_redirects=False)
+
+    def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=self._connector(),

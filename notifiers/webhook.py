@@ -85,9 +85,7 @@ async def post_once(
 ) -> Reply:
     """One POST; transport failures become Delivery errors; reads only a peek of the body."""
     try:
-        async with client.session.post(
-            url, data=content, headers=headers, allow_redirects=False
-        ) as response:
+        async with client.post(url, data=content, headers=headers) as response:
             body = b""
             while len(body) < _BODY_PEEK:
                 chunk = await response.content.read(_BODY_PEEK - len(body))
