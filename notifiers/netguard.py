@@ -16,11 +16,10 @@ import socket
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
+if TYPE_CHECKING:  # aiohttp is imported on first use: commands that send nothing skip it
+    import aiohttp
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # aiohappyeyeballs' AddrInfoType: (family, type, proto, canonname, sockaddr).
@@ -104,7 +103,7 @@ def is_forbidden_ip(ip: IPAddress) -> bool:
     )
 
 
-def _forbidden_text(address: str) -> bool:
+def forbidden_text(address: str) -> bool:
     """is_forbidden_ip for a textual address, ignoring an IPv6 zone ("fe80::1%eth0")."""
     try:
         return is_forbidden_ip(ipaddress.ip_address(address.split("%", 1)[0]))
@@ -112,31 +111,10 @@ def _forbidden_text(address: str) -> bool:
         return True  # not an address we can judge: refuse
 
 
-class GuardedResolver(AbstractResolver):
-    """The system resolver, refusing an answer that holds any forbidden address."""
-
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if self._inner is None:
-            self._inner = ThreadedResolver()  # needs the running loop: made on first use
-        found = await self._inner.resolve(host, port, family)
-        if not found or any(_forbidden_text(r["host"]) for r in found):
-            raise TargetRefused()
-        return found
-
-    async def close(self) -> None:
-        if self._inner is not None:
-            await self._inner.close()
-
-
 def vetted_socket(addr_info: AddrInfo) -> socket.socket:
     """aiohttp's socket factory: the last check, on the very address about to be dialled."""
     family, type_, proto, _, sockaddr = addr_info
-    if _forbidden_text(str(sockaddr[0])):
+    if forbidden_text(str(sockaddr[0])):
         raise TargetRefused()
     return socket.socket(family=family, type=type_, proto=proto)
 
@@ -147,21 +125,6 @@ def user_agent() -> str:
     except metadata.PackageNotFoundError:
         version = "0"
     return f"seqwatch/{version}"
-
-
-def guarded_connector(
-    *, allow_private_network: bool, max_connections: int = MAX_CONNECTIONS
-) -> aiohttp.TCPConnector:
-    """Keep-alive pool; guarded unless private targets are allowed. Call inside the loop."""
-    if allow_private_network:
-        return aiohttp.TCPConnector(limit=max_connections)
-    return aiohttp.TCPConnector(
-        limit=max_connections,
-        resolver=GuardedResolver(),
-        socket_factory=vetted_socket,
-        # Addresses are tried one after the other, so a refusal is never lost in a race.
-        happy_eyeballs_delay=None,
-    )
 
 
 class GuardedClient:
@@ -183,6 +146,8 @@ class GuardedClient:
         self._session: aiohttp.ClientSession | None = None
 
     def _connector(self) -> aiohttp.TCPConnector:
+        from notifiers.aiohttp_guard import guarded_connector
+
         return guarded_connector(
             allow_private_network=self._allow_private, max_connections=self._max_connections
         )
@@ -194,6 +159,8 @@ class GuardedClient:
         return self._open().post(url, data=data, headers=headers, allow_redirects=False)
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=self._connector(),

@@ -11,15 +11,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 
 from notifiers.base import OutboundEvent
-from notifiers.netguard import GuardedClient, TargetRefused, guarded_client
+from notifiers.netguard import TargetRefused, guarded_client
 from notifiers.signing import parse_secret, signature_header
 from worker.errors import ConfigError, DeliveryPermanent, DeliveryRetriable
+
+if TYPE_CHECKING:
+    from notifiers.netguard import GuardedClient
 
 RETRIABLE_STATUSES = frozenset({408, 409, 425, 429})
 MAX_RETRY_AFTER = 86_400.0
@@ -66,8 +69,10 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _failure_kind(exc: aiohttp.ClientError) -> str:
+def _failure_kind(exc: Exception) -> str:
     """A stable name for a transport failure; aiohttp's own messages carry the URL."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "ConnectError"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -84,6 +89,8 @@ async def post_once(
     headers: Mapping[str, str],
 ) -> Reply:
     """One POST; transport failures become Delivery errors; reads only a peek of the body."""
+    import aiohttp  # here, not at import: commands that send nothing never load it
+
     try:
         async with client.post(url, data=content, headers=headers) as response:
             body = b""

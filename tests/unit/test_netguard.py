@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from notifiers.netguard import (
-    GuardedResolver,
-    TargetRefused,
-    guarded_client,
-    is_forbidden_ip,
-    vetted_socket,
-)
+from notifiers.aiohttp_guard import GuardedResolver
+from notifiers.netguard import TargetRefused, guarded_client, is_forbidden_ip, vetted_socket
 from tests.integration._http_receiver import Canned, Receiver, running_receiver
 
 FORBIDDEN = [
@@ -198,3 +196,21 @@ def test_socket_factory_vets_the_address_it_dials() -> None:
         family = socket.AF_INET6 if ":" in sockaddr[0] else socket.AF_INET
         with pytest.raises(TargetRefused):
             vetted_socket((family, socket.SOCK_STREAM, 0, "", sockaddr))
+
+
+def test_building_a_notifier_does_not_load_aiohttp() -> None:
+    """Commands that send nothing (status, check) do not pay for importing the HTTP client."""
+    secret = "whsec_" + "c2Vxd2F0Y2gtdGVzdC1zZWNyZXQtMzJieXRlcyE="
+    code = (
+        "import sys\n"
+        "from notifiers.registry import NotifierParams, build_notifier\n"
+        f"build_notifier(NotifierParams(name='x', type='webhook', url='https://a.example/x', "
+        f"secrets=({secret!r},)))\n"
+        "build_notifier(NotifierParams(name='s', type='slack', url='https://a.example/s'))\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert done.stdout.strip() == "False"
