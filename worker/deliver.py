@@ -83,12 +83,24 @@ def order_key(body: bytes) -> str:
 
 
 class _Stop:
-    """Set when the batch must stop launching sends (a failure, or the lock was lost)."""
+    """Set when the batch must stop launching sends: a failure, the lock was lost, or the
+    process is shutting down (`stopping`)."""
 
-    __slots__ = ("reason",)
+    __slots__ = ("_reason", "_stopping")
 
-    def __init__(self) -> None:
-        self.reason: str | None = None
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self._reason: str | None = None
+        self._stopping = stopping
+
+    @property
+    def reason(self) -> str | None:
+        if self._reason is None and self._stopping():
+            self._reason = "shutting down"
+        return self._reason
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self._reason = value
 
 
 class _Acker:
@@ -209,15 +221,26 @@ async def deliver_destination(
     sources: Sequence[str],
     clock: Callable[[], float],
     rng: random.Random | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
     """Delivers everything due, batch after batch, until nothing is due; a source's queue
-    stops at its first failure (the rest waits for the next round)."""
+    stops at its first failure (the rest waits for the next round). Once `stopping()` is
+    true no new send starts: the sends under way finish and are acked."""
     rng = rng or random.Random()
     result = DeliveryResult(destination=destination.name)
     slots = asyncio.Semaphore(max(1, destination.concurrency))
     outcomes = await asyncio.gather(
         *(
-            _deliver_source(redis, destination, s, slots=slots, clock=clock, rng=rng, result=result)
+            _deliver_source(
+                redis,
+                destination,
+                s,
+                slots=slots,
+                clock=clock,
+                rng=rng,
+                result=result,
+                stop=_Stop(stopping),
+            )
             for s in sources
         ),
         return_exceptions=True,
@@ -238,7 +261,10 @@ async def _deliver_source(
     clock: Callable[[], float],
     rng: random.Random,
     result: DeliveryResult,
+    stop: _Stop,
 ) -> None:
+    if stop.reason is not None:
+        return
     held = lease.Lease(
         key=keys.delivery_lock(source, destination.name),
         token=secrets.token_hex(8),
@@ -248,7 +274,6 @@ async def _deliver_source(
     if not await redis.set(held.key, held.token, nx=True, px=held.ttl_ms):
         return
     outbox = Outbox(redis, source=source, destination=destination.name)
-    stop = _Stop()
     try:
         async with _kept_alive(redis, held, stop):
             await _drain(

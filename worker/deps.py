@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -34,6 +35,8 @@ class Deps:
     destinations: dict[str, DestinationRuntime]
     routes: tuple[Route, ...]
     _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
+    # Set by the daemon on SIGTERM/SIGINT: a long delivery drain stops starting new sends.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def aclose(self) -> None:
         for destination in self.destinations.values():

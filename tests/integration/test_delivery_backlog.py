@@ -110,3 +110,24 @@ def test_the_daemon_drains_a_backlog_in_one_delivery_job(
         daemon.check_output()
     finally:
         daemons.close()
+
+
+def test_sigterm_mid_drain_stops_promptly_and_loses_nothing(
+    setup: Setup, tmp_path: Path, fakes: Fakes, sync_redis: Redis, redis_url: str
+) -> None:
+    ids = fill_backlog(sync_redis, redis_url)
+    daemons = Daemons(setup, tmp_path)
+    try:
+        daemon = daemons.spawn("stopped")
+        assert fakes.hook.wait_for(200, timeout=DRAIN_TIMEOUT), daemon.output[-3000:]
+        code, took = daemon.terminate()
+        assert code == 0, daemon.output[-3000:]
+        assert took < 5.0, f"SIGTERM took {took:.1f} s"  # not the 20 s grace for running jobs
+        daemon.check_output()
+    finally:
+        daemons.close()
+    left = int(sync_redis.zcard(keys.due(SOURCE, "hook")))  # type: ignore[arg-type]
+    assert 0 < left < BACKLOG
+    assert sync_redis.exists(keys.delivery_lock(SOURCE, "hook")) == 0  # released on the way out
+    assert run(setup, "deliver").code == 0
+    assert sorted(set(fakes.hook.received_ids())) == sorted(ids)

@@ -260,3 +260,18 @@ async def test_a_digest_notifier_gets_full_digests_in_queue_order(store: Redis) 
     assert result.delivered == 120
     assert digests.sizes == [50, 50, 20]  # one message a second carries 50 events
     assert digests.sent == [e.id for e, _ in events]
+
+
+async def test_once_stopping_no_new_send_starts_and_what_was_sent_is_acked(
+    store: Redis,
+) -> None:
+    recorder = Recorder(pause=0.01)
+    events = [(make_event(n, 1), 1_000 + n) for n in range(200)]
+    await commit(store, events, recorder)
+    runtime = DestinationRuntime(name=DESTINATION, notifier=recorder, concurrency=4)
+    result = await deliver_destination(
+        store, runtime, sources=[SOURCE], clock=Clock(), stopping=lambda: len(recorder.sent) >= 20
+    )
+    assert 20 <= result.delivered <= 20 + 4  # the sends under way when it flipped finish
+    assert result.delivered == len(recorder.sent)
+    assert await store.zcard(keys.due(SOURCE, DESTINATION)) == 200 - result.delivered
