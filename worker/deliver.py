@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import secrets
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import orjson
 import structlog
 from redis.asyncio import Redis
 
 from notifiers.base import Notifier, OutboundEvent
 from worker import keys, lease
 from worker.errors import DeliveryError, DeliveryPermanent, DeliveryRetriable
+from worker.lanes import Acker, Due, Stop, lanes, order_key, send_lanes
 from worker.outbox import RETRY_WINDOW_S, Attempts, Outbox, next_delay
 from worker.redis_io import awaited
 
@@ -34,12 +33,6 @@ LOCK_TTL_MS = 15_000
 # Deliveries read per batch for each send that may be in flight.
 READ_PER_SLOT = 64
 MAX_READ = 1000
-# Delivered events are acked in chunks while a batch is in flight (and at its end), every
-# ACK_EVERY events or ACK_INTERVAL_S seconds: a crash redelivers about one chunk, not a batch.
-ACK_EVERY = 64
-ACK_INTERVAL_S = 0.5
-# Ordering key of events that name no enrollment (source health notices): one lane per source.
-SOURCE_LANE = "~source"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,131 +52,9 @@ class DestinationRuntime:
     concurrency: int = 1  # sends in flight to this destination at once (webhook: config)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Due:
-    event: OutboundEvent
-    key: str  # ordering key: the enrollment
-
-
-@dataclass(slots=True)
-class _Outcome:
-    failed: list[tuple[list[_Due], DeliveryError]] = field(default_factory=list)
-    unsent: list[_Due] = field(default_factory=list)
-    crash: BaseException | None = None
-
-
-def order_key(body: bytes) -> str:
-    """The enrollment an event document is about; its deliveries keep detection order."""
-    try:
-        data = orjson.loads(body).get("data")
-    except (orjson.JSONDecodeError, AttributeError):
-        return SOURCE_LANE
-    enrollment = data.get("enrollment_id") if isinstance(data, dict) else None
-    return enrollment if isinstance(enrollment, str) and enrollment else SOURCE_LANE
-
-
-class _Stop:
-    """Set when the batch must stop launching sends: a failure, the lock was lost, or the
-    process is shutting down (`stopping`)."""
-
-    __slots__ = ("_reason", "_stopping")
-
-    def __init__(self, stopping: Callable[[], bool]) -> None:
-        self._reason: str | None = None
-        self._stopping = stopping
-
-    @property
-    def reason(self) -> str | None:
-        if self._reason is None and self._stopping():
-            self._reason = "shutting down"
-        return self._reason
-
-    @reason.setter
-    def reason(self, value: str | None) -> None:
-        self._reason = value
-
-
-class _Acker:
-    """Acks delivered events in chunks, releasing the enrollments a delivered holder held."""
-
-    def __init__(self, outbox: Outbox, holders: dict[str, str], result: DeliveryResult) -> None:
-        self._outbox, self._holders, self._result = outbox, holders, result
-        self._pending: list[_Due] = []
-        self._flushed_at = time.monotonic()
-
-    async def delivered(self, group: Sequence[_Due]) -> None:
-        self._pending += group
-        if len(self._pending) >= ACK_EVERY or time.monotonic() - self._flushed_at >= ACK_INTERVAL_S:
-            await self.flush()
-
-    async def flush(self) -> None:
-        self._flushed_at = time.monotonic()
-        taken, self._pending = self._pending, []
-        if not taken:
-            return
-        held = self._holders
-        releases = [(d.key, d.event.id) for d in taken if held.get(d.key) == d.event.id]
-        await self._outbox.ack([d.event.id for d in taken], releases=releases)
-        self._result.delivered += len(taken)
-
-
-async def _send_lanes(
-    notifier: Notifier,
-    lanes: Sequence[list[list[_Due]]],
-    *,
-    slots: asyncio.Semaphore,
-    workers: int,
-    stop: _Stop,
-    acker: _Acker,
-) -> _Outcome:
-    """Each lane's groups in order, lanes side by side; no new send once `stop` is set."""
-    outcome = _Outcome()
-    queue = deque(lanes)
-
-    async def work() -> None:
-        while queue:
-            lane = queue.popleft()
-            for index, group in enumerate(lane):
-                if stop.reason is not None:
-                    outcome.unsent += [d for g in lane[index:] for d in g]
-                    break
-                try:
-                    async with slots:
-                        await notifier.send([d.event for d in group])
-                    await acker.delivered(group)
-                except DeliveryError as exc:
-                    outcome.failed.append((group, exc))
-                    outcome.unsent += [d for g in lane[index + 1 :] for d in g]
-                    stop.reason = stop.reason or "failed"
-                    break
-                except Exception as exc:  # Redis (an ack, a pacer) or a bug: stop, re-raise
-                    outcome.crash = outcome.crash or exc
-                    outcome.unsent += [d for g in lane[index + 1 :] for d in g]
-                    stop.reason = stop.reason or "crashed"
-                    break
-
-    await asyncio.gather(*(work() for _ in range(max(1, min(workers, len(lanes))))))
-    return outcome
-
-
-def _lanes(batch: Sequence[_Due], *, max_batch: int, first: set[str]) -> list[list[list[_Due]]]:
-    """Groups of sends per lane. Per-event notifiers: one lane per ordering key, a retried
-    holder (`first`) ahead of the deliveries that waited for it. Digest notifiers: one lane."""
-    if max_batch > 1:
-        return [[list(batch[i : i + max_batch]) for i in range(0, len(batch), max_batch)]]
-    by_key: dict[str, list[list[_Due]]] = {}
-    for due in batch:
-        lane = by_key.setdefault(due.key, [])
-        if due.event.id in first:
-            lane.insert(0, [due])
-        else:
-            lane.append([due])
-    return list(by_key.values())
-
-
 async def _settle_failure(
     outbox: Outbox,
-    failed: Sequence[tuple[list[_Due], DeliveryError]],
+    failed: Sequence[tuple[list[Due], DeliveryError]],
     *,
     holders: dict[str, str],
     now_ms: int,
@@ -239,7 +110,7 @@ async def deliver_destination(
                 clock=clock,
                 rng=rng,
                 result=result,
-                stop=_Stop(stopping),
+                stop=Stop(stopping),
             )
             for s in sources
         ),
@@ -261,7 +132,7 @@ async def _deliver_source(
     clock: Callable[[], float],
     rng: random.Random,
     result: DeliveryResult,
-    stop: _Stop,
+    stop: Stop,
 ) -> None:
     if stop.reason is not None:
         return
@@ -291,7 +162,7 @@ async def _drain(
     *,
     held: lease.Lease,
     slots: asyncio.Semaphore,
-    stop: _Stop,
+    stop: Stop,
     clock: Callable[[], float],
     rng: random.Random,
     result: DeliveryResult,
@@ -317,7 +188,7 @@ async def _drain(
             )  # fmt: skip
             await outbox.ack(orphans)
         batch = [
-            _Due(event=OutboundEvent(id=i, body=b), key=order_key(b))
+            Due(event=OutboundEvent(id=i, body=b), key=order_key(b))
             for i, b in due
             if b is not None
         ]
@@ -325,10 +196,10 @@ async def _drain(
         batch = await _park_waiting(outbox, batch, holders)
         if not batch:
             continue
-        acker = _Acker(outbox, holders, result)
-        outcome = await _send_lanes(
+        acker = Acker(functools.partial(_ack, outbox, holders, result))
+        outcome = await send_lanes(
             notifier,
-            _lanes(batch, max_batch=notifier.max_batch, first=set(holders.values())),
+            lanes(batch, max_batch=notifier.max_batch, first=set(holders.values())),
             slots=slots,
             workers=concurrency,
             stop=stop,
@@ -357,14 +228,23 @@ async def _drain(
             return
 
 
-async def _holders(outbox: Outbox, batch: Sequence[_Due]) -> dict[str, str]:
+async def _ack(
+    outbox: Outbox, holders: dict[str, str], result: DeliveryResult, taken: list[Due]
+) -> None:
+    """Ack delivered events; a delivered holder lets its enrollment's parked events go."""
+    releases = [(d.key, d.event.id) for d in taken if holders.get(d.key) == d.event.id]
+    await outbox.ack([d.event.id for d in taken], releases=releases)
+    result.delivered += len(taken)
+
+
+async def _holders(outbox: Outbox, batch: Sequence[Due]) -> dict[str, str]:
     """Ordering key -> its retrying delivery, for the keys in this batch that have one."""
     order_keys = list(dict.fromkeys(d.key for d in batch))
     found = await outbox.holders(order_keys)
     return {k: h for k, h in zip(order_keys, found, strict=True) if h is not None}
 
 
-async def _park_waiting(outbox: Outbox, batch: list[_Due], holders: dict[str, str]) -> list[_Due]:
+async def _park_waiting(outbox: Outbox, batch: list[Due], holders: dict[str, str]) -> list[Due]:
     """Deliveries whose enrollment waits on a retry not due in this batch are parked."""
     if not holders:
         return batch
@@ -382,7 +262,7 @@ async def _park_waiting(outbox: Outbox, batch: list[_Due], holders: dict[str, st
 
 
 @contextlib.asynccontextmanager
-async def _kept_alive(redis: Redis, held: lease.Lease, stop: _Stop) -> AsyncIterator[None]:
+async def _kept_alive(redis: Redis, held: lease.Lease, stop: Stop) -> AsyncIterator[None]:
     """Renews the lock in the background while a batch is in flight; a failed renewal stops
     new sends at once (the batch loop also renews, once per batch)."""
 

@@ -15,13 +15,14 @@ import pytest
 from redis.asyncio import Redis
 
 from notifiers.base import OutboundEvent
-from worker import deliver as deliver_module
 from worker import keys
+from worker import lanes as lanes_module
 from worker.batch import Batch
-from worker.deliver import ACK_EVERY, DestinationRuntime, deliver_destination
+from worker.deliver import DestinationRuntime, deliver_destination
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent, DeliveryRetriable
 from worker.events import Event, EventType, event_id
+from worker.lanes import ACK_EVERY
 from worker.outbox import Outbox, Route, enqueue
 
 SOURCE = "src"
@@ -197,7 +198,7 @@ async def test_deliveries_are_acked_in_chunks_while_a_batch_is_in_flight(
     store: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A crash mid-batch redelivers about ACK_EVERY events, not the whole batch."""
-    monkeypatch.setattr(deliver_module, "ACK_INTERVAL_S", 3600.0)  # count-based only here
+    monkeypatch.setattr(lanes_module, "ACK_INTERVAL_S", 3600.0)  # count-based only here
     recorder = Recorder(pause=0)
     events = [(make_event(n, 1), 1_000 + n) for n in range(300)]
     await commit(store, events, recorder)
@@ -215,7 +216,7 @@ async def test_deliveries_are_acked_in_chunks_while_a_batch_is_in_flight(
 async def test_a_slow_destination_is_acked_every_interval(
     store: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deliver_module, "ACK_INTERVAL_S", 0.1)
+    monkeypatch.setattr(lanes_module, "ACK_INTERVAL_S", 0.1)
     recorder = Recorder(pause=0)
     events = [(make_event(n, 1), 1_000 + n) for n in range(12)]
     await commit(store, events, recorder)
