@@ -54,13 +54,32 @@ class DestinationRuntime:
 
 async def _settle_failure(
     outbox: Outbox,
-    failed: Sequence[tuple[list[Due], DeliveryError]],
+    batch: Sequence[OutboundEvent],
+    error: DeliveryError,
     *,
-    holders: dict[str, str],
     now_ms: int,
     rng: random.Random,
     result: DeliveryResult,
 ) -> None:
+    """Retry later or dead-letter each event of a failed send, without holding anything back
+    (worker/digest.py: a digest's events are ordered within each message, not across retries)."""
+    group = [Due(event=e, key=order_key(e.body)) for e in batch]
+    await _settle_failures(outbox, [(group, error)], holders=None, now_ms=now_ms, rng=rng,
+                           result=result)  # fmt: skip
+
+
+async def _settle_failures(
+    outbox: Outbox,
+    failed: Sequence[tuple[list[Due], DeliveryError]],
+    *,
+    holders: dict[str, str] | None,
+    now_ms: int,
+    rng: random.Random,
+    result: DeliveryResult,
+) -> None:
+    """Per failed event: retry later or dead-letter. With `holders` (per-event sends), a
+    retried event holds its enrollment's later events back, and a dead-lettered holder lets
+    them go."""
     pairs = [(due, error) for group, error in failed for due in group]
     previous = await outbox.attempts([due.event.id for due, _ in pairs])
     for (due, error), before in zip(pairs, previous, strict=True):
@@ -73,15 +92,16 @@ async def _settle_failure(
         expired = now_ms - attempts.first_failure_ms >= RETRY_WINDOW_S * 1000
         if isinstance(error, DeliveryPermanent) or expired:
             await outbox.bury(event.id, now_ms=now_ms, attempts=attempts)
-            if holders.get(due.key) == event.id:
+            if holders is not None and holders.get(due.key) == event.id:
                 await outbox.release(due.key, event.id)
             result.dead += 1
             continue
         retry_after = error.retry_after if isinstance(error, DeliveryRetriable) else None
         delay = next_delay(attempts=attempts.count, retry_after=retry_after, rng=rng)
         await outbox.reschedule(event.id, due_ms=now_ms + int(delay * 1000), attempts=attempts)
-        await outbox.hold(due.key, event.id)  # later events of this enrollment wait for it
-        holders.setdefault(due.key, event.id)
+        if holders is not None:
+            await outbox.hold(due.key, event.id)  # later events of this enrollment wait for it
+            holders.setdefault(due.key, event.id)
         result.retrying += 1
 
 
@@ -209,7 +229,7 @@ async def _drain(
             raise outcome.crash  # what was sent and not acked stays due: sent again later
         await acker.flush()
         if outcome.failed:
-            await _settle_failure(
+            await _settle_failures(
                 outbox, outcome.failed, holders=holders, now_ms=now_ms, rng=rng, result=result
             )
             failed_keys = {d.key for group, _ in outcome.failed for d in group}
