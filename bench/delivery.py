@@ -1,31 +1,40 @@
 """Delivery benchmark (child side): signed webhook deliveries per second from one process.
 
-The outbox is filled first (not measured), then one `deliver_destination` call drains it
-through a real WebhookNotifier: Redis outbox reads and acks, Standard Webhooks signing, one
-POST per event over a kept-alive connection to the peer's receiver, which verifies each one.
+The outbox is filled first (not measured), then one `deliver_destination` call drains it, as
+`seqwatch deliver` and the daemon's deliver job do: batched Redis outbox reads and acks,
+Standard Webhooks signing, up to `concurrency` (the config default) POSTs in flight over
+kept-alive connections to the peer's receiver, which verifies each one.
+
+The floor, measured in the same process against the same receiver just before: the same
+events signed and POSTed over `concurrency` raw asyncio keep-alive connections (no Redis, no
+HTTP library), so seqwatch / floor is what the delivery machinery costs.
 
 SSRF guard on: the guard refuses 127.0.0.1, so the notifier targets a public address
-(PUBLIC_IP); the guard resolves and vets it as in production, and only the final TCP connect
-below the guard is redirected to the local receiver. Nothing leaves the machine.
+(PUBLIC_IP); the guard's socket factory vets that address as in production, and only the
+final TCP connect below the guard is redirected to the local receiver. Nothing leaves the
+machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpcore
-import httpx
+import aiohttp
+import orjson
 from redis.asyncio import Redis
 
 from bench.meter import Meter
 from bench.seqwatch_job import DESTINATION, ROUTES
-from notifiers.netguard import GuardedBackend, GuardedTransport, user_agent
+from config.settings import DEFAULT_CONCURRENCY
+from notifiers.netguard import MAX_CONNECTIONS, AddrInfo, GuardedClient, vetted_socket
+from notifiers.signing import parse_secret, signature_header
 from notifiers.webhook import WebhookNotifier, post_once
-from worker import lease
+from worker import keys, lease
 from worker.batch import Batch
 from worker.deliver import DestinationRuntime, deliver_destination
 from worker.enrollment import Contact, SequenceRef, State, Status
@@ -36,60 +45,47 @@ from worker.outbox import enqueue
 SOURCE = "bench-delivery"
 SECRET = "whsec_" + base64.b64encode(b"seqwatch-bench-signing-key-0001").decode()
 PUBLIC_IP = "93.184.216.34"  # any public address: the guard must accept it
+EVENTS_PER_ENROLLMENT = 2  # so the per-enrollment ordering lanes have work to do
 _FILL_CHUNK = 500
 
 
-class _ToLocalPort(httpcore.AsyncNetworkBackend):
-    """Below the guard: connect to the local receiver whatever vetted address was chosen."""
+class _ToLocalPort(aiohttp.TCPConnector):
+    """The product's guarded connector; after its socket factory has vetted the address
+    aiohttp chose, the connect goes to the local receiver instead."""
 
     def __init__(self, port: int) -> None:
+        super().__init__(
+            limit=MAX_CONNECTIONS, socket_factory=self._socket, happy_eyeballs_delay=None
+        )
+        self._local = ("127.0.0.1", port)
+
+    def _socket(self, addr_info: AddrInfo) -> socket.socket:
+        if addr_info[4] == self._local:  # the redirected connect below: vetted just before
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        return vetted_socket(addr_info)
+
+    async def _wrap_create_connection(
+        self, *args: Any, addr_infos: list[AddrInfo], **kwargs: Any
+    ) -> Any:
+        for addr_info in addr_infos:
+            vetted_socket(addr_info).close()  # the guard's check (TargetRefused for loopback)
+        local: list[AddrInfo] = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", self._local)]
+        return await super()._wrap_create_connection(*args, addr_infos=local, **kwargs)
+
+
+class _RedirectedClient(GuardedClient):
+    """The notifier's guarded client (same session settings) over `_ToLocalPort`."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(allow_private_network=False, timeout=10)
         self._port = port
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_tcp(
-            "127.0.0.1", self._port, timeout, local_address, socket_options
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _RedirectedGuardedTransport(GuardedTransport):
-    """The product's guarded transport (same pool limits), its guard over `_ToLocalPort`."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(allow_private_network=False)
-        pool = self._pool
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=pool._max_connections,
-            max_keepalive_connections=pool._max_keepalive_connections,
-            keepalive_expiry=pool._keepalive_expiry,
-            network_backend=GuardedBackend(allow_private_network=False, inner=_ToLocalPort(port)),
-        )
-
-
-def _guarded_client(port: int) -> httpx.AsyncClient:
-    """As notifiers.netguard.guarded_client builds it, over the redirected transport."""
-    return httpx.AsyncClient(
-        transport=_RedirectedGuardedTransport(port),
-        timeout=10,
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": user_agent()},
-    )
+    def _connector(self) -> aiohttp.TCPConnector:
+        return _ToLocalPort(self._port)
 
 
 def _event(index: int, detected: datetime) -> Event:
-    enrollment_id = f"5000:{10_000_000 + index}"
+    enrollment_id = f"5000:{10_000_000 + index // EVENTS_PER_ENROLLMENT}"
     return Event(
         id=event_id(
             source=SOURCE,
@@ -129,7 +125,7 @@ async def _fill_outbox(redis: Redis, *, count: int) -> None:
         await lease.release(redis, held)
 
 
-async def _guard_refuses_loopback(client: httpx.AsyncClient, port: int) -> bool:
+async def _guard_refuses_loopback(client: GuardedClient, port: int) -> bool:
     try:
         await post_once(
             client,
@@ -141,6 +137,73 @@ async def _guard_refuses_loopback(client: httpx.AsyncClient, port: int) -> bool:
     except DeliveryPermanent:
         return True
     return False
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def raw_floor(*, port: int, bodies: list[tuple[str, bytes]], concurrency: int) -> float:
+    """Seconds for `concurrency` raw keep-alive connections to POST every body, signed."""
+    key = parse_secret(SECRET)
+    queue = list(reversed(bodies))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while queue:
+                msg_id, body = queue.pop()
+                stamp = int(time.time())
+                signature = signature_header((key,), msg_id=msg_id, timestamp=stamp, body=body)
+                writer.write(
+                    b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                    b"webhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: %s\r\n\r\n"
+                    % (len(body), msg_id.encode(), stamp, signature.encode())
+                    + body
+                )
+                if await _read_reply(reader) != 200:
+                    raise RuntimeError("bench: the receiver refused a floor POST")
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def _control(port: int, method: bytes, path: bytes, body: bytes = b"") -> bytes:
+    """One call to the peer's control API (bench/peer.py)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+        % (method, path, len(body))
+        + body
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    reply = await reader.readexactly(length)
+    writer.close()
+    return reply
+
+
+async def _reset_receiver(port: int) -> None:
+    """Zero the receiver's counters (the floor's POSTs are not the drain's)."""
+    await _control(port, b"POST", b"/_bench/hook", orjson.dumps({"secret": SECRET}))
+
+
+async def _receiver_stats(port: int) -> dict[str, Any]:
+    stats: dict[str, Any] = orjson.loads(await _control(port, b"GET", b"/_bench/stats"))
+    return stats
 
 
 async def deliver_all(
@@ -155,18 +218,25 @@ async def deliver_all(
         allow_private_network=not guard,
     )
     refused: bool | None = None
+    concurrency = DEFAULT_CONCURRENCY
     try:
         if guard:
             await notifier.aclose()
             # The notifier's own client, rebuilt so its guard's last hop reaches the receiver.
-            notifier._client = _guarded_client(receiver_port)
+            notifier._client = _RedirectedClient(receiver_port)
             refused = await _guard_refuses_loopback(notifier._client, receiver_port)
         await _fill_outbox(redis, count=count)
-        runtime = DestinationRuntime(name=DESTINATION, notifier=notifier)
+        bodies = await _queued_bodies(redis)
+        floor_before = await raw_floor(port=receiver_port, bodies=bodies, concurrency=concurrency)
+        await _reset_receiver(receiver_port)
+        runtime = DestinationRuntime(name=DESTINATION, notifier=notifier, concurrency=concurrency)
         with meter:
-            result = await deliver_destination(
-                redis, runtime, sources=[SOURCE], clock=time.time, max_rounds=count + 1
-            )
+            result = await deliver_destination(redis, runtime, sources=[SOURCE], clock=time.time)
+        stats = await _receiver_stats(receiver_port)  # the drain's counts, before the floor's
+        floor_after = await raw_floor(port=receiver_port, bodies=bodies, concurrency=concurrency)
+        # The faster of the floors run just before and just after: on a noisy machine the
+        # ratio errs against seqwatch, never for it.
+        floor_s = min(floor_before, floor_after)
     finally:
         await notifier.aclose()
         await redis.aclose()
@@ -176,4 +246,15 @@ async def deliver_all(
         "error": result.error,
         "guard": guard,
         "guard_refuses_loopback": refused,
+        "concurrency": concurrency,
+        "floor_s": floor_s,
+        "floor_count": len(bodies),
+        "received": stats["hook_posts"],
+        "verified": stats["hook_verified"],
     }
+
+
+async def _queued_bodies(redis: Redis) -> list[tuple[str, bytes]]:
+    """The (id, body) pairs the drain will send, for the floor to send the same bytes."""
+    stored: dict[str, str] = await redis.hgetall(keys.events(SOURCE))  # type: ignore[misc]
+    return [(event_id, body.encode()) for event_id, body in stored.items()]

@@ -78,10 +78,23 @@ class DeliveryRow:
     cpu_s: float
     peak_rss_kb: int
     guard_refuses_loopback: bool | None
+    concurrency: int = 1
+    floor_s: float = 0.0  # raw keep-alive POSTs of the same signed events, same receiver
+    floor_count: int = 0
 
     @property
     def per_second(self) -> float:
         return self.delivered / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def floor_per_second(self) -> float:
+        return self.floor_count / self.floor_s if self.floor_s > 0 else 0.0
+
+    @property
+    def of_floor(self) -> float:
+        """seqwatch's rate as a share of the floor's, measured in the same run."""
+        floor = self.floor_per_second
+        return self.per_second / floor if floor > 0 else 0.0
 
     @property
     def cpu_us_per_delivery(self) -> float:

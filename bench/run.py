@@ -262,16 +262,18 @@ class Runner:
             cpu=self.options.worker_cpu,
         )
         result = run_child(job, work_dir=self.options.work_dir, name=f"delivery-{guard}")
-        stats = self.peer.call("/_bench/stats")
         refused = result.facts["guard_refuses_loopback"]
         return DeliveryRow(
             guard=guard,
             events=count,
             delivered=int(result.facts["delivered"]),
-            received=int(stats["hook_posts"]),
-            verified=int(stats["hook_verified"]),
+            received=int(result.facts["received"]),  # counted before the second floor
+            verified=int(result.facts["verified"]),
             wall_s=result.usage.wall_s,
             cpu_s=result.usage.cpu_s,
             peak_rss_kb=result.usage.peak_rss_kb,
             guard_refuses_loopback=None if refused is None else bool(refused),
+            concurrency=int(result.facts["concurrency"]),
+            floor_s=float(result.facts["floor_s"]),
+            floor_count=int(result.facts["floor_count"]),
         )

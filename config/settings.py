@@ -70,6 +70,10 @@ class Secret:
         return self
 
 
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 100  # the webhook client's connection pool
+
+
 class DestinationType(StrEnum):
     SLACK = "slack"
     WEBHOOK = "webhook"
@@ -109,6 +113,7 @@ class DestinationSettings:
     sources: tuple[str, ...] = ()
     allow_private_network: bool = False
     json_lines: bool = False
+    concurrency: int = DEFAULT_CONCURRENCY  # webhook: deliveries in flight at once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -439,7 +444,7 @@ def _sequences(table: _Table) -> tuple[str, ...]:
 
 _DESTINATION_KEYS = (
     *("name", "type", "url", "secret", "events", "sources"),
-    *("allow_private_network", "allow_http", "json_lines"),
+    *("allow_private_network", "allow_http", "json_lines", "concurrency"),
 )
 
 
@@ -469,6 +474,7 @@ def _destination(table: _Table, source_names: tuple[str, ...]) -> DestinationSet
             table.fail("url", "https is required (set allow_http = true to send over plain http)")
     if kind is not DestinationType.WEBHOOK:
         table.forbid("secret", kind)
+        table.forbid("concurrency", kind)
     return DestinationSettings(
         name=name,
         type=kind,
@@ -478,7 +484,17 @@ def _destination(table: _Table, source_names: tuple[str, ...]) -> DestinationSet
         sources=_destination_sources(table, source_names),
         allow_private_network=table.boolean("allow_private_network"),
         json_lines=table.boolean("json_lines"),
+        concurrency=_concurrency(table),
     )
+
+
+def _concurrency(table: _Table) -> int:
+    raw = table.data.get("concurrency", DEFAULT_CONCURRENCY)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        table.fail("concurrency", f"expected an integer, got {_type_name(raw)}")
+    if not 1 <= raw <= MAX_CONCURRENCY:
+        table.fail("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
+    return raw
 
 
 def _webhook_secrets(table: _Table) -> tuple[Secret, ...]:

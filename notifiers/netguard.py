@@ -1,27 +1,30 @@
 """SSRF guard: outbound HTTP that refuses loopback, private, link-local and metadata targets.
 
-The check runs at connect time, on the addresses we resolved ourselves and then connect to,
-so a hostname that re-resolves to 127.0.0.1 after validation (DNS rebinding) cannot slip past.
-TLS still verifies the hostname: httpcore passes it to `start_tls` separately.
+Built on aiohttp (httpx/httpcore slows down with requests in flight, encode/httpx#3215; the
+delivery target is thousands of signed POSTs a second). Two checks, both below aiohttp's URL
+handling: the resolver refuses a whole answer when ANY address is forbidden (a mixed answer
+is a rebinding attempt), and the socket factory vets the exact address each socket is about
+to connect to (IP literals skip the resolver). aiohttp connects to the addresses the resolver
+returned, so a hostname that re-resolves to 127.0.0.1 after validation (DNS rebinding) cannot
+slip past. TLS still verifies the URL's hostname.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
-from httpcore import AsyncNetworkBackend, AsyncNetworkStream
+if TYPE_CHECKING:  # aiohttp is imported on first use: commands that send nothing skip it
+    import aiohttp
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-# httpcore's SOCKET_OPTION, which it does not export.
-_SocketOption = (
-    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-)
+# aiohappyeyeballs' AddrInfoType: (family, type, proto, canonname, sockaddr).
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+MAX_CONNECTIONS = 100
 
 # Spelled out rather than trusting `is_private`, whose tables changed across Python releases.
 _FORBIDDEN_V4 = tuple(
@@ -100,115 +103,20 @@ def is_forbidden_ip(ip: IPAddress) -> bool:
     )
 
 
-async def _resolve(host: str, port: int) -> list[str]:
-    """Addresses of `host` in resolver order, without duplicates."""
+def forbidden_text(address: str) -> bool:
+    """is_forbidden_ip for a textual address, ignoring an IPv6 zone ("fe80::1%eth0")."""
     try:
-        return [str(ipaddress.ip_address(host))]
+        return is_forbidden_ip(ipaddress.ip_address(address.split("%", 1)[0]))
     except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"name resolution failed ({type(exc).__name__})") from None
-    found: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in found:
-            found.append(address)
-    return found
+        return True  # not an address we can judge: refuse
 
 
-class GuardedBackend(AsyncNetworkBackend):
-    """Resolves hosts itself, vets every address, then connects to a vetted IP."""
-
-    def __init__(self, *, allow_private_network: bool, inner: AsyncNetworkBackend) -> None:
-        self._allow_private = allow_private_network
-        self._inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[_SocketOption] | None = None,
-    ) -> AsyncNetworkStream:
-        if self._allow_private:
-            return await self._inner.connect_tcp(
-                host, port, timeout, local_address=local_address, socket_options=socket_options
-            )
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                addresses = await _resolve(host, port)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("name resolution timed out") from None
-        # Refuse when ANY address is forbidden: a mixed answer is a rebinding attempt.
-        if not addresses or any(
-            is_forbidden_ip(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses
-        ):
-            raise TargetRefused()
-        last_error: Exception | None = None
-        for index, address in enumerate(addresses):
-            # One connect timeout overall, shared by the addresses still to try.
-            budget = None
-            if deadline is not None:
-                budget = max(deadline - loop.time(), 0.0) / (len(addresses) - index)
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    budget,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        assert last_error is not None
-        raise last_error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[_SocketOption] | None = None,
-    ) -> AsyncNetworkStream:
-        if not self._allow_private:
-            raise TargetRefused()
-        return await self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (request building, error mapping) over a guarded pool."""
-
-    def __init__(self, *, allow_private_network: bool, max_connections: int = 100) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
-        # No proxies: a proxy would make the connect-time check meaningless.
-        ssl_context = httpx.create_ssl_context()
-        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
-        # Same settings as httpx's own pool, plus the guarded network backend.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(
-                allow_private_network=allow_private_network, inner=httpcore.AnyIOBackend()
-            ),
-        )
-
-
-def guarded_transport(
-    *, allow_private_network: bool, max_connections: int = 100
-) -> httpx.AsyncBaseTransport:
-    return GuardedTransport(
-        allow_private_network=allow_private_network, max_connections=max_connections
-    )
+def vetted_socket(addr_info: AddrInfo) -> socket.socket:
+    """aiohttp's socket factory: the last check, on the very address about to be dialled."""
+    family, type_, proto, _, sockaddr = addr_info
+    if forbidden_text(str(sockaddr[0])):
+        raise TargetRefused()
+    return socket.socket(family=family, type=type_, proto=proto)
 
 
 def user_agent() -> str:
@@ -219,12 +127,67 @@ def user_agent() -> str:
     return f"seqwatch/{version}"
 
 
-def guarded_client(*, allow_private_network: bool, timeout: float) -> httpx.AsyncClient:
-    """The client every HTTP notifier owns: guarded, no redirects, no proxies from the env."""
-    return httpx.AsyncClient(
-        transport=guarded_transport(allow_private_network=allow_private_network),
+class GuardedClient:
+    """The HTTP client every HTTP notifier owns: guarded, no redirects, no proxies, no cookies.
+
+    The aiohttp session is opened on first use, inside the running event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private_network: bool,
+        timeout: float,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._allow_private = allow_private_network
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _connector(self) -> aiohttp.TCPConnector:
+        from notifiers.aiohttp_guard import guarded_connector
+
+        return guarded_connector(
+            allow_private_network=self._allow_private, max_connections=self._max_connections
+        )
+
+    def post(
+        self, url: str, *, data: bytes, headers: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """`async with client.post(...) as response:`; a redirect is returned, never followed."""
+        return self._open().post(url, data=data, headers=headers, allow_redirects=False)
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=self._connector(),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={"User-Agent": user_agent()},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,  # no proxy from the environment: it would bypass the guard
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> GuardedClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def guarded_client(
+    *, allow_private_network: bool, timeout: float, max_connections: int = MAX_CONNECTIONS
+) -> GuardedClient:
+    return GuardedClient(
+        allow_private_network=allow_private_network,
         timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": user_agent()},
+        max_connections=max_connections,
     )

@@ -2,7 +2,7 @@
 
 Outcomes (SPEC §6): 2xx delivered; 408/409/425/429/5xx, timeouts and connection errors are
 retried (honouring Retry-After); redirects and other 4xx are permanent. Messages name the
-destination and never the URL or the secret (httpx messages carry the URL: not passed on).
+destination and never the URL or the secret (aiohttp messages carry the URL: not passed on).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +20,9 @@ from notifiers.base import OutboundEvent
 from notifiers.netguard import TargetRefused, guarded_client
 from notifiers.signing import parse_secret, signature_header
 from worker.errors import ConfigError, DeliveryPermanent, DeliveryRetriable
+
+if TYPE_CHECKING:
+    from notifiers.netguard import GuardedClient
 
 RETRIABLE_STATUSES = frozenset({408, 409, 425, 429})
 MAX_RETRY_AFTER = 86_400.0
@@ -65,8 +69,19 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def _failure_kind(exc: Exception) -> str:
+    """A stable name for a transport failure; aiohttp's own messages carry the URL."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "ConnectError"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "RemoteProtocolError"
+    return type(exc).__name__
+
+
 async def post_once(
-    client: httpx.AsyncClient,
+    client: GuardedClient,
     *,
     destination: str,
     url: str,
@@ -74,30 +89,33 @@ async def post_once(
     headers: Mapping[str, str],
 ) -> Reply:
     """One POST; transport failures become Delivery errors; reads only a peek of the body."""
+    import aiohttp  # here, not at import: commands that send nothing never load it
+
     try:
-        async with client.stream("POST", url, content=content, headers=headers) as response:
+        async with client.post(url, data=content, headers=headers) as response:
             body = b""
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) >= _BODY_PEEK:
+            while len(body) < _BODY_PEEK:
+                chunk = await response.content.read(_BODY_PEEK - len(body))
+                if not chunk:
                     break
+                body += chunk
             return Reply(
-                status=response.status_code,
+                status=response.status,
                 retry_after=response.headers.get("retry-after"),
-                body=body[:_BODY_PEEK],
+                body=body,
             )
     except TargetRefused:
         raise DeliveryPermanent(
             f"destination {destination!r}: target address refused (private network); "
             "set allow_private_network = true to allow"
         ) from None
-    except httpx.TimeoutException as exc:
+    except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
         raise DeliveryRetriable(
             f"destination {destination!r}: timed out ({type(exc).__name__})"
         ) from None
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise DeliveryRetriable(
-            f"destination {destination!r}: request failed ({type(exc).__name__})"
+            f"destination {destination!r}: request failed ({_failure_kind(exc)})"
         ) from None
 
 

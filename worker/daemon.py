@@ -138,6 +138,7 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
 
     def on_signal(signum: signal.Signals) -> None:
         stop.set()  # no worker is started after this one
+        deps.stopping.set()  # a delivery drain under way starts no new send
         main = current.main_task if current is not None else None
         if current is not None and main is not None and not main.done():
             current.handle_sig_wait_for_completion(signum)  # stop taking jobs, let them finish

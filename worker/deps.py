@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -9,7 +10,7 @@ from typing import TextIO
 import httpx
 from redis.asyncio import Redis
 
-from config.settings import DestinationSettings, Settings, SourceSettings
+from config.settings import DestinationSettings, DestinationType, Settings, SourceSettings
 from notifiers.registry import NotifierParams, build_notifier
 from notifiers.slack import SourceDisplay
 from worker import metrics
@@ -34,6 +35,8 @@ class Deps:
     destinations: dict[str, DestinationRuntime]
     routes: tuple[Route, ...]
     _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
+    # Set by the daemon on SIGTERM/SIGINT: a long delivery drain stops starting new sends.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def aclose(self) -> None:
         for destination in self.destinations.values():
@@ -99,7 +102,9 @@ def _destination_runtime(
             displays=displays or {},
         )
     )
-    return DestinationRuntime(name=settings.name, notifier=notifier)
+    # Slack and console send one message at a time (Slack: one per second per webhook).
+    concurrency = settings.concurrency if settings.type is DestinationType.WEBHOOK else 1
+    return DestinationRuntime(name=settings.name, notifier=notifier, concurrency=concurrency)
 
 
 def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:

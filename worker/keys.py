@@ -86,6 +86,16 @@ def dead_info(source: str, destination: str) -> str:
     return f"{_tag(source)}:deadinfo:{destination}"
 
 
+def held(source: str, destination: str) -> str:
+    """Per ordering key (enrollment): the id of its delivery being retried; later ones wait."""
+    return f"{_tag(source)}:held:{destination}"
+
+
+def parked(source: str, destination: str) -> str:
+    """Per held ordering key: the ids of the deliveries parked behind it, space-separated."""
+    return f"{_tag(source)}:parked:{destination}"
+
+
 def delivery_lock(source: str, destination: str) -> str:
     return f"{_tag(source)}:dlock:{destination}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -19,6 +19,9 @@ from worker.redis_io import awaited
 RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 RETRY_WINDOW_S = 24 * 3600
 MAX_RETRY_AFTER_S = 24 * 3600
+# A parked delivery waits behind a retrying one of the same enrollment: it stays in the due
+# zset (so it still counts as pending) at its original score plus this, past any real due time.
+PARKED_OFFSET_MS = 10**13
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +119,49 @@ class Outbox:
         self._dead_info = keys.dead_info(source, destination)
         self._events = keys.events(source)
         self._refs = keys.event_refs(source)
+        self._held = keys.held(source, destination)
+        self._parked = keys.parked(source, destination)
+
+    async def read_due(
+        self, *, now_ms: int, limit: int
+    ) -> tuple[list[tuple[str, bytes | None]], bool]:
+        """The first `limit` due deliveries with their bodies, in one round trip, and whether
+        any enrollment is held behind a retrying delivery (see `hold`)."""
+        reply: Any = await awaited(
+            self._redis.eval(
+                _READ_DUE, 3, self._due, self._events, self._held, str(now_ms), str(limit)
+            )
+        )
+        ids, bodies, held = reply
+        due: list[tuple[str, bytes | None]] = [
+            (i, b.encode() if b is not None else None) for i, b in zip(ids, bodies, strict=True)
+        ]
+        return due, bool(held)
+
+    async def holders(self, order_keys: Sequence[str]) -> list[str | None]:
+        """Per ordering key (an enrollment), the id of its retrying delivery, if any."""
+        found: list[str | None] = await awaited(self._redis.hmget(self._held, list(order_keys)))
+        return found
+
+    async def hold(self, order_key: str, event_id: str) -> None:
+        """`event_id` failed and will be retried: later deliveries of its key wait for it."""
+        await awaited(self._redis.hsetnx(self._held, order_key, event_id))
+
+    async def park(self, waiting: Sequence[tuple[str, str]]) -> int:
+        """Set aside (order_key, event_id) deliveries whose key is held; returns how many."""
+        if not waiting:
+            return 0
+        flat = [part for pair in waiting for part in pair]
+        parked = await awaited(
+            self._redis.eval(_PARK, 3, self._due, self._held, self._parked, *flat)
+        )
+        return int(parked)
+
+    async def release(self, order_key: str, holder_id: str) -> None:
+        """The held delivery is gone (dead-lettered): its key's parked deliveries are due."""
+        await awaited(
+            self._redis.eval(_RELEASE, 3, self._due, self._held, self._parked, order_key, holder_id)
+        )
 
     async def due_now(self, *, now_ms: int, limit: int) -> list[tuple[str, bytes | None]]:
         ids: list[str] = await awaited(
@@ -132,11 +178,17 @@ class Outbox:
         raw: list[str | None] = await awaited(self._redis.hmget(self._tries, list(event_ids)))
         return [Attempts.decode(r) for r in raw]
 
-    async def ack(self, event_ids: Sequence[str]) -> None:
-        """Delivered: drop from the queue; the body goes once no destination holds it."""
-        await awaited(
-            self._redis.eval(_ACK, 4, self._due, self._tries, self._refs, self._events, *event_ids)
-        )
+    async def ack(
+        self, event_ids: Sequence[str], *, releases: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Delivered: drop from the queue; the body goes once no destination holds it.
+
+        `releases`: (order_key, holder_id) of delivered holders, whose parked deliveries become
+        due again in the same atomic step.
+        """
+        flat = [part for pair in releases for part in pair]
+        scripted = (self._due, self._tries, self._refs, self._events, self._held, self._parked)
+        await awaited(self._redis.eval(_ACK, 6, *scripted, str(len(event_ids)), *event_ids, *flat))
 
     async def reschedule(self, event_id: str, *, due_ms: int, attempts: Attempts) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -216,9 +268,32 @@ _RELEASE_REF = """
 local left = redis.call('HINCRBY', KEYS[3], ARGV[i], -1)
 if left <= 0 then redis.call('HDEL', KEYS[3], ARGV[i]); redis.call('HDEL', KEYS[4], ARGV[i]) end
 """
+# unhold(due, held, parked, order_key, holder): parked deliveries go back to their own scores.
+_UNHOLD = f"""
+local function unhold(due, held, parked, key, holder)
+  if redis.call('HGET', held, key) ~= holder then return end
+  redis.call('HDEL', held, key)
+  local waiting = redis.call('HGET', parked, key)
+  if not waiting then return end
+  for id in string.gmatch(waiting, '%S+') do
+    local score = tonumber(redis.call('ZSCORE', due, id))
+    if score and score >= {PARKED_OFFSET_MS} then
+      redis.call('ZADD', due, string.format('%.17g', score - {PARKED_OFFSET_MS}), id)
+    end
+  end
+  redis.call('HDEL', parked, key)
+end
+"""
+_READ_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #ids == 0 then return {{}, {}, 0} end
+return {ids, redis.call('HMGET', KEYS[2], unpack(ids)), redis.call('HLEN', KEYS[3])}
+"""
 _ACK = (
-    """
-for i = 1, #ARGV do
+    _UNHOLD
+    + """
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('HDEL', KEYS[2], ARGV[i])
 """
@@ -226,6 +301,39 @@ for i = 1, #ARGV do
     + """
   end
 end
+for j = n + 2, #ARGV, 2 do unhold(KEYS[1], KEYS[5], KEYS[6], ARGV[j], ARGV[j + 1]) end
+return 1
+"""
+)
+_PARK = (
+    _UNHOLD
+    + f"""
+local parked = 0
+for j = 1, #ARGV, 2 do
+  local key, id = ARGV[j], ARGV[j + 1]
+  local holder = redis.call('HGET', KEYS[2], key)
+  if holder and holder ~= id then
+    if not redis.call('ZSCORE', KEYS[1], holder) then
+      -- the holder left the queue without releasing (manual cleanup): nothing to wait for
+      unhold(KEYS[1], KEYS[2], KEYS[3], key, holder)
+    else
+      local score = tonumber(redis.call('ZSCORE', KEYS[1], id))
+      if score and score < {PARKED_OFFSET_MS} then
+        redis.call('ZADD', KEYS[1], string.format('%.17g', score + {PARKED_OFFSET_MS}), id)
+        local before = redis.call('HGET', KEYS[3], key)
+        redis.call('HSET', KEYS[3], key, before and (before .. ' ' .. id) or id)
+        parked = parked + 1
+      end
+    end
+  end
+end
+return parked
+"""
+)
+_RELEASE = (
+    _UNHOLD
+    + """
+unhold(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 return 1
 """
 )

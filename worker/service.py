@@ -115,9 +115,13 @@ async def run_deliver(
     deps: Deps, name: str, *, clock: Callable[[], float] = time.time
 ) -> DeliveryResult:
     destination = deps.destinations[name]
-    # A notifier that takes many events per send (Slack) gets one digest across sources.
-    deliver = deliver_digest if destination.notifier.max_batch > 1 else deliver_destination
-    result = await deliver(deps.redis, destination, sources=list(deps.sources), clock=clock)
+    sources = list(deps.sources)
+    if destination.notifier.max_batch > 1:  # Slack: one digest across sources
+        result = await deliver_digest(deps.redis, destination, sources=sources, clock=clock)
+    else:
+        result = await deliver_destination(
+            deps.redis, destination, sources=sources, clock=clock, stopping=deps.stopping.is_set
+        )
     metrics.deliveries_settled(
         name, delivered=result.delivered, retrying=result.retrying, dead=result.dead
     )

@@ -104,15 +104,28 @@ class Change:
 
 
 class SlowApp:
-    """Serves the receiver after a delay: a kill often lands between a POST and its ack."""
+    """Serves the receiver after a delay: a kill often lands between a POST and its ack.
+
+    Requests are served side by side (one thread each); `active` counts those being served.
+    """
 
     def __init__(self, inner: WebhookReceiver, *, delay: float) -> None:
         self.inner = inner
         self.delay = delay
+        self._lock = threading.Lock()
+        self.active = 0
+        self.most_active = 0
 
     def handle(self, request: Request) -> Response:
-        time.sleep(self.delay)
-        return self.inner.handle(request)
+        with self._lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            time.sleep(self.delay)
+            return self.inner.handle(request)
+        finally:
+            with self._lock:
+                self.active -= 1
 
 
 def _verifier(secret: str) -> Callable[[Mapping[str, str], bytes], bool]:
@@ -170,7 +183,8 @@ class SoakWorld:
             UnifyApp(self.unify, api_key=UNIFY_KEY, faults=self.unify_faults)
         )
         self.receiver = WebhookReceiver(verify=_verifier(HOOK_SECRET))
-        self.hook_server = FakeServer(SlowApp(self.receiver, delay=receiver_delay))
+        self.hook = SlowApp(self.receiver, delay=receiver_delay)
+        self.hook_server = FakeServer(self.hook)
         self.changes: list[Change] = []
         self.pending: dict[str, Change] = {}
         self.gone: set[str] = set()

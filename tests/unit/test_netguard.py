@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
-import httpcore
-import httpx
+import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from notifiers.netguard import (
-    GuardedBackend,
-    TargetRefused,
-    guarded_client,
-    guarded_transport,
-    is_forbidden_ip,
-)
+from notifiers.aiohttp_guard import GuardedResolver
+from notifiers.netguard import TargetRefused, guarded_client, is_forbidden_ip, vetted_socket
 from tests.integration._http_receiver import Canned, Receiver, running_receiver
 
 FORBIDDEN = [
@@ -92,10 +91,12 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-async def _get(url: str, *, allow_private_network: bool) -> httpx.Response:
-    transport = guarded_transport(allow_private_network=allow_private_network)
-    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
-        return await client.get(url)
+async def _get(url: str, *, allow_private_network: bool) -> int:
+    """POST through the notifiers' guarded client (its only request method)."""
+    client = guarded_client(allow_private_network=allow_private_network, timeout=5)
+    async with client, client.post(url, data=b"{}", headers={}) as response:
+        await response.read()
+        return response.status
 
 
 async def test_loopback_target_refused_unless_allowed(receiver: Receiver) -> None:
@@ -103,8 +104,7 @@ async def test_loopback_target_refused_unless_allowed(receiver: Receiver) -> Non
         await _get(receiver.url + "/x", allow_private_network=False)
     assert receiver.requests == []
 
-    response = await _get(receiver.url + "/x", allow_private_network=True)
-    assert response.status_code == 200
+    assert await _get(receiver.url + "/x", allow_private_network=True) == 200
     assert [r.path for r in receiver.requests] == ["/x"]
 
 
@@ -115,8 +115,7 @@ async def test_hostname_resolving_to_loopback_is_refused(receiver: Receiver) -> 
 
 
 async def test_hostname_allowed_when_private_network_is_allowed(receiver: Receiver) -> None:
-    response = await _get(f"http://localhost:{receiver.port}/ok", allow_private_network=True)
-    assert response.status_code == 200
+    assert await _get(f"http://localhost:{receiver.port}/ok", allow_private_network=True) == 200
     assert receiver.requests[-1].path == "/ok"
 
 
@@ -135,54 +134,83 @@ async def test_https_target_is_checked_before_tls(receiver: Receiver) -> None:
 
 
 async def test_unresolvable_host_is_a_connect_error_without_the_host() -> None:
-    with pytest.raises(httpx.ConnectError) as info:
+    with pytest.raises(aiohttp.ClientConnectorError):
         await _get("http://no-such-host.invalid/", allow_private_network=False)
-    assert "no-such-host" not in str(info.value)
 
 
 async def test_guarded_client_sends_user_agent_and_does_not_follow_redirects(
     receiver: Receiver,
 ) -> None:
-
     receiver.reply(Canned(status=302, headers=(("Location", receiver.url + "/next"),)))
-    async with guarded_client(allow_private_network=True, timeout=5) as client:
-        response = await client.get(receiver.url + "/start")
-    assert response.status_code == 302
+    assert await _get(receiver.url + "/start", allow_private_network=True) == 302
     assert [r.path for r in receiver.requests] == ["/start"]
     assert receiver.requests[0].headers["user-agent"].startswith("seqwatch/")
 
 
-class _RecordingBackend(httpcore.AsyncNetworkBackend):
-    """Stands in for the real backend to show which host the guard connects to."""
+class _StubResolver(AbstractResolver):
+    """Stands in for the system resolver: answers with fixed addresses, as a rebinder would."""
 
-    def __init__(self) -> None:
-        self.hosts: list[str] = []
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: object = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.hosts.append(host)
-        return httpcore.AsyncNetworkStream()
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+            for a in self.addresses
+        ]
 
-
-async def test_guard_connects_to_the_vetted_address_only() -> None:
-    inner = _RecordingBackend()
-    guard = GuardedBackend(allow_private_network=False, inner=inner)
-    await guard.connect_tcp("93.184.216.34", 443, timeout=1)
-    with pytest.raises(TargetRefused):
-        await guard.connect_tcp("10.1.2.3", 443, timeout=1)
-    with pytest.raises(TargetRefused):
-        await guard.connect_unix_socket("/var/run/docker.sock")
-    assert inner.hosts == ["93.184.216.34"]
+    async def close(self) -> None:
+        return None
 
 
-async def test_allowed_guard_passes_the_host_through() -> None:
-    inner = _RecordingBackend()
-    guard = GuardedBackend(allow_private_network=True, inner=inner)
-    await guard.connect_tcp("localhost", 80, timeout=1)
-    assert inner.hosts == ["localhost"]
+async def test_resolver_refuses_an_answer_with_any_forbidden_address() -> None:
+    public = await GuardedResolver(_StubResolver("93.184.216.34")).resolve("hooks.example", 443)
+    assert [r["host"] for r in public] == ["93.184.216.34"]
+    for answer in (("10.1.2.3",), ("93.184.216.34", "127.0.0.1"), ("fe80::1%eth0",), ()):
+        with pytest.raises(TargetRefused):
+            await GuardedResolver(_StubResolver(*answer)).resolve("hooks.example", 443)
+
+
+async def test_rebinding_hostname_is_refused_at_connect_time(receiver: Receiver) -> None:
+    """A name that resolved to a public address earlier and to loopback now never connects."""
+    resolver = _StubResolver("93.184.216.34")
+    guard = GuardedResolver(resolver)
+    await guard.resolve("rebind.example", receiver.port)
+    resolver.addresses = ("127.0.0.1",)
+    connector = aiohttp.TCPConnector(
+        resolver=guard, socket_factory=vetted_socket, happy_eyeballs_delay=None,
+        use_dns_cache=False,
+    )  # fmt: skip
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with pytest.raises(TargetRefused):
+            await session.get(f"http://rebind.example:{receiver.port}/")
+    assert receiver.requests == []
+
+
+def test_socket_factory_vets_the_address_it_dials() -> None:
+    with vetted_socket((socket.AF_INET, socket.SOCK_STREAM, 0, "", ("93.184.216.34", 443))):
+        pass
+    for sockaddr in (("10.1.2.3", 443), ("::ffff:127.0.0.1", 443, 0, 0)):
+        family = socket.AF_INET6 if ":" in sockaddr[0] else socket.AF_INET
+        with pytest.raises(TargetRefused):
+            vetted_socket((family, socket.SOCK_STREAM, 0, "", sockaddr))
+
+
+def test_building_a_notifier_does_not_load_aiohttp() -> None:
+    """Commands that send nothing (status, check) do not pay for importing the HTTP client."""
+    secret = "whsec_" + "c2Vxd2F0Y2gtdGVzdC1zZWNyZXQtMzJieXRlcyE="
+    code = (
+        "import sys\n"
+        "from notifiers.registry import NotifierParams, build_notifier\n"
+        f"build_notifier(NotifierParams(name='x', type='webhook', url='https://a.example/x', "
+        f"secrets=({secret!r},)))\n"
+        "build_notifier(NotifierParams(name='s', type='slack', url='https://a.example/s'))\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert done.stdout.strip() == "False"

@@ -408,3 +408,38 @@ def test_replyio_api_version_is_chosen_per_source(tmp_path: Path, version: str) 
 )
 def test_api_version_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
     assert error(tmp_path, text) == expected
+
+
+def _webhook(extra: str, *, kind: str = "webhook") -> str:
+    secret = f'secret = "{WHSEC}"\n' if kind == "webhook" else ""
+    return (
+        '[[sources]]\nname = "a"\nprovider = "replyio"\napi_key = "k"\n'
+        f'[[destinations]]\nname = "d"\ntype = "{kind}"\nurl = "https://hooks.example.com/x"\n'
+        + secret
+        + extra
+    )
+
+
+def test_webhook_concurrency_defaults_to_8_and_is_configurable(tmp_path: Path) -> None:
+    assert load(tmp_path, _webhook(""), {}).destinations[0].concurrency == 8
+    assert load(tmp_path, _webhook("concurrency = 32\n"), {}).destinations[0].concurrency == 32
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("0", "must be between 1 and 100"),
+        ("101", "must be between 1 and 100"),
+        ("2.5", "expected an integer, got float"),
+        ("true", "expected an integer, got boolean"),
+        ('"8"', "expected an integer, got string"),
+    ],
+)
+def test_bad_concurrency_names_the_key(tmp_path: Path, value: str, problem: str) -> None:
+    message = error(tmp_path, _webhook(f"concurrency = {value}\n"), {})
+    assert message == f"destinations[0].concurrency: {problem}"
+
+
+def test_concurrency_is_for_webhooks_only(tmp_path: Path) -> None:
+    message = error(tmp_path, _webhook("concurrency = 4\n", kind="slack"), {})
+    assert message == "destinations[0].concurrency: not allowed for type 'slack'"
