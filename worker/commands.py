@@ -19,7 +19,7 @@ from worker.outbox import DeadLetter, Outbox
 from worker.pipeline import LeaseBusy, PollResult
 from worker.service import run_deliver, run_poll
 from worker.state import StateStore
-from worker.status import destination_status, source_status
+from worker.status import SourceStatus, destination_status, source_status
 
 OK, FAILED = 0, 1
 POLL_CONCURRENCY = 8  # sources polled at once; each has its own provider quota
@@ -79,6 +79,26 @@ def _ago(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _source_notes(s: SourceStatus) -> list[str]:
+    """Quarantine, held removals and state loss, one line each (SPEC §5, issue 9)."""
+    notes = []
+    if s.quarantined and s.quarantine_error:
+        q = s.quarantine_error
+        notes.append(
+            f"{s.quarantined} records quarantined; first: enrollment "
+            f"{q['enrollment_id'] or '(id unreadable)'}, field {q['field']!r}: {q['error']}"
+        )
+    if s.removals_held:
+        h = s.removals_held
+        notes.append(
+            f"REMOVALS HELD since {h['since']}: {h['absent']} of {h['tracked']} "
+            "enrollments absent (suspect listing; removed only if 3 listings in a row agree)"
+        )
+    if s.state_lost:
+        notes.append(f"STATE LOST at {s.state_lost['at']}: {s.state_lost['detail']}")
+    return notes
+
+
 async def status(deps: Deps, out: TextIO, *, as_json: bool) -> int:
     now_ms = int(time.time() * 1000)
     sources = [await source_status(deps.redis, name) for name in deps.sources]
@@ -105,6 +125,8 @@ async def status(deps: Deps, out: TextIO, *, as_json: bool) -> int:
         )
         if s.last_error:
             print(f"    last error: {s.last_error}", file=out)
+        for line in _source_notes(s):
+            print(f"    {line}", file=out)
     print("destinations:", file=out)
     for d in destinations:
         print(

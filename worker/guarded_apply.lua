@@ -5,6 +5,8 @@
 --   H idx field value   HSET        D idx field        HDEL
 --   I idx field delta   HINCRBY     Z idx score member ZADD
 --   R idx member        ZREM
+-- Returns the result of the last HINCRBY (1 when there is none): a commit counter placed last
+-- tells the caller which serial its commit got.
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return redis.error_reply('LEASE_LOST lease not held')
@@ -13,6 +15,7 @@ if ARGV[1] ~= '' then
 end
 local i = 3
 local n = #ARGV
+local last = 1
 while i <= n do
   local op = ARGV[i]
   local key = KEYS[tonumber(ARGV[i + 1])]
@@ -21,7 +24,7 @@ while i <= n do
   elseif op == 'D' then
     redis.call('HDEL', key, ARGV[i + 2]); i = i + 3
   elseif op == 'I' then
-    redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+    last = redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
   elseif op == 'Z' then
     redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
   elseif op == 'R' then
@@ -30,4 +33,4 @@ while i <= n do
     return redis.error_reply('BAD_OP ' .. tostring(op))
   end
 end
-return 1
+return last

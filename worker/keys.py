@@ -37,6 +37,11 @@ def meta(source: str) -> str:
     return f"{_tag(source)}:meta"
 
 
+def quarantine(source: str) -> str:
+    """Per quarantined record: enrollment id -> fingerprint of its error (logged once each)."""
+    return f"{_tag(source)}:quarantine"
+
+
 def lease(source: str) -> str:
     return f"{_tag(source)}:lease"
 

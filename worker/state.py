@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from array import array
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -14,7 +15,15 @@ from worker.codec import Stored
 from worker.redis_io import awaited
 
 _SCAN_CHUNK = 128
-_RESET_FIELDS = ("baseline", "watermark", "last_full_at", "tracked")
+_RESET_FIELDS = (
+    "baseline", "watermark", "last_full_at", "tracked", "quarantined", "quarantine_first",
+    "removals_held", "state_lost",
+)  # fmt: skip
+
+
+def new_incarnation() -> str:
+    """A random name for one stored history of a source (see worker/events.py)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,11 +32,12 @@ class ListingMeta:
 
     generation: int
     baseline_done: bool
-    # Bumped whenever stored enrollments are forgotten (absence sweep, reset): an enrollment
-    # stored for the first time is born in the current epoch (see codec.Stored).
-    epoch: int
+    # Random, set when the source's stored history starts (first baseline, after a reset or a
+    # data loss); part of every event id, so ids of one history never repeat another's.
+    incarnation: str
     watermark: str | None
     last_full_at: float | None
+    removals_held: bool = False
 
 
 class SeenIds:
@@ -76,16 +86,24 @@ class StateStore:
         """Allocates this listing's generation number (monotonic, never reused)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(self._meta, "generation", 1)
-            pipe.hmget(self._meta, ["baseline", "watermark", "last_full_at", "epoch"])
-            generation, meta = await pipe.execute()
-        baseline, watermark, last_full_at, epoch = meta
+            pipe.hsetnx(self._meta, "incarnation", new_incarnation())
+            pipe.hmget(
+                self._meta,
+                ["baseline", "watermark", "last_full_at", "incarnation", "removals_held"],
+            )
+            generation, _, meta = await pipe.execute()
+        baseline, watermark, last_full_at, incarnation, held = meta
         return ListingMeta(
             generation=int(generation),
             baseline_done=baseline == "1",
-            epoch=int(epoch or 0),
+            incarnation=incarnation,
             watermark=watermark or None,
             last_full_at=float(last_full_at) if last_full_at else None,
+            removals_held=bool(held),
         )
+
+    async def tracked(self) -> int:
+        return int(await awaited(self._redis.hget(self._meta, "tracked")) or 0)
 
     async def load(self, enrollment_ids: Iterable[str]) -> dict[str, str]:
         """Stored values (still encoded) of the given enrollments, in one round trip."""
@@ -105,14 +123,13 @@ class StateStore:
                     found[enrollment_id] = value
         return found
 
-    async def unseen(self, seen: SeenIds) -> AsyncIterator[tuple[str, Stored]]:
-        """Stored enrollments a complete listing did not return.
+    async def unseen(self, seen: SeenIds, *, tracked: int) -> AsyncIterator[tuple[str, Stored]]:
+        """Stored enrollments (not tombstones) a complete listing did not return.
 
         The stored count (kept in the same atomic commits as the state) settles the common case
         of nothing missing without touching a bucket; otherwise one HLEN per bucket finds the
         buckets holding more than was seen, and only those are read.
         """
-        tracked = int(await awaited(self._redis.hget(self._meta, "tracked")) or 0)
         if tracked <= seen.total():
             return
         for start in range(0, keys.STATE_BUCKETS, _SCAN_CHUNK):
@@ -129,7 +146,9 @@ class StateStore:
                 )
                 for enrollment_id, value in entries.items():
                     if not seen.has(bucket, enrollment_id):
-                        yield enrollment_id, codec.decode(value, enrollment_id=enrollment_id)
+                        stored = codec.decode(value, enrollment_id=enrollment_id)
+                        if not stored.gone:
+                            yield enrollment_id, stored
 
     def put(self, batch: Batch, enrollment_id: str, value: str) -> None:
         batch.hset(keys.state_key(self._source, enrollment_id), enrollment_id, value)
@@ -150,10 +169,17 @@ class StateStore:
         deleted = 0
         for start in range(0, len(doomed), 256):
             deleted += await self._redis.delete(*doomed[start : start + 256])
-        # Generation and epoch survive, the epoch moved on: enrollments stored after a reset are
-        # new births, so their event ids never repeat earlier ones.
+        # A new incarnation: ids after a reset never repeat earlier ones. `previous_incarnation`
+        # tells running daemons this was a reset, not a data loss (worker/continuity.py).
         async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self._meta, "incarnation")
             pipe.hdel(self._meta, *_RESET_FIELDS)
-            pipe.hincrby(self._meta, "epoch", 1)
+            pipe.delete(keys.quarantine(self._source))
+            old = (await pipe.execute())[0]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._meta,
+                mapping={"incarnation": new_incarnation(), "previous_incarnation": old or ""},
+            )
             await pipe.execute()
         return deleted

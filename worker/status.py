@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
 from worker import keys
+from worker.continuity import REASONS
 from worker.outbox import Outbox
+from worker.quarantine import first_error
 from worker.redis_io import awaited
 
 
@@ -39,6 +42,12 @@ class SourceStatus:
     events_total: int
     baseline_done: bool
     failing: bool = False
+    # Records the last listing quarantined, and the first one's error (enrollment_id, field,
+    # error); a suspect mass removal being held; a detected loss of stored state.
+    quarantined: int = 0
+    quarantine_error: dict[str, str | None] | None = None
+    removals_held: dict[str, str | int] | None = None
+    state_lost: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,7 +68,8 @@ def _float(value: str | None) -> float | None:
 async def source_status(redis: Redis, name: str) -> SourceStatus:
     fields = (
         "last_poll_at", "last_outcome", "last_error", "consecutive_failures",
-        "tracked", "events_total", "baseline", "health",
+        "tracked", "events_total", "baseline", "health", "quarantined", "quarantine_first",
+        "removals_held", "state_lost",
     )  # fmt: skip
     values = dict(
         zip(fields, await awaited(redis.hmget(keys.meta(name), list(fields))), strict=True)
@@ -74,7 +84,31 @@ async def source_status(redis: Redis, name: str) -> SourceStatus:
         events_total=int(values["events_total"] or 0),
         baseline_done=values["baseline"] == "1",
         failing=values["health"] == "failing",
+        quarantined=int(values["quarantined"] or 0),
+        quarantine_error=first_error(values["quarantine_first"]),
+        removals_held=_held(values["removals_held"]),
+        state_lost=_lost(values["state_lost"]),
     )
+
+
+def _iso(at: str) -> str:
+    return datetime.fromtimestamp(float(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _held(raw: str | None) -> dict[str, str | int] | None:
+    """"<absent>|<tracked>|<since>" (worker/pipeline.py) -> a dict for status."""
+    if not raw:
+        return None
+    absent, tracked, since = raw.split("|")
+    return {"absent": int(absent), "tracked": int(tracked), "since": _iso(since)}
+
+
+def _lost(raw: str | None) -> dict[str, str] | None:
+    """"<reason>|<at>" (worker/continuity.py) -> a dict for status."""
+    if not raw:
+        return None
+    reason, at = raw.split("|")
+    return {"reason": reason, "detail": REASONS.get(reason, reason), "at": _iso(at)}
 
 
 async def destination_status(

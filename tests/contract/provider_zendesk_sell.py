@@ -24,6 +24,7 @@ class ZendeskSellHarness:
     provider = "zendesk_sell"
     signals: frozenset[str] = frozenset()  # Sell exposes no replied/bounced/opted-out signal
     listing_path = "/v2/sequence_enrollments"
+    bad_field = "state"
 
     def __init__(self) -> None:
         from tests.contract import providers  # lazy: see the module docstring

@@ -44,6 +44,8 @@ class ProviderHarness(Protocol):
     # Which optional signals the provider exposes (SPEC §5): "opted_out", "replied", ...
     signals: frozenset[str]
     listing_path: str  # requests to this path list enrollments (the target of page faults)
+    # A required raw field (not the id) whose absence fails normalization of that record.
+    bad_field: str
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -88,6 +90,7 @@ class ReplyioHarness:
     provider = "replyio"
     signals = frozenset({"opted_out"})
     listing_path = "/v4/sequences/100/contacts"
+    bad_field = "status"
 
     def __init__(self) -> None:
         self.world = ReplyioWorld()
@@ -155,6 +158,7 @@ class UnifyHarness:
     provider = "unify"
     signals = frozenset({"opted_out", "replied", "bounced"})
     listing_path = "/sequences/v1/enrollments"
+    bad_field = "person"
 
     def __init__(self) -> None:
         self.clock = ManualClock()

@@ -112,13 +112,22 @@ class WhippySource:
     async def _sequence_page(self, sequence: SequenceRef) -> RawPage:
         path = f"/v1/sequences/{quote(sequence.id, safe='')}"
         folded: dict[str, _Contact] = {}
+        # Rows naming no readable contact cannot be folded; passed on alone, the normalizer
+        # quarantines them as records whose id is unreadable (the listing is then incomplete).
+        unfoldable: list[Mapping[str, Any]] = []
         pages = 0
         label = f"sequence {sequence.id}, contacts"
         async with aclosing(self._pager.pages(f"{path}/contacts", label=label)) as listing:
             async for rows, where in listing:
                 pages += 1
                 for index, row in enumerate(rows):
-                    contact, contact_id = self._contact(row, where=f"{where}, record {index}")
+                    try:
+                        contact, contact_id = self._contact(row, where=f"{where}, record {index}")
+                    except MalformedResponse:
+                        if not isinstance(row, Mapping):
+                            raise
+                        unfoldable.append(row)
+                        continue
                     entry = folded.get(contact_id)
                     if entry is None:
                         folded[contact_id] = entry = _Contact(contact)
@@ -129,7 +138,7 @@ class WhippySource:
             {"sequence_id": sequence.id, "contact": c.contact, "rows": list(c.rows.values())}
             | shared
             for c in folded.values()
-        ]
+        ] + [{"sequence_id": sequence.id, "contact": None, "rows": [row]} for row in unfoldable]
         return RawPage(
             records=records,
             where=f"sequence {sequence.id}, contacts ({pages} pages)",
