@@ -96,7 +96,7 @@ def _iso(at: str) -> str:
 
 
 def _held(raw: str | None) -> dict[str, str | int] | None:
-    """"<absent>|<tracked>|<since>" (worker/pipeline.py) -> a dict for status."""
+    """ "<absent>|<tracked>|<since>" (worker/pipeline.py) -> a dict for status."""
     if not raw:
         return None
     absent, tracked, since = raw.split("|")
@@ -104,7 +104,7 @@ def _held(raw: str | None) -> dict[str, str | int] | None:
 
 
 def _lost(raw: str | None) -> dict[str, str] | None:
-    """"<reason>|<at>" (worker/continuity.py) -> a dict for status."""
+    """ "<reason>|<at>" (worker/continuity.py) -> a dict for status."""
     if not raw:
         return None
     reason, at = raw.split("|")

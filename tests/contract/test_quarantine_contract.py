@@ -6,22 +6,19 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
+from tests.contract import test_provider_contract as contract
 from tests.contract.providers import ProviderHarness
-from tests.contract.test_provider_contract import (  # noqa: F401 (fixtures)
-    SOURCE,
-    baselined,
-    drain,
-    harness,
-    poll,
-    runtime,
-    sleeps,
-    snapshot,
-    types,
-)
+from tests.contract.test_provider_contract import SOURCE, drain, poll, snapshot, types
 from worker import keys
 from worker.errors import MalformedResponse
 from worker.pipeline import SourceRuntime
 from worker.status import source_status
+
+# The provider contract's fixtures, shared.
+harness = contract.harness
+sleeps = contract.sleeps
+runtime = contract.runtime
+baselined = contract.baselined
 
 
 def spoil_first_record(harness: ProviderHarness) -> None:

@@ -62,9 +62,7 @@ def naming_records(read_id: IdReader) -> Callable[[NormalizeFn], NormalizeFn]:
                     try:
                         exc.enrollment_id = read_id(record, page)
                     except RecordError as unreadable:
-                        raise UnreadableId(
-                            unreadable.detail, field=unreadable.field
-                        ) from None
+                        raise UnreadableId(unreadable.detail, field=unreadable.field) from None
                 raise
 
         return wrapper
