@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
@@ -25,7 +28,7 @@ def spoil_first_record(harness: ProviderHarness) -> None:
     harness.faults.add("missing_field", path_contains=harness.listing_path, field=harness.bad_field)
 
 
-def quarantine_logs(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+def quarantine_logs(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == "record_quarantined"]
 
 
