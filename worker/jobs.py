@@ -23,7 +23,7 @@ from config.settings import Settings
 from worker.deps import Deps
 from worker.errors import LeaseLost, SourceError, SourceRejected, StoreError
 from worker.pipeline import LeaseBusy
-from worker.service import run_deliver, run_poll
+from worker.service import check_continuity, run_deliver, run_poll
 
 log = structlog.get_logger("seqwatch.jobs")
 TICK_SECONDS = 5
@@ -56,6 +56,7 @@ async def tick(ctx: dict[str, Any]) -> None:
     deps = _deps(ctx)
     now = time.time()
     try:
+        await check_continuity(deps)
         await _enqueue_due(ctx, deps, now=now)
     except RedisError as exc:
         log.warning("tick_skipped", error=type(exc).__name__)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from worker import continuity
 from worker.deliver import DeliveryResult, deliver_destination
 from worker.deps import Deps
 from worker.errors import SourceError
@@ -80,6 +81,24 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         duration_ms=round((time.monotonic() - started) * 1000),
     )
     return result
+
+
+async def check_continuity(deps: Deps, *, now: Callable[[], datetime] = utc_now) -> list[str]:
+    """The daemon's tick: announces, between polls, any source whose stored state vanished or
+    went back in time (worker/continuity.py); returns the sources found so."""
+    lost = []
+    for name, runtime in deps.sources.items():
+        reason = await continuity.verify(
+            deps.redis,
+            source=name,
+            provider=runtime.provider,
+            memory=runtime.memory,
+            routes=deps.routes,
+            now=now(),
+        )
+        if reason is not None:
+            lost.append(name)
+    return lost
 
 
 async def run_deliver(

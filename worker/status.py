@@ -12,6 +12,7 @@ from worker import keys
 from worker.continuity import REASONS
 from worker.outbox import Outbox
 from worker.quarantine import first_error
+from worker.redaction import scrub, scrub_optional
 from worker.redis_io import awaited
 
 
@@ -27,7 +28,7 @@ async def record_poll(
             pipe.hset(meta, "last_ok_at", repr(at))
             pipe.hdel(meta, "last_error")
         else:
-            pipe.hset(meta, "last_error", (error or "")[:500])
+            pipe.hset(meta, "last_error", scrub(error or "")[:500])
         await pipe.execute()
 
 
@@ -78,7 +79,7 @@ async def source_status(redis: Redis, name: str) -> SourceStatus:
         name=name,
         last_poll_at=_float(values["last_poll_at"]),
         last_outcome=values["last_outcome"],
-        last_error=values["last_error"],
+        last_error=scrub_optional(values["last_error"]),
         consecutive_failures=int(values["consecutive_failures"] or 0),
         tracked=int(values["tracked"] or 0),
         events_total=int(values["events_total"] or 0),
@@ -132,5 +133,5 @@ async def destination_status(
         dead=dead,
         last_outcome=health[0],
         last_success_at=_float(health[1]),
-        last_error=health[2],
+        last_error=scrub_optional(health[2]),
     )

@@ -11,7 +11,8 @@ import orjson
 import pytest
 import structlog
 
-from worker.logs import REDACTED, SecretRedactor, configure
+from worker.logs import SecretRedactor, configure
+from worker.redaction import REDACTED
 
 API_KEY = "rk_live_5f2e9a77c1d04b1f"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -182,3 +183,44 @@ def test_stream_not_a_terminal_defaults_to_json(stream: io.StringIO) -> None:
     (line,) = _lines(stream)
     assert line["event"] == "hello"
     assert line["token"] == REDACTED
+
+
+@pytest.mark.parametrize("logger", ["arq.worker", "asyncio"])
+def test_stdlib_logging_goes_through_the_same_processors(stream: io.StringIO, logger: str) -> None:
+    configure(secrets=SECRETS, stream=stream, json=True)
+    try:
+        _fail_with_local_secret()
+    except RuntimeError:
+        logging.getLogger(logger).exception("job failed posting to %s", SLACK_URL)
+    logging.getLogger(logger).info("below warning: dropped")
+    text = stream.getvalue()
+    for secret in (*SECRETS, LOCAL_SECRET):
+        assert secret not in text
+    (line,) = _lines(stream)  # JSON, one line
+    assert line["event"] == f"job failed posting to {REDACTED}"
+    assert (line["level"], line["logger"]) == ("error", logger)
+    assert line["exception"][0]["exc_type"] == "RuntimeError"
+
+
+def test_secret_shapes_are_redacted_even_when_not_configured(stream: io.StringIO) -> None:
+    configure(secrets=(), stream=stream, json=True)
+    other_slack = "https://hooks.slack.com/services/T999/B999/abcdefABCDEF1234"
+    structlog.get_logger().warning("echo", body=f"bad: {other_slack} and whsec_QUJDREVGR0g=")
+    (line,) = _lines(stream)
+    assert line["body"] == f"bad: {REDACTED} and {REDACTED}"
+
+
+def test_errors_are_scrubbed_when_made() -> None:
+    from worker import redaction
+    from worker.errors import DeliveryPermanent, SourceRejected
+
+    redaction.configure([API_KEY, WEBHOOK_SECRET])
+    try:
+        bare = WEBHOOK_SECRET.removeprefix("whsec_")
+        exc = SourceRejected(f"rejected: {API_KEY} {bare} {SLACK_URL}", source="s", where="p1")
+        for leaked in (API_KEY, bare, SLACK_URL):
+            assert leaked not in str(exc)
+        assert API_KEY not in exc.detail
+        assert WEBHOOK_SECRET not in str(DeliveryPermanent(f"HTTP 422: {WEBHOOK_SECRET}"))
+    finally:
+        redaction.configure(())
