@@ -70,5 +70,5 @@ async def outbox_events(store: Redis, source: str) -> dict[str, dict[str, object
 
 
 async def due_ids(store: Redis, source: str, destination: str) -> list[str]:
-    found: list[str] = await store.zrange(keys.due(source, destination), 0, -1)  # type: ignore[misc]
+    found: list[str] = await store.zrange(keys.due(source, destination), 0, -1)
     return found
