@@ -50,9 +50,18 @@ async def _poll_one(deps: Deps, name: str, limit: asyncio.Semaphore) -> tuple[bo
         except SourceError as exc:
             return False, f"{name}: FAILED: {exc}"
     kind = "baseline (silent)" if result.baseline else "poll"
+    notes = "".join(
+        f", {note}"
+        for note in (
+            result.quarantined and f"{result.quarantined} records quarantined",
+            result.removals_held and f"removals held ({result.removals_held} absent)",
+            result.state_lost and f"STATE LOST ({result.state_lost})",
+        )
+        if note
+    )
     return True, (
         f"{name}: {kind}: {result.pages} pages, {result.enrollments} enrollments, "
-        f"{result.events} events"
+        f"{result.events} events{notes}"
     )
 
 

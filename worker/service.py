@@ -78,6 +78,8 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         enrollments=result.enrollments,
         events=result.events,
         removed=result.removed,
+        quarantined=result.quarantined,
+        removals_held=result.removals_held,
         duration_ms=round((time.monotonic() - started) * 1000),
     )
     return result
