@@ -62,13 +62,13 @@ def test_a_flushed_redis_is_announced_once_and_ids_are_never_reused(
     one, two = daemons.spawn(), daemons.spawn()
     assert wait_until(lambda: redis.hget(keys.meta("reply"), "baseline") == "1", timeout=TIMEOUT)
     fakes.reply.set_status(100, 2, ContactStatus.PAUSED)
-    assert wait_until(lambda: of_type(fakes, "enrollment.paused"), timeout=TIMEOUT)
+    assert wait_until(lambda: bool(of_type(fakes, "enrollment.paused")), timeout=TIMEOUT)
     fakes.reply.set_status(100, 2, ContactStatus.ACTIVE)
-    assert wait_until(lambda: of_type(fakes, "enrollment.resumed"), timeout=TIMEOUT)
+    assert wait_until(lambda: bool(of_type(fakes, "enrollment.resumed")), timeout=TIMEOUT)
     before = {str(d["data"]["id"]) for d in delivered(fakes)}  # type: ignore[index]
 
     redis.flushall()
-    assert wait_until(lambda: of_type(fakes, "source.state_lost"), timeout=TIMEOUT)
+    assert wait_until(lambda: bool(of_type(fakes, "source.state_lost")), timeout=TIMEOUT)
     assert wait_until(lambda: redis.hget(keys.meta("reply"), "baseline") == "1", timeout=TIMEOUT)
     fakes.reply.set_status(100, 2, ContactStatus.PAUSED)  # paused again: a new change
     assert wait_until(lambda: len(of_type(fakes, "enrollment.paused")) == 2, timeout=TIMEOUT)
