@@ -1,10 +1,12 @@
 """Records that fail normalization: skipped, counted, logged once per record and error.
 
-A quarantined record's stored state is untouched (SPEC §5). What `status` shows is the count of
-the last listing and its first error (enrollment id, field, message). The warning log is written
-once per record and change of error, not per poll: a small hash per source maps enrollment id ->
-error fingerprint and is cleared for a record when it normalizes again. Records whose id cannot
-be read are keyed by "?<fingerprint>" and forgotten after a complete listing without them.
+A quarantined record's stored state is untouched (SPEC §5). The warning log is written once per
+record and change of error, not per poll: a small hash per source maps enrollment id -> error
+fingerprint. An entry goes when its record normalizes again, or when a full listing no longer
+returns it; records whose id cannot be read are keyed by "?<fingerprint>". `status` shows how
+many records are quarantined now (that hash's size; an incremental listing does not return
+every bad record again) and the most recent listing's first error (enrollment id, field,
+message).
 """
 
 from __future__ import annotations
@@ -96,18 +98,19 @@ class Quarantine:
                     log.info("record_released", source=self.source, enrollment_id=enrollment_id)
 
     def summarize(self, batch: Batch, *, full: bool) -> None:
-        """The listing's count and first error, for `status`; stale unreadable keys dropped."""
+        """Count and first error for `status`; after a full listing, entries it did not return
+        (records gone from the provider) are dropped."""
+        if full:
+            for key in [k for k in self._known if k not in self._seen_keys]:
+                del self._known[key]
+                batch.hdel(self._key, key)
         meta = keys.meta(self.source)
-        batch.hset(meta, "quarantined", self.count)
+        batch.hset(meta, "quarantined", len(self._known))
         if self.first is not None:
             batch.hset(meta, "quarantine_first", orjson.dumps(self.first.as_dict()).decode())
             batch.hincr(meta, "quarantined_total", self.count)
-        else:
+        elif not self._known:
             batch.hdel(meta, "quarantine_first")
-        if full:
-            for key in [k for k in self._known if k.startswith(UNREADABLE)]:
-                if key not in self._seen_keys:
-                    batch.hdel(self._key, key)
 
 
 def first_error(raw: str | None) -> dict[str, str | None] | None:
