@@ -17,6 +17,7 @@ from worker.errors import DeliveryError, SourceError
 from worker.events import Event, EventType, event_id
 from worker.outbox import DeadLetter, Outbox
 from worker.pipeline import LeaseBusy, PollResult
+from worker.redaction import scrub
 from worker.service import run_deliver, run_poll
 from worker.state import StateStore
 from worker.status import SourceStatus, destination_status, source_status
@@ -234,7 +235,7 @@ async def dead_letters(
             print(
                 f"{letter.event_id}  {letter.destination}  {letter.source}  {letter.event_type}  "
                 f"dead since {_ago(letter.dead_at_ms / 1000)} after {letter.attempts} attempts: "
-                f"{letter.error}",
+                f"{scrub(letter.error)}",
                 file=out,
             )
         print(f"{len(letters)} dead letters", file=out)

@@ -60,7 +60,7 @@ class PollResult:
     baseline: bool = False
     full_listing: bool = True
     listed: int = 0  # records the listing returned, quarantined ones included
-    quarantined: int = 0
+    quarantined: int = 0  # records this listing set aside (status counts those still bad)
     removals_held: int = 0  # absences not acted on: a suspect mass removal (SPEC §5)
     state_lost: str | None = None  # continuity.REASONS key when a loss was found before it
     event_ids: list[str] = field(default_factory=list)
