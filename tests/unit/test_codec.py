@@ -292,3 +292,36 @@ def test_unchanged_does_not_match_a_longer_raw_status() -> None:
     longer = State(status=Status.ACTIVE, raw_status="Active2")
     value = encode(longer, enrollment_id="1:2", sequence_id="1", contact_id="2")
     assert not unchanged(value, encode_state(short))
+
+
+@pytest.mark.parametrize(
+    ("missed", "gone", "high_step", "fired"),
+    [
+        (0, False, None, frozenset()),
+        (2, False, None, frozenset()),
+        (3, False, 7, frozenset({"replied", "opted_out"})),
+        (0, True, 5, frozenset({"bounced"})),
+    ],
+)
+def test_history_marks_roundtrip(
+    missed: int, gone: bool, high_step: int | None, fired: frozenset[str]
+) -> None:
+    stale = replace(REPLY_STATE, step=1)  # below every high-water mark used here
+    value = encode(
+        stale, enrollment_id="100:12345", sequence_id="100", contact_id="12345",
+        life=3, rev=9, missed=missed, gone=gone, high_step=high_step, fired=fired,
+    )  # fmt: skip
+    back = decode(value, enrollment_id="100:12345")
+    assert (back.life, back.rev, back.missed, back.gone) == (3, 9, missed, gone)
+    assert (back.high_step, back.fired, back.state) == (high_step, fired, stale)
+    # Absent or tombstoned records must be rewritten when listed; marks alone do not force it.
+    assert unchanged(value, encode_state(stale)) == (not missed and not gone)
+
+
+def test_marks_the_state_already_shows_are_not_stored() -> None:
+    state = State(status=Status.ACTIVE, raw_status="Active", step=4, replied=True)
+    value = encode(
+        state, enrollment_id="9", sequence_id="1", contact_id="2",
+        high_step=4, fired=frozenset({"replied"}),
+    )  # fmt: skip
+    assert value == encode(state, enrollment_id="9", sequence_id="1", contact_id="2")
