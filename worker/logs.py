@@ -80,6 +80,15 @@ def configure(
         cache_logger_on_first_use=False,
     )
     _route_stdlib(stream, shared=shared, renderer=renderer)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """An uncaught exception (a bug) is still one structured, redacted log entry."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    structlog.get_logger("seqwatch").critical("uncaught_exception", exc_info=(kind, value, tb))
 
 
 def _route_stdlib(stream: TextIO, *, shared: list[Any], renderer: list[Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import quote, urlsplit
 
 REDACTED = "[REDACTED]"
 MIN_SECRET = 4  # shorter values would redact ordinary words
@@ -20,10 +21,18 @@ _SHAPES = re.compile(
 )
 
 
+MIN_TOKEN = 16  # a URL's last path segment this long is its token (Slack's is 24 characters)
+
+
 def _variants(secret: str) -> list[str]:
-    found = [secret]
+    """The secret as configured, and the forms an echo may carry it in."""
+    found = [secret, quote(secret, safe="")]  # percent-encoded, as in a query string
     if secret.startswith("whsec_") and len(secret) > len("whsec_") + MIN_SECRET:
         found.append(secret.removeprefix("whsec_"))  # the key material alone
+    if "://" in secret:
+        token = urlsplit(secret).path.rstrip("/").rpartition("/")[2]
+        if len(token) >= MIN_TOKEN:
+            found.append(token)  # a webhook URL's token alone
     return found
 
 
