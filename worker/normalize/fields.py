@@ -55,6 +55,8 @@ def naming_records(read_id: IdReader) -> Callable[[NormalizeFn], NormalizeFn]:
     def decorate(normalize: NormalizeFn) -> NormalizeFn:
         @wraps(normalize)
         def wrapper(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+            if not isinstance(record, Mapping):
+                raise UnreadableId("record is not an object")
             try:
                 return normalize(record, page=page)
             except RecordError as exc:
