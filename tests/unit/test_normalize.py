@@ -10,7 +10,7 @@ import pytest
 
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.errors import MalformedResponse
-from worker.normalize import NORMALIZERS, replyio, unify
+from worker.normalize import NORMALIZERS, fields, replyio, unify
 from worker.normalize.fields import RecordError, UnreadableId
 from worker.sources.base import RawPage
 
@@ -609,3 +609,21 @@ def test_a_record_error_names_its_enrollment_when_the_id_is_readable(provider: s
     assert not isinstance(info.value, UnreadableId)
     assert info.value.enrollment_id in ("100:7", "e-7", "7")
     assert info.value.field
+
+
+def test_an_unforeseen_error_in_a_normalizer_is_a_record_error_naming_the_enrollment() -> None:
+    record = copy.deepcopy(READABLE_IDS["replyio"]) | {"status": "Active", "email": "x@y.z"}
+    record["currentStep"] = {"not": "a number"}  # optional_int catches this one ...
+    page = RawPage(records=[record], where="page 1", sequence=SequenceRef(id="100"))
+    with pytest.raises(RecordError):
+        NORMALIZERS["replyio"](record, page=page)
+
+    def broken(record: Any, *, page: RawPage) -> Enrollment:
+        raise ValueError(f"cannot parse {record['secret']}")  # ... this one nobody foresaw
+
+    wrapped = fields.naming_records(replyio.enrollment_id)(broken)
+    with pytest.raises(RecordError) as info:
+        wrapped(record | {"secret": "s3cr3t-value"}, page=page)
+    assert info.value.enrollment_id == "100:7"
+    assert "ValueError" in str(info.value)
+    assert "s3cr3t-value" not in str(info.value)

@@ -41,6 +41,7 @@ def _fail(field: str, problem: str) -> RecordError:
     return RecordError(f"record field {field!r} {problem}", field=field)
 
 
+_UNFORESEEN = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
 NormalizeFn = Callable[..., "Enrollment"]
 IdReader = Callable[[Mapping[str, Any], "RawPage"], str]
 
@@ -58,7 +59,14 @@ def naming_records(read_id: IdReader) -> Callable[[NormalizeFn], NormalizeFn]:
             if not isinstance(record, Mapping):
                 raise UnreadableId("record is not an object")
             try:
-                return normalize(record, page=page)
+                try:
+                    return normalize(record, page=page)
+                except _UNFORESEEN as unforeseen:
+                    # A value no check anticipated: still this record's problem, not the page's.
+                    # The message names the kind only: an exception's text may quote the value.
+                    raise RecordError(
+                        f"record could not be normalized ({type(unforeseen).__name__})"
+                    ) from None
             except RecordError as exc:
                 if exc.enrollment_id is None and not isinstance(exc, UnreadableId):
                     try:
