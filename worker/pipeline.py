@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -272,16 +272,32 @@ class _Poll:
         self.store.count(batch, "events_total", self.result.events - events_before)
         await self.commit(batch)
 
+    def _absent(self, seen: SeenIds, *, tracked: int) -> AsyncIterator[tuple[str, codec.Stored]]:
+        """Stored enrollments this complete listing did not return: the sweep's candidates (a
+        rule that exempts some, e.g. sequences a poll skipped on purpose, belongs here)."""
+        return self.store.unseen(seen, tracked=tracked)
+
+    def _suspect(self, absent: int, *, tracked: int) -> bool:
+        """SPEC §5: more than half of the tracked enrollments (and at least 10) would go, or the
+        listing returned nothing at all."""
+        return absent > 0 and (
+            self.result.listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN)
+        )
+
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
         """Absent from two consecutive complete listings: removed (three when suspect, §5)."""
         tracked = await self.store.tracked()
+        # The counts settle the usual case; only a listing that may be suspect pays for an exact
+        # count of the candidates first (a second read of the buckets holding them).
         absent = max(0, tracked - seen.total())
-        suspect = absent > 0 and (
-            self.result.listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN)
-        )
+        if self._suspect(absent, tracked=tracked):
+            absent = 0
+            async for _ in self._absent(seen, tracked=tracked):
+                absent += 1
+        suspect = self._suspect(absent, tracked=tracked)
         needed = SUSPECT_ABSENCES if suspect else ABSENCES
         gone = 0
-        async for enrollment_id, stored in self.store.unseen(seen, tracked=tracked):
+        async for enrollment_id, stored in self._absent(seen, tracked=tracked):
             missed = stored.missed + 1
             tombstone = missed >= needed
             self.store.put(
