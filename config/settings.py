@@ -11,6 +11,7 @@ import binascii
 import hmac
 import math
 import re
+import string
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ class SourceSettings:
     requests_per_minute: float | None = None
     timeout: float = 30.0
     failure_threshold: int = 3  # failed polls in a row before the source counts as failing
+    label: str | None = None  # display name for humans (Slack); None: the name
+    record_url: str | None = None  # link template: {sequence_id} {contact_id} {enrollment_id}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,11 +111,20 @@ class DestinationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    """Where `seqwatch run` serves /metrics, /healthz and /readyz."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     redis: RedisSettings
     sources: tuple[SourceSettings, ...]
     destinations: tuple[DestinationSettings, ...]
     config_path: Path
+    metrics: MetricsSettings | None = None
 
     def source(self, name: str) -> SourceSettings:
         """The source called `name`; ConfigError (exit 2) for an unknown name."""
@@ -146,7 +158,7 @@ def load_settings(
         raise ConfigError(_toml_problem(str(exc))) from None
     config_path = path.resolve()
     root = _Table("", document, environ)
-    root.only(("redis", "sources", "destinations"))
+    root.only(("redis", "sources", "destinations", "metrics"))
     redis = _redis(root.table("redis"), base=config_path.parent)
     sources = _unique(tuple(_source(t, providers) for t in root.tables("sources")), "sources")
     if not sources:
@@ -158,7 +170,20 @@ def load_settings(
         sources=sources,
         destinations=_unique(destinations, "destinations"),
         config_path=config_path,
+        metrics=_metrics(root.table("metrics")),
     )
+
+
+def _metrics(table: _Table) -> MetricsSettings | None:
+    table.only(("listen",))
+    listen = table.optional("listen")
+    if listen is None:
+        return None
+    host, sep, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:9464
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        table.fail("listen", f"expected host:port (e.g. 127.0.0.1:9464), got {listen!r}")
+    return MetricsSettings(host=host, port=int(port))
 
 
 def _toml_problem(message: str) -> str:
@@ -331,7 +356,26 @@ def _base_url(table: _Table, url: str) -> str:
 _SOURCE_KEYS = (
     *("name", "provider", "api_key", "base_url", "poll_interval", "sequences"),
     *("full_sync_interval", "requests_per_minute", "timeout", "failure_threshold"),
+    *("label", "record_url"),
 )
+_RECORD_URL_FIELDS = frozenset({"sequence_id", "contact_id", "enrollment_id"})
+
+
+def _record_url(table: _Table) -> str | None:
+    template = table.optional("record_url")
+    if template is None:
+        return None
+    if _split(template, ("http", "https")) is None:
+        table.fail("record_url", "expected an http:// or https:// URL template")
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError:
+        table.fail("record_url", "unbalanced { } in the template")
+    unknown = sorted(names - _RECORD_URL_FIELDS)
+    if unknown:
+        allowed = " ".join(f"{{{n}}}" for n in sorted(_RECORD_URL_FIELDS))
+        table.fail("record_url", f"unknown placeholder {{{unknown[0]}}} (allowed: {allowed})")
+    return template
 
 
 def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
@@ -357,6 +401,8 @@ def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
         requests_per_minute=table.optional_number("requests_per_minute", positive=True),
         timeout=table.number("timeout", 30.0, positive=True),
         failure_threshold=int(threshold),
+        label=table.optional("label"),
+        record_url=_record_url(table),
     )
 
 

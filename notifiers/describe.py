@@ -1,4 +1,4 @@
-"""One readable line per event document, for Slack and the console.
+"""What an event document says, for people: the facts (for Slack) and one line (console).
 
 Tolerant by design: a field that is missing or of the wrong type reads as unknown rather than
 failing a delivery.
@@ -7,54 +7,76 @@ failing a delivery.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from worker.wording import plural
+
 _MAX_FIELD = 200  # a 5 kB contact name must not swamp a line
+_MAX_ERROR = 500
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any, limit: int = _MAX_FIELD) -> str | None:
     """A printable single-line string, or None when absent/empty."""
     if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    text = " ".join(str(value).split())  # folds newlines and control whitespace
-    text = "".join(ch for ch in text if ch.isprintable())
-    if not text:
+    folded = " ".join(str(value).split())  # folds newlines and control whitespace
+    folded = "".join(ch for ch in folded if ch.isprintable())
+    if not folded:
         return None
-    return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 1] + "…"
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _who(contact: Mapping[str, Any]) -> str:
-    name, email, ident = (_text(contact.get(k)) for k in ("name", "email", "id"))
-    if name:
-        return name
-    if email:
-        return email
-    return f"contact {ident}" if ident else "unknown contact"
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _which(sequence: Mapping[str, Any]) -> str:
-    name, ident = _text(sequence.get("name")), _text(sequence.get("id"))
-    if name:
-        return name
-    return f"sequence {ident}" if ident else "unknown sequence"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facts:
+    """The human-relevant parts of one event document, each None when unknown."""
 
+    event_type: str
+    kind: str  # "enrollment", "health", "test" or "other"
+    source: str | None
+    what: str  # "advanced to step 3 (from 2)", "is failing", ...
+    contact_id: str | None = None
+    contact_name: str | None = None
+    email: str | None = None
+    company: str | None = None
+    sequence_id: str | None = None
+    sequence_name: str | None = None
+    enrollment_id: str | None = None
+    step: int | None = None
+    error: str | None = None
+    failures: int | None = None
+    destination: str | None = None
+    detected_at: datetime | None = None
 
-def _step(state: Mapping[str, Any]) -> int | None:
-    step = state.get("step")
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
+    @property
+    def who(self) -> str:
+        if self.contact_name or self.email:
+            return self.contact_name or self.email or ""
+        return f"contact {self.contact_id}" if self.contact_id else "unknown contact"
+
+    @property
+    def sequence(self) -> str:
+        if self.sequence_name:
+            return self.sequence_name
+        return f"sequence {self.sequence_id}" if self.sequence_id else "unknown sequence"
 
 
 def _what(event_type: str, previous: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    before, after = _text(previous.get("status")), _text(current.get("status"))
+    before, after = text(previous.get("status")), text(current.get("status"))
     match event_type:
         case "enrollment.enrolled":
             return "enrolled"
         case "enrollment.step_advanced":
-            to_step, from_step = _step(current), _step(previous)
+            to_step, from_step = _int(current.get("step")), _int(previous.get("step"))
             if to_step is None:
                 return "advanced a step"
             return f"advanced to step {to_step}" + (
@@ -76,20 +98,73 @@ def _what(event_type: str, previous: Mapping[str, Any], current: Mapping[str, An
             return "was removed" if current else "was removed (no longer listed)"
         case "enrollment.status_changed":
             return f"status changed {before or '?'} -> {after or '?'}"
+        case "source.failing":
+            return "is failing"
+        case "source.recovered":
+            return "recovered"
+        case "seqwatch.test":
+            return "test event"
         case _:
-            return f"had event {_text(event_type) or 'unknown'}"
+            return f"had event {text(event_type) or 'unknown'}"
 
 
-def describe(document: Mapping[str, Any]) -> str:
-    """E.g. 'John Doe advanced to step 3 (from 2) in Q4 outbound [reply-emea]'."""
+def _moment(value: Any) -> datetime | None:
+    raw = text(value, 64)
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def facts(document: Mapping[str, Any]) -> Facts:
     data = _mapping(document.get("data"))
-    event_type = document.get("type")
-    what = _what(
-        event_type if isinstance(event_type, str) else "",
-        _mapping(data.get("previous")),
-        _mapping(data.get("current")),
+    raw_type = document.get("type")
+    event_type = raw_type if isinstance(raw_type, str) else ""
+    previous, current = _mapping(data.get("previous")), _mapping(data.get("current"))
+    contact, sequence = _mapping(data.get("contact")), _mapping(data.get("sequence"))
+    if event_type.startswith("enrollment."):
+        kind = "enrollment"
+    elif event_type.startswith("source."):
+        kind = "health"
+    elif event_type == "seqwatch.test":
+        kind = "test"
+    else:
+        kind = "other"
+    return Facts(
+        event_type=text(event_type, 100) or "unknown",
+        kind=kind,
+        source=text(data.get("source")),
+        what=_what(event_type, previous, current),
+        contact_id=text(contact.get("id")),
+        contact_name=text(contact.get("name")),
+        email=text(contact.get("email")),
+        company=text(contact.get("company")),
+        sequence_id=text(sequence.get("id")),
+        sequence_name=text(sequence.get("name")),
+        enrollment_id=text(data.get("enrollment_id")),
+        step=_int(current.get("step")),
+        error=text(data.get("error"), _MAX_ERROR),
+        failures=_int(data.get("consecutive_failures")),
+        destination=text(data.get("destination")),
+        detected_at=_moment(data.get("detected_at")),
     )
-    who = _who(_mapping(data.get("contact")))
-    which = _which(_mapping(data.get("sequence")))
-    source = _text(data.get("source")) or "unknown source"
-    return f"{who} {what} in {which} [{source}]"
+
+
+def describe(document: Mapping[str, Any], *, label: str | None = None) -> str:
+    """E.g. 'John Doe advanced to step 3 (from 2) in Q4 outbound [reply-emea]'.
+
+    `label` is the source's display name, shown instead of its slug when configured.
+    """
+    f = facts(document)
+    source = label or f.source or "unknown source"
+    match f.kind:
+        case "health" if f.event_type == "source.failing":
+            line = f"source {source} is failing"
+            if f.failures is not None:
+                line += f" after {plural(f.failures, 'failed poll')} in a row"
+            return line + (f": {f.error}" if f.error else "")
+        case "health":
+            return f"source {source} {f.what}" + (f": {f.error}" if f.error else "")
+        case "test":
+            return f"test event for destination {f.destination or 'unknown'}"
+    return f"{f.who} {f.what} in {f.sequence} [{source}]"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from notifiers.base import Notifier, Pacer
 from notifiers.console import ConsoleNotifier
-from notifiers.slack import SlackNotifier
+from notifiers.slack import SlackNotifier, SourceDisplay
 from notifiers.webhook import WebhookNotifier
 from worker.errors import ConfigError
 
@@ -26,6 +26,7 @@ class NotifierParams:
     stream: TextIO | None = None
     json_lines: bool = False
     pacer: Pacer | None = None  # Slack: one message/second per webhook, across workers
+    displays: Mapping[str, SourceDisplay] = field(default_factory=dict)  # Slack: by source
 
 
 def _url(params: NotifierParams) -> str:
@@ -49,6 +50,7 @@ def _slack(params: NotifierParams) -> Notifier:
         url=_url(params),
         allow_private_network=params.allow_private_network,
         pacer=params.pacer,
+        displays=params.displays,
     )
 
 

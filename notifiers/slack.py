@@ -11,20 +11,25 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
 from notifiers.base import OutboundEvent, Pacer
-from notifiers.describe import describe
+from notifiers.describe import Facts, describe, facts
 from notifiers.netguard import guarded_client
 from notifiers.webhook import check_reply, check_url, post_once
 from worker.errors import DeliveryPermanent
+from worker.wording import plural
 
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 FALLBACK_LIMIT = 500
 LINES_CAP = 40  # header + counts + lines + context stays under Slack's 50 blocks
+DIGEST_MAX_EVENTS = 100  # one message per burst; more than that is several digests
 
 _LABELS: dict[str, tuple[str, str]] = {
     "enrollment.enrolled": (":inbox_tray:", "Enrolled"),
@@ -37,13 +42,30 @@ _LABELS: dict[str, tuple[str, str]] = {
     "enrollment.finished": (":checkered_flag:", "Finished"),
     "enrollment.removed": (":wastebasket:", "Removed"),
     "enrollment.status_changed": (":twisted_rightwards_arrows:", "Status changed"),
+    "source.failing": (":rotating_light:", "Source failing"),
+    "source.recovered": (":white_check_mark:", "Source recovered"),
+    "source.removals_held": (":raised_hand:", "Removals held"),
+    "seqwatch.test": (":test_tube:", "Test event"),
 }
 _ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
+_ZWSP = "\u200b"
+# Slack has no escape for its formatting characters; a zero-width space on each side makes
+# one intraword, where Slack does not format, and copy/paste keeps the character.
+_FORMATTING = str.maketrans({c: f"{_ZWSP}{c}{_ZWSP}" for c in "*_~`"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceDisplay:
+    """How a source is shown to people: its `label`, and `record_url` to link a contact."""
+
+    label: str | None = None
+    record_url: str | None = None
 
 
 def escape(text: str) -> str:
-    """Slack's mrkdwn escaping: only &, < and > are control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack mrkdwn: &, < and > as entities; *, _, ~ and ` neutralized (see _FORMATTING)."""
+    entities = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return entities.translate(_FORMATTING)
 
 
 def clip(text: str, limit: int) -> str:
@@ -62,19 +84,77 @@ def _type_of(document: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else "unknown"
 
 
-def _source_of(document: Mapping[str, Any]) -> str:
-    data = document.get("data")
-    source = data.get("source") if isinstance(data, Mapping) else None
-    return " ".join(source.split()) if isinstance(source, str) else ""
-
-
 def _label(event_type: str) -> tuple[str, str]:
     return _LABELS.get(event_type, (":bell:", escape(clip(event_type, 100))))
 
 
-def _line(document: Mapping[str, Any]) -> str:
+def _record_link(f: Facts, display: SourceDisplay) -> str | None:
+    """The record's URL from the source's template, each value URL-quoted; None if unknown."""
+    if display.record_url is None:
+        return None
+    values = {
+        "sequence_id": f.sequence_id, "contact_id": f.contact_id,
+        "enrollment_id": f.enrollment_id,
+    }  # fmt: skip
+    try:
+        url = display.record_url.format_map(
+            {k: quote(v, safe="") for k, v in values.items() if v is not None}
+        )
+    except (KeyError, ValueError, IndexError):
+        return None  # the template needs a value this event does not have
+    return url if not any(c in url for c in "|<> ") else None
+
+
+def _when(moment: datetime | None) -> str | None:
+    """Slack shows the reader's local time; the fallback is UTC."""
+    if moment is None:
+        return None
+    fallback = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _enrollment_text(f: Facts, display: SourceDisplay, source: str) -> str:
+    who = escape(f.who)
+    link = _record_link(f, display)
+    first = [f"<{link}|{who}>" if link else f"*{who}*", escape(f.what)]
+    details = [escape(x) for x in (f.email if f.contact_name else None, f.company) if x]
+    context = [escape(f.sequence)]
+    if f.step is not None and f.event_type != "enrollment.step_advanced":
+        context.append(f"step {f.step}")
+    context.append(escape(source))
+    line = " ".join(first) + (f" ({', '.join(details)})" if details else "")
+    return line + "\n" + " · ".join(context)
+
+
+def _health_text(f: Facts, source: str) -> str:
+    line = f"*{escape(source)}* {escape(f.what)}"
+    if f.failures and f.event_type == "source.failing":
+        line += f" after {plural(f.failures, 'failed poll')} in a row"
+    if f.error:
+        line += f"\n> {escape(f.error)}"
+    return line
+
+
+def _section_text(document: Mapping[str, Any], displays: Mapping[str, SourceDisplay]) -> str:
+    f = facts(document)
+    display = displays.get(f.source or "", SourceDisplay())
+    source = display.label or f.source or "unknown source"
     emoji, label = _label(_type_of(document))
-    return clip(f"{emoji} *{label}* {escape(describe(document))}", SECTION_LIMIT)
+    match f.kind:
+        case "enrollment":
+            body = _enrollment_text(f, display, source)
+        case "health":
+            body = _health_text(f, source)
+        case "test":
+            body = (
+                f"seqwatch check --send-test reached destination "
+                f"*{escape(f.destination or 'unknown')}*. Consumers can ignore this event."
+            )
+        case _:
+            body = escape(describe(document, label=display.label))
+    when = _when(f.detected_at)
+    text = f"{emoji} *{label}* · {body}" + (f" · {when}" if when else "")
+    return clip(text, SECTION_LIMIT)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -86,30 +166,42 @@ def _counts(documents: Sequence[Mapping[str, Any]]) -> str:
     return " · ".join(f"*{_label(t)[1]}*: {n}" for t, n in counted)
 
 
-def build_message(documents: Sequence[Mapping[str, Any]], *, max_lines: int) -> dict[str, Any]:
+def build_message(
+    documents: Sequence[Mapping[str, Any]],
+    *,
+    max_lines: int,
+    displays: Mapping[str, SourceDisplay] | None = None,
+) -> dict[str, Any]:
     """{"text": fallback, "blocks": [...]}: one section per event, or a digest for bursts."""
+    displays = displays or {}
     total = len(documents)
     if total == 0:
         return {"text": "seqwatch: no events", "blocks": []}
     lines = min(max(max_lines, 1), LINES_CAP)
     if total == 1:
-        fallback = escape(describe(documents[0]))
+        source = facts(documents[0]).source or ""
+        fallback = describe(documents[0], label=displays.get(source, SourceDisplay()).label)
     else:
-        fallback = f"seqwatch: {total} events ({_counts(documents).replace('*', '')})"
+        plain = " · ".join(f"{_label(t)[1]}: {n}" for t, n in
+                           Counter(_type_of(d) for d in documents).most_common())  # fmt: skip
+        fallback = f"seqwatch: {total} events ({plain})"
+    fallback = clip(escape(fallback).replace(_ZWSP, ""), FALLBACK_LIMIT)
     if total <= lines:
-        blocks = [_section(_line(d)) for d in documents]
-        return {"text": clip(fallback, FALLBACK_LIMIT), "blocks": blocks}
+        blocks = [_section(_section_text(d, displays)) for d in documents]
+        return {"text": fallback, "blocks": blocks}
     title = f"seqwatch: {total} events"
-    sources = {_source_of(d) for d in documents}
+    sources = {facts(d).source or "" for d in documents}
     if len(sources) == 1 and (only := sources.pop()):
-        title += f" from {only}"
+        title += f" from {displays.get(only, SourceDisplay()).label or only}"
+    else:
+        title += f" from {len(sources)} sources"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(title, HEADER_LIMIT)}},
         _section(_counts(documents)),
-        *(_section(_line(d)) for d in documents[:lines]),
+        *(_section(_section_text(d, displays)) for d in documents[:lines]),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"+{total - lines} more"}]},
     ]
-    return {"text": clip(fallback, FALLBACK_LIMIT), "blocks": blocks}
+    return {"text": fallback, "blocks": blocks}
 
 
 def slack_error_code(body: bytes) -> str:
@@ -122,9 +214,8 @@ class SlackNotifier:
     """Posts one Block Kit message per batch to a Slack incoming webhook."""
 
     __slots__ = (
-        "_client", "_clock", "_last_post", "_max_lines", "_min_interval", "_monotonic", "_name",
-        "_pacer",
-        "_sleep", "_url",
+        "_client", "_clock", "_displays", "_last_post", "_max_lines", "_min_interval",
+        "_monotonic", "_name", "_pacer", "_sleep", "_url",
     )  # fmt: skip
 
     def __init__(
@@ -140,8 +231,10 @@ class SlackNotifier:
         pacer: Pacer | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        displays: Mapping[str, SourceDisplay] | None = None,
     ) -> None:
         self._name = name
+        self._displays = dict(displays or {})
         # Slack allows about one message per second per incoming webhook.
         self._min_interval = min_interval
         self._monotonic = monotonic
@@ -158,7 +251,7 @@ class SlackNotifier:
 
     @property
     def max_batch(self) -> int:
-        return 50
+        return DIGEST_MAX_EVENTS
 
     def _document(self, event: OutboundEvent) -> Mapping[str, Any]:
         try:
@@ -174,7 +267,10 @@ class SlackNotifier:
     async def send(self, events: Sequence[OutboundEvent]) -> None:
         if not events:
             return
-        message = build_message([self._document(e) for e in events], max_lines=self._max_lines)
+        message = build_message(
+            [self._document(e) for e in events], max_lines=self._max_lines,
+            displays=self._displays,
+        )  # fmt: skip
         if self._pacer is not None:
             await self._pacer.acquire()
         elif self._last_post is not None:

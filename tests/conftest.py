@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from tests import _event_schema
 from worker.embedded_redis import EmbeddedRedis
 from worker.redis_conn import connect
 
@@ -36,3 +37,12 @@ async def store(redis_url: str) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def events_match_the_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fails any test in which seqwatch produced an event `seqwatch schema` rejects."""
+    problems: list[str] = []
+    _event_schema.install(monkeypatch, problems)
+    yield
+    assert not problems, f"{len(problems)} event(s) do not match the schema: {problems[:3]}"

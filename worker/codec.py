@@ -1,8 +1,9 @@
 """Compact encoding of one stored enrollment: the few fields the diff needs, nothing more.
 
 Layout (fields joined by \\x1f): status letter, three flag letters (replied, bounced,
-opted_out: t/f/n), step, step_id, raw_status, history, and sequence id + contact id only when
-they cannot be read back from the enrollment id.
+opted_out: t/f/n), step, step_id, raw_status, history, sequence id + contact id only when they
+cannot be read back from the enrollment id, and the contact's type only where the provider has
+one (Zendesk Sell's lead/contact), so an absence-based event still says it.
 
 History is "" or "<life>.<rev>" followed by optional marks, each ".<letter>[value]":
 `m<n>` absent from the last n complete listings (`m` alone = 1), `g` gone (a tombstone: removed
@@ -54,6 +55,7 @@ class Stored:
     state: State
     sequence_id: str | None = None
     contact_id: str | None = None
+    contact_type: str | None = None
     life: int = 0
     rev: int = 0
     missed: int = 0
@@ -87,6 +89,7 @@ def encode(
     enrollment_id: str,
     sequence_id: str | None,
     contact_id: str | None,
+    contact_type: str | None = None,
     life: int = 0,
     rev: int = 0,
     missed: int = 0,
@@ -106,8 +109,10 @@ def encode(
         marks += ".f" + "".join(hidden)
     history = f"{life}.{rev}{marks}" if life or rev or marks else ""
     parts = [encode_state(state), history]
-    if enrollment_id.partition(":") != (sequence_id, ":", contact_id):
+    if contact_type or enrollment_id.partition(":") != (sequence_id, ":", contact_id):
         parts += [_clean(sequence_id), _clean(contact_id)]
+    if contact_type:
+        parts.append(_clean(contact_type))
     return SEP.join(parts)
 
 
@@ -156,6 +161,7 @@ def decode(value: str, *, enrollment_id: str) -> Stored:
         state=state,
         sequence_id=sequence_id,
         contact_id=contact_id,
+        contact_type=(parts[7] or None) if len(parts) >= 8 else None,
         life=int(life or 0),
         rev=int(rev or 0),
         missed=missed,

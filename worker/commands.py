@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,15 +14,14 @@ import orjson
 
 from notifiers.base import OutboundEvent
 from worker.deps import Deps
-from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryError, SourceError
-from worker.events import Event, EventType, event_id
+from worker.events import event_id, format_timestamp, matches_any
 from worker.outbox import DeadLetter, Outbox
 from worker.pipeline import LeaseBusy, PollResult
 from worker.redaction import scrub
 from worker.service import run_deliver, run_poll
 from worker.state import StateStore
-from worker.status import SourceStatus, destination_status, source_status
+from worker.wording import plural
 
 OK, FAILED = 0, 1
 POLL_CONCURRENCY = 8  # sources polled at once; each has its own provider quota
@@ -54,15 +55,15 @@ async def _poll_one(deps: Deps, name: str, limit: asyncio.Semaphore) -> tuple[bo
     notes = "".join(
         f", {note}"
         for note in (
-            result.quarantined and f"{result.quarantined} records quarantined",
+            result.quarantined and f"{plural(result.quarantined, 'record')} quarantined",
             result.removals_held and f"removals held ({result.removals_held} absent)",
             result.state_lost and f"STATE LOST ({result.state_lost})",
         )
         if note
     )
     return True, (
-        f"{name}: {kind}: {result.pages} pages, {result.enrollments} enrollments, "
-        f"{result.events} events{notes}"
+        f"{name}: {kind}: {plural(result.pages, 'page')}, "
+        f"{plural(result.enrollments, 'enrollment')}, {plural(result.events, 'event')}{notes}"
     )
 
 
@@ -83,70 +84,8 @@ async def deliver(deps: Deps, out: TextIO) -> int:
     return status
 
 
-def _ago(at: float | None) -> str:
-    if at is None:
-        return "never"
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _source_notes(s: SourceStatus) -> list[str]:
-    """Quarantine, held removals and state loss, one line each (SPEC §5, issue 9)."""
-    notes = []
-    if s.quarantined and s.quarantine_error:
-        q = s.quarantine_error
-        notes.append(
-            f"{s.quarantined} records quarantined; first: enrollment "
-            f"{q['enrollment_id'] or '(id unreadable)'}, field {q['field']!r}: {q['error']}"
-        )
-    if s.removals_held:
-        h = s.removals_held
-        notes.append(
-            f"REMOVALS HELD since {h['since']}: {h['absent']} of {h['tracked']} "
-            "enrollments absent (suspect listing; removed only if 3 listings in a row agree)"
-        )
-    if s.state_lost:
-        notes.append(f"STATE LOST at {s.state_lost['at']}: {s.state_lost['detail']}")
-    return notes
-
-
-async def status(deps: Deps, out: TextIO, *, as_json: bool) -> int:
-    now_ms = int(time.time() * 1000)
-    sources = [await source_status(deps.redis, name) for name in deps.sources]
-    destinations = [
-        await destination_status(deps.redis, name, sources=list(deps.sources), now_ms=now_ms)
-        for name in deps.destinations
-    ]
-    if as_json:
-        doc = {"sources": sources, "destinations": destinations}
-        out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return OK
-    print("sources:", file=out)
-    for s in sources:
-        if s.failing:
-            health = f"FAILING, {s.consecutive_failures} failed polls in a row"
-        elif s.consecutive_failures:
-            health = f"failed, {s.consecutive_failures} in a row"
-        else:
-            health = s.last_outcome or "never polled"
-        print(
-            f"  {s.name}: last poll {_ago(s.last_poll_at)} ({health}), "
-            f"{s.tracked} enrollments tracked, {s.events_total} events emitted",
-            file=out,
-        )
-        if s.last_error:
-            print(f"    last error: {s.last_error}", file=out)
-        for line in _source_notes(s):
-            print(f"    {line}", file=out)
-    print("destinations:", file=out)
-    for d in destinations:
-        print(
-            f"  {d.name}: {d.pending} pending, {d.failing} failing, {d.dead} dead-lettered, "
-            f"last success {_ago(d.last_success_at)}",
-            file=out,
-        )
-        if d.last_outcome == "failed":
-            print(f"    FAILING: {d.last_error}", file=out)
-    return OK
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def check(deps: Deps, out: TextIO, *, send_test: bool) -> int:
@@ -160,6 +99,7 @@ async def check(deps: Deps, out: TextIO, *, send_test: bool) -> int:
         except SourceError as exc:
             print(f"source {name}: FAILED: {exc}", file=out)
             status = FAILED
+    filters = {route.destination: route for route in deps.routes}
     for name, destination in deps.destinations.items():
         if not send_test:
             print(
@@ -167,33 +107,41 @@ async def check(deps: Deps, out: TextIO, *, send_test: bool) -> int:
             )
             continue
         try:
-            await destination.notifier.send([_test_event(name)])
-            print(f"destination {name}: test event delivered", file=out)
+            await destination.notifier.send([check_event(name, now=datetime.now(UTC))])
         except DeliveryError as exc:
             print(f"destination {name}: FAILED: {exc}", file=out)
             status = FAILED
+            continue
+        note = ""
+        route = filters.get(name)
+        if route is not None and not matches_any(TEST_EVENT_TYPE, route.events):
+            # --send-test checks every destination; its events filter applies to real events.
+            note = " (sent although its events filter does not select seqwatch.test)"
+        print(f"destination {name}: test event delivered{note}", file=out)
     return status
 
 
-def _test_event(destination: str) -> OutboundEvent:
-    now = datetime.now(UTC)
-    state = State(status=Status.ACTIVE, raw_status="test", step=1)
-    event = Event(
-        id=event_id(
-            source="seqwatch-check", enrollment_id="test", event_type="test",
-            change_key=f"{destination}|{now.isoformat()}",
-        ),
-        type=EventType.STATUS_CHANGED,
-        source="seqwatch-check",
-        provider="seqwatch",
-        enrollment_id="test:test",
-        sequence=SequenceRef(id="test", name="seqwatch test event"),
-        contact=Contact(id="test", name="seqwatch check"),
-        previous=state,
-        current=state,
-        detected_at=now,
+TEST_EVENT_TYPE = "seqwatch.test"
+
+
+def check_event(destination: str, *, now: datetime) -> OutboundEvent:
+    """A `seqwatch.test` document (never an enrollment.* type: consumers must not act on it)."""
+    stamp = format_timestamp(now)
+    event = event_id(
+        source="", enrollment_id="", event_type=TEST_EVENT_TYPE,
+        change_key=f"{destination}|{now.isoformat()}|{secrets.token_hex(8)}",
     )  # fmt: skip
-    return OutboundEvent(id=event.id, body=event.to_json())
+    document = {
+        "type": TEST_EVENT_TYPE,
+        "timestamp": stamp,
+        "data": {
+            "id": event,
+            "destination": destination,
+            "message": f"Test event from seqwatch check --send-test to {destination}.",
+            "detected_at": stamp,
+        },
+    }
+    return OutboundEvent(id=event, body=orjson.dumps(document))
 
 
 async def reset(deps: Deps, name: str, out: TextIO) -> int:
@@ -216,6 +164,7 @@ async def dead_letters(
     deps: Deps,
     out: TextIO,
     *,
+    err: TextIO = sys.stderr,
     action: str,
     destination: str | None,
     source: str | None,
@@ -230,15 +179,23 @@ async def dead_letters(
             if ids and letter.event_id not in ids:
                 continue
             letters.append((outbox, letter))
+    missing = sorted(set(ids) - {letter.event_id for _, letter in letters})
+    if missing:
+        print(
+            f"seqwatch: no dead letter {missing[0]!r} matches"
+            + (f" (and {plural(len(missing) - 1, 'other id')})" if len(missing) > 1 else ""),
+            file=err,
+        )
+        return FAILED
     if action == "list":
         for _, letter in letters:
             print(
                 f"{letter.event_id}  {letter.destination}  {letter.source}  {letter.event_type}  "
-                f"dead since {_ago(letter.dead_at_ms / 1000)} after {letter.attempts} attempts: "
-                f"{scrub(letter.error)}",
+                f"dead since {_iso(datetime.fromtimestamp(letter.dead_at_ms / 1000, UTC))} "
+                f"after {plural(letter.attempts, 'attempt')}: {scrub(letter.error)}",
                 file=out,
             )
-        print(f"{len(letters)} dead letters", file=out)
+        print(plural(len(letters), "dead letter"), file=out)
         return OK
     now_ms = int(time.time() * 1000)
     done = 0
@@ -248,7 +205,7 @@ async def dead_letters(
         else:
             done += await outbox.drop([letter.event_id])
     verb = "queued for redelivery" if action == "replay" else "dropped"
-    print(f"{done} dead letters {verb}", file=out)
+    print(f"{plural(done, 'dead letter')} {verb}", file=out)
     if action == "replay" and done:
         return await deliver_all(deps, out)
     return OK

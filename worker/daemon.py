@@ -12,6 +12,7 @@ import contextlib
 import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from arq.worker import Worker
@@ -19,8 +20,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings
-from worker.deps import open_deps
-from worker.jobs import JOB_COMPLETION_WAIT, build_worker, prune_stale_jobs
+from worker.deps import Deps, open_deps
+from worker.errors import SeqwatchError
+from worker.probes import Probes
+
+if TYPE_CHECKING:
+    from worker.metrics_http import MetricsServer
+from worker.jobs import JOB_COMPLETION_WAIT, TICK_SECONDS, build_worker, prune_stale_jobs
 
 log = structlog.get_logger("seqwatch.daemon")
 # What a lost or refused Redis connection surfaces as, from arq or from redis-py.
@@ -98,6 +104,23 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+async def _metrics_server(settings: Settings, deps: Deps, probes: Probes) -> MetricsServer | None:
+    if settings.metrics is None:
+        return None
+    from worker.metrics_http import MetricsServer  # prometheus_client only when asked for
+
+    server = MetricsServer(
+        redis=deps.redis, sources=list(deps.sources), destinations=list(deps.destinations),
+        probes=probes,
+    )  # fmt: skip
+    try:
+        await server.start(settings.metrics.host, settings.metrics.port)
+    except OSError as exc:  # taken port, unknown host: one line, exit 1
+        where = f"{settings.metrics.host}:{settings.metrics.port}"
+        raise SeqwatchError(f"metrics: cannot listen on {where} ({exc.strerror or exc})") from None
+    return server
+
+
 async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | None = None) -> None:
     """Run until SIGTERM/SIGINT; a Redis outage pauses the worker, never ends the process."""
     backoff = backoff or Backoff()
@@ -105,6 +128,13 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
     stop = asyncio.Event()
     outage = _Outage()
     current: Worker | None = None
+    # Ready while a worker runs and its scheduling tick keeps coming.
+    probes = Probes(stale_after_s=6 * TICK_SECONDS)
+    try:
+        metrics_server = await _metrics_server(settings, deps, probes)
+    except SeqwatchError:
+        await deps.aclose()
+        raise
 
     def on_signal(signum: signal.Signals) -> None:
         stop.set()  # no worker is started after this one
@@ -114,6 +144,7 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
 
     async def started() -> None:
         outage.recovered()
+        probes.worker_running = True
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -121,7 +152,10 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
     pruner = asyncio.create_task(_prune_forever(deps.redis))
     try:
         while not stop.is_set():
-            current = build_worker(settings, redis_url=redis_url, deps=deps, on_started=started)
+            current = build_worker(
+                settings, redis_url=redis_url, deps=deps, on_started=started,
+                on_tick=probes.scheduled,
+            )  # fmt: skip
             try:
                 await current.async_run()
             except asyncio.CancelledError:
@@ -129,6 +163,7 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
             except REDIS_DOWN as exc:
                 outage.failed(exc, retry_in=backoff.delay(outage.failures + 1))
             finally:
+                probes.worker_running = False
                 await _close(current)
             if not stop.is_set():
                 await _wait(stop, backoff.delay(outage.failures))
@@ -138,5 +173,7 @@ async def run_daemon(settings: Settings, *, redis_url: str, backoff: Backoff | N
             await pruner
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if metrics_server is not None:
+            await metrics_server.close()
         await deps.aclose()
         log.info("worker_stopped")

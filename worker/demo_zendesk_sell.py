@@ -11,10 +11,26 @@ from worker.fakes.zendesk_sell import ZendeskSellWorld
 SEQUENCE = 21124
 _LEADS = {5001: 1988695232, 5002: 1988695233, 5003: 1988695234}  # enrollment id -> lead id
 _NEW_ENROLLMENT, _NEW_LEAD = 5004, 1988695235
+# lead id -> (first name, last name, organisation): events show these, looked up from Sell
+_PEOPLE = {
+    1988695232: ("Mark", "Johnson", "Design Services Company"),
+    1988695233: ("Ana", "Silva", "Northwind"),
+    1988695234: ("Kuba", "Tutaj", "Base CRM"),
+    1988695235: ("Lena", "Berg", "Fjord Analytics"),
+}
 
 
 def populate_zendesk_sell(world: ZendeskSellWorld) -> None:
     world.add_sequence("Trial nurture", steps=4, sequence_id=SEQUENCE)
+    for lead_id, (first, last, company) in _PEOPLE.items():
+        email = f"{first.lower()}.{last.lower()}@example.com"
+        world.add_lead(
+            first_name=first,
+            last_name=last,
+            email=email,
+            organization_name=company,
+            lead_id=lead_id,
+        )
     for enrollment_id, lead_id in _LEADS.items():
         world.enroll(SEQUENCE, resource_id=lead_id, enrollment_id=enrollment_id)
 

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from config.settings import DestinationSettings, Settings, SourceSettings
 from notifiers.registry import NotifierParams, build_notifier
+from notifiers.slack import SourceDisplay
+from worker import metrics
 from worker.deliver import DestinationRuntime
 from worker.normalize import NORMALIZERS
 from worker.outbox import Route
@@ -75,7 +77,10 @@ SLACK_QUOTA = Quota(requests=1, per_seconds=1)
 
 
 def _destination_runtime(
-    settings: DestinationSettings, stream: TextIO, redis: Redis
+    settings: DestinationSettings,
+    stream: TextIO,
+    redis: Redis,
+    displays: dict[str, SourceDisplay] | None = None,
 ) -> DestinationRuntime:
     notifier = build_notifier(
         NotifierParams(
@@ -87,6 +92,7 @@ def _destination_runtime(
             stream=stream,
             json_lines=settings.json_lines,
             pacer=SharedRateLimiter(redis, source=f"slack.{settings.name}", quotas=[SLACK_QUOTA]),
+            displays=displays or {},
         )
     )
     return DestinationRuntime(name=settings.name, notifier=notifier)
@@ -99,16 +105,20 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        event_hooks={"response": [metrics.on_provider_response]},
     )
     clients = [client]
     sources = {s.name: _source_runtime(s, client, redis) for s in settings.sources}
+    displays = {
+        s.name: SourceDisplay(label=s.label, record_url=s.record_url) for s in settings.sources
+    }
     return Deps(
         redis=redis,
         sources=sources,
         poll_intervals={s.name: s.poll_interval for s in settings.sources},
         failure_thresholds={s.name: s.failure_threshold for s in settings.sources},
         destinations={
-            d.name: _destination_runtime(d, stream or sys.stdout, redis)
+            d.name: _destination_runtime(d, stream or sys.stdout, redis, displays)
             for d in settings.destinations
         },
         routes=tuple(

@@ -59,9 +59,14 @@ class Contact:
     email: str | None = None
     name: str | None = None
     company: str | None = None
+    # Which kind of record the id names where a provider has several (Zendesk Sell lead/contact).
+    type: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email, "name": self.name, "company": self.company}
+        fields = {"id": self.id, "email": self.email, "name": self.name, "company": self.company}
+        if self.type is not None:
+            fields["type"] = self.type  # only where a provider has one: the SPEC keys stay
+        return fields
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

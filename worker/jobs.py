@@ -1,13 +1,20 @@
 """arq jobs (tick, poll, deliver) and the daemon's worker settings.
 
 The cron `tick` takes no arguments (arq cron jobs cannot): it fans out one poll job per due
-source and one delivery job per destination, with deterministic job ids so several workers
-sharing one Redis enqueue each job once. Jobs end quietly when Redis or the lease is lost: the
+source and one delivery job per destination. When a source is due is kept in Redis
+(keys.schedule): a worker claims a due source atomically and sets its next due time, one
+`poll_interval` later with a small jitter so sources started together spread out; a starting
+worker makes every source due at once. Delivery jobs have deterministic ids, so several
+workers sharing one Redis enqueue each once. Jobs end quietly when Redis or the lease is lost: the
 daemon (worker/daemon.py) reports the outage once, and the next slot's job does the work.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings
+from worker import keys
 from worker.deps import Deps
 from worker.errors import LeaseLost, SourceError, SourceRejected, StoreError
 from worker.pipeline import LeaseBusy
@@ -52,6 +60,29 @@ async def prune_stale_jobs(redis: Redis, *, now: float) -> int:
     return dropped
 
 
+JITTER_FRACTION = 0.1
+JITTER_CAP_S = 30.0
+# Claims a due source: sets its next due time only if it is due now (or never scheduled).
+_CLAIM = """
+local due = redis.call('HGET', KEYS[1], ARGV[1])
+if due and tonumber(due) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+
+def next_due(*, now: float, interval: float, rng: random.Random) -> float:
+    """One interval from now, give or take 10% (at most 30 s): many sources spread out."""
+    spread = min(interval * JITTER_FRACTION, JITTER_CAP_S)
+    return now + interval + rng.uniform(-spread, spread)
+
+
+async def make_all_due(redis: Redis, sources: list[str]) -> None:
+    """A starting worker polls every source now rather than waiting for its next slot."""
+    if sources:
+        await redis.hset(keys.schedule(), mapping=dict.fromkeys(sources, "0"))  # type: ignore[misc]
+
+
 async def tick(ctx: dict[str, Any]) -> None:
     deps = _deps(ctx)
     now = time.time()
@@ -60,14 +91,22 @@ async def tick(ctx: dict[str, Any]) -> None:
         await _enqueue_due(ctx, deps, now=now)
     except RedisError as exc:
         log.warning("tick_skipped", error=type(exc).__name__)
+        return
+    on_tick: Callable[[], None] | None = ctx.get("on_tick")
+    if on_tick is not None:
+        on_tick()
 
 
 async def _enqueue_due(ctx: dict[str, Any], deps: Deps, *, now: float) -> None:
+    rng: random.Random = ctx.setdefault("rng", random.Random())
+    redis = ctx["redis"]
     for name, interval in deps.poll_intervals.items():
-        slot = int(now // interval)
-        await ctx["redis"].enqueue_job(
-            "poll", name, _job_id=f"poll:{name}:{slot}", _queue_name=QUEUE
-        )
+        due = next_due(now=now, interval=interval, rng=rng)
+        claimed = await redis.eval(_CLAIM, 1, keys.schedule(), name, repr(now), repr(due))
+        if claimed:
+            await redis.enqueue_job(
+                "poll", name, _job_id=f"poll:{name}:{int(now * 1000)}", _queue_name=QUEUE
+            )
     slot = int(now // TICK_SECONDS)
     for name in deps.destinations:
         await ctx["redis"].enqueue_job(
@@ -115,11 +154,13 @@ def build_worker(
     redis_url: str,
     deps: Deps,
     on_started: Callable[[], Awaitable[None]] | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> Worker:
     """An arq worker on `deps`, for worker/daemon.py: the daemon owns `deps` (they outlive the
     worker across Redis outages) and the signal handlers (they must work between workers too)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
+        await make_all_due(ctx["redis"], [s.name for s in settings.sources])
         if on_started is not None:
             await on_started()
         log.info(
@@ -129,16 +170,14 @@ def build_worker(
     redis_settings = RedisSettings.from_dsn(redis_url)
     redis_settings.conn_retries = 0  # the daemon backs off and logs; arq would retry noisily
     return Worker(
-        # A poll's job id names its interval slot; the result must outlive the slot or a later
-        # tick in the same slot would enqueue the poll again.
         functions=[
-            func(poll, keep_result=max(s.poll_interval for s in settings.sources) + 60),
+            func(poll, keep_result=60),
             func(deliver, keep_result=60),
         ],
         cron_jobs=[cron(tick, second=set(range(0, 60, TICK_SECONDS)), run_at_startup=True)],
         redis_settings=redis_settings,
         queue_name=QUEUE,
-        ctx={"deps": deps},
+        ctx={"deps": deps, "on_tick": on_tick},
         on_startup=startup,
         max_tries=RETRY_TRIES,
         job_timeout=3600,
@@ -146,4 +185,15 @@ def build_worker(
         handle_signals=False,
         job_completion_wait=JOB_COMPLETION_WAIT,
         log_results=False,
+        # Per worker: arq's shared key would be deleted by whichever worker stops first.
+        health_check_key=keys.worker_health(worker_id()),
+        health_check_interval=HEALTH_EVERY_S,
     )
+
+
+HEALTH_EVERY_S = 10
+
+
+def worker_id() -> str:
+    """host-pid-random: unique per worker, readable in `status`."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"

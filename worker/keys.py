@@ -55,6 +55,12 @@ def rate_window(source: str, window: int) -> str:
     return f"{_tag(source)}:rate:{window}"
 
 
+def contact(source: str, contact_type: str, contact_id: str) -> str:
+    """Looked-up contact fields of one provider record; the type keeps a lead and a contact
+    with the same id apart."""
+    return f"{_tag(source)}:contact:{contact_type}:{contact_id}"
+
+
 def events(source: str) -> str:
     """Event documents by id, kept until every destination is done with them."""
     return f"{_tag(source)}:events"
@@ -95,3 +101,22 @@ def destination_health(destination: str) -> str:
 def state_pattern(source: str) -> str:
     """SCAN pattern matching every state bucket of a source."""
     return f"{_tag(source)}:state:*"
+
+
+def progress(source: str) -> str:
+    """The running listing's progress (pages, enrollments, started_at), for `status`."""
+    return f"{_tag(source)}:progress"
+
+
+def schedule() -> str:
+    """When each source's next poll is due: hash of source name -> unix seconds."""
+    return f"{PREFIX}:schedule"
+
+
+WORKER_HEALTH_PREFIX = f"{PREFIX}:queue:health-check:"
+
+
+def worker_health(worker_id: str) -> str:
+    """One arq health key per worker (expires unless renewed), so a stopping worker deletes
+    only its own."""
+    return WORKER_HEALTH_PREFIX + worker_id

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from worker import codec, continuity, keys, lease, notices
 from worker.batch import Batch
+from worker.contacts import with_contacts
 from worker.continuity import SourceMemory
 from worker.diff import Marks, transitions
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
@@ -188,6 +189,10 @@ class _Poll:
     async def page(self, page: RawPage) -> None:
         current = self._normalize(page)
         stored = await self.store.load(current)
+        if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
+            current = await with_contacts(
+                self.redis, self.rt.source, name=self.rt.name, current=current, stored=stored
+            )
         batch = Batch()
         self.quarantine.settle(batch, normalized=current)
         events_before = self.result.events
@@ -216,6 +221,7 @@ class _Poll:
                     enrollment_id=enrollment_id,
                     sequence_id=enrollment.sequence.id,
                     contact_id=enrollment.contact.id,
+                    contact_type=enrollment.contact.type,
                     life=life.number,
                     rev=rev,
                     high_step=marks.high_step,
@@ -308,6 +314,7 @@ class _Poll:
                     enrollment_id=enrollment_id,
                     sequence_id=stored.sequence_id,
                     contact_id=stored.contact_id,
+                    contact_type=stored.contact_type,
                     life=stored.life,
                     rev=stored.rev + 1 if tombstone else stored.rev,
                     missed=0 if tombstone else missed,
@@ -326,7 +333,7 @@ class _Poll:
                 event_type=EventType.REMOVED,
                 enrollment_id=enrollment_id,
                 sequence=SequenceRef(id=stored.sequence_id or ""),
-                contact=Contact(id=stored.contact_id),
+                contact=Contact(id=stored.contact_id, type=stored.contact_type),
                 previous=stored.state,
                 current=None,
                 change_key=(

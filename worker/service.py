@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from worker import continuity
+from worker import continuity, metrics, progress
 from worker.deliver import DeliveryResult, deliver_destination
 from worker.deps import Deps
+from worker.digest import deliver_digest
 from worker.errors import SourceError
 from worker.events import HealthType
 from worker.health import record_outcome
@@ -37,6 +38,7 @@ async def _health(deps: Deps, name: str, *, error: str | None, now: datetime) ->
     )
     if notice is None:
         return
+    metrics.event_emitted(name, notice.type.value)
     if notice.type is HealthType.FAILING:
         log.error(
             "source_failing", source=name, consecutive_failures=notice.consecutive_failures,
@@ -50,9 +52,15 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
     """Poll one source and write its canonical log line; SourceError/LeaseBusy propagate."""
     runtime = deps.sources[name]
     started = time.monotonic()
+    tracker = progress.Progress(source=name, started_at=time.time())
+    token = metrics.polling_source.set(name)
     try:
-        result = await poll_source(deps.redis, runtime, routes=deps.routes, now=now)
+        result = await poll_source(
+            deps.redis, progress.tracked(runtime, deps.redis, tracker), routes=deps.routes, now=now
+        )
     except SourceError as exc:
+        await progress.clear(deps.redis, tracker)
+        metrics.poll_finished(name, ok=False, seconds=time.monotonic() - started)
         await record_poll(deps.redis, source=name, ok=False, at=time.time(), error=str(exc))
         log.warning(
             "poll",
@@ -65,6 +73,16 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         )
         await _health(deps, name, error=str(exc), now=now())
         raise
+    finally:
+        metrics.polling_source.reset(token)
+    await progress.clear(deps.redis, tracker)
+    metrics.poll_finished(
+        name,
+        ok=True,
+        seconds=time.monotonic() - started,
+        events=result.by_type,
+        quarantined=getattr(result, "quarantined", 0),  # counted once the pipeline reports it
+    )
     await record_poll(deps.redis, source=name, ok=True, at=time.time())
     await _health(deps, name, error=None, now=now())
     log.info(
@@ -106,8 +124,12 @@ async def check_continuity(deps: Deps, *, now: Callable[[], datetime] = utc_now)
 async def run_deliver(
     deps: Deps, name: str, *, clock: Callable[[], float] = time.time
 ) -> DeliveryResult:
-    result = await deliver_destination(
-        deps.redis, deps.destinations[name], sources=list(deps.sources), clock=clock
+    destination = deps.destinations[name]
+    # A notifier that takes many events per send (Slack) gets one digest across sources.
+    deliver = deliver_digest if destination.notifier.max_batch > 1 else deliver_destination
+    result = await deliver(deps.redis, destination, sources=list(deps.sources), clock=clock)
+    metrics.deliveries_settled(
+        name, delivered=result.delivered, retrying=result.retrying, dead=result.dead
     )
     if result.delivered or result.failed:
         log.info(

@@ -1,7 +1,14 @@
-"""Poll outcome bookkeeping per source, and the status report (SPEC §4 `status`)."""
+"""Poll outcome bookkeeping per source, and what `status` reports (SPEC §4).
+
+Status values are plain frozen dataclasses: times are `datetime` (UTC) or None, counts are ints,
+health is the boolean `failing` for sources and destinations alike. `--json` is the dataclass
+as it is (orjson writes datetimes as ISO 8601), so a new field is one line here and one in the
+reader that fills it.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,10 +17,16 @@ from redis.asyncio import Redis
 
 from worker import keys
 from worker.continuity import REASONS
-from worker.outbox import Outbox
+from worker.outbox import Attempts, Outbox
 from worker.quarantine import first_error
 from worker.redaction import scrub, scrub_optional
 from worker.redis_io import awaited
+
+# A destination is failing after this many failed attempts in a row (SPEC §7).
+DESTINATION_FAILURES = 3
+# Past this many retrying events, `status` does not read every attempt count: a destination
+# whose last round failed is then taken to be failing.
+ATTEMPTS_READ_LIMIT = 1000
 
 
 async def record_poll(
@@ -33,17 +46,30 @@ async def record_poll(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PollProgress:
+    """A listing running now (its worker holds the source's lease)."""
+
+    started_at: datetime
+    elapsed_seconds: float
+    pages: int
+    enrollments: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SourceStatus:
     name: str
-    last_poll_at: float | None
+    failing: bool
+    last_poll_at: datetime | None
     last_outcome: str | None
+    last_success_at: datetime | None
     last_error: str | None
     consecutive_failures: int
     tracked: int
     events_total: int
     baseline_done: bool
-    failing: bool = False
-    # Records the last listing quarantined, and the first one's error (enrollment_id, field,
+    next_poll_due_at: datetime | None = None
+    poll_in_progress: PollProgress | None = None
+    # Records quarantined now, and the latest listing's first error (enrollment_id, field,
     # error); a suspect mass removal being held; a detected loss of stored state.
     quarantined: int = 0
     quarantine_error: dict[str, str | None] | None = None
@@ -54,37 +80,68 @@ class SourceStatus:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DestinationStatus:
     name: str
-    pending: int
-    failing: int
+    failing: bool
+    pending: int  # waiting: due now or retrying later
+    retrying: int  # of those, events that failed at least once
     dead: int
     last_outcome: str | None
-    last_success_at: float | None
+    last_success_at: datetime | None
     last_error: str | None = None
 
 
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStatus:
+    """A `seqwatch run` worker whose health key is fresh (renewed every 10 s)."""
+
+    id: str
+    health: str
 
 
-async def source_status(redis: Redis, name: str) -> SourceStatus:
-    fields = (
-        "last_poll_at", "last_outcome", "last_error", "consecutive_failures",
-        "tracked", "events_total", "baseline", "health", "quarantined", "quarantine_first",
-        "removals_held", "state_lost",
-    )  # fmt: skip
-    values = dict(
-        zip(fields, await awaited(redis.hmget(keys.meta(name), list(fields))), strict=True)
-    )
+def moment(value: str | float | None) -> datetime | None:
+    """Unix seconds (as stored) -> aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+_SOURCE_FIELDS = (
+    "last_poll_at", "last_outcome", "last_ok_at", "last_error", "consecutive_failures",
+    "tracked", "events_total", "baseline", "health", "quarantined", "quarantine_first",
+    "removals_held", "state_lost",
+)  # fmt: skip
+
+
+async def source_status(redis: Redis, name: str, *, now: float | None = None) -> SourceStatus:
+    now = time.time() if now is None else now
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.meta(name), list(_SOURCE_FIELDS))
+        pipe.hget(keys.schedule(), name)
+        pipe.hgetall(keys.progress(name))
+        pipe.exists(keys.lease(name))
+        meta, due, running, leased = await pipe.execute()
+    values = dict(zip(_SOURCE_FIELDS, meta, strict=True))
+    progress = None
+    if running and leased:  # a crashed poll's progress stays behind; its lease does not
+        started = float(running["started_at"])
+        progress = PollProgress(
+            started_at=datetime.fromtimestamp(started, UTC),
+            elapsed_seconds=round(max(0.0, now - started), 1),
+            pages=int(running.get("pages", 0)),
+            enrollments=int(running.get("enrollments", 0)),
+        )
     return SourceStatus(
         name=name,
-        last_poll_at=_float(values["last_poll_at"]),
+        failing=values["health"] == "failing",
+        last_poll_at=moment(values["last_poll_at"]),
         last_outcome=values["last_outcome"],
+        last_success_at=moment(values["last_ok_at"]),
         last_error=scrub_optional(values["last_error"]),
         consecutive_failures=int(values["consecutive_failures"] or 0),
         tracked=int(values["tracked"] or 0),
         events_total=int(values["events_total"] or 0),
         baseline_done=values["baseline"] == "1",
-        failing=values["health"] == "failing",
+        next_poll_due_at=moment(due) if due and float(due) > 0 else None,
+        poll_in_progress=progress,
         quarantined=int(values["quarantined"] or 0),
         quarantine_error=first_error(values["quarantine_first"]),
         removals_held=_held(values["removals_held"]),
@@ -112,26 +169,53 @@ def _lost(raw: str | None) -> dict[str, str] | None:
     return {"reason": reason, "detail": REASONS.get(reason, reason), "at": _iso(at)}
 
 
+async def _most_attempts(redis: Redis, key: str) -> int:
+    values: list[str] = await awaited(redis.hvals(key))
+    return max((a.count for a in map(Attempts.decode, values) if a is not None), default=0)
+
+
 async def destination_status(
     redis: Redis, name: str, *, sources: Sequence[str], now_ms: int
 ) -> DestinationStatus:
-    pending = failing = dead = 0
-    for source in sources:
-        counts = await Outbox(redis, source=source, destination=name).counts(now_ms=now_ms)
-        pending += counts["pending"]
-        failing += counts["failing"]
-        dead += counts["dead"]
+    """Failing after DESTINATION_FAILURES failed attempts of one event, or a dead letter since
+    the last success; it recovers once the cause is gone (delivered, dropped or replayed)."""
     health: list[str | None] = await awaited(
         redis.hmget(
             keys.destination_health(name), ["last_outcome", "last_success_at", "last_error"]
         )
     )
+    last_outcome, last_success = health[0], float(health[1] or 0)
+    pending = retrying = dead = 0
+    failing = False
+    for source in sources:
+        counts = await Outbox(redis, source=source, destination=name).counts(now_ms=now_ms)
+        pending += counts["pending"]
+        retrying += counts["failing"]
+        dead += counts["dead"]
+        if counts["dead"] and not failing:
+            newest = await awaited(redis.zrevrange(keys.dead(source, name), 0, 0, withscores=True))
+            failing = bool(newest) and newest[0][1] / 1000 > last_success
+        if counts["failing"] and not failing and last_outcome == "failed":
+            failing = counts["failing"] > ATTEMPTS_READ_LIMIT or (
+                await _most_attempts(redis, keys.attempts(source, name)) >= DESTINATION_FAILURES
+            )
     return DestinationStatus(
         name=name,
-        pending=pending,
         failing=failing,
+        pending=pending,
+        retrying=retrying,
         dead=dead,
-        last_outcome=health[0],
-        last_success_at=_float(health[1]),
-        last_error=scrub_optional(health[2]),
+        last_outcome=last_outcome,
+        last_success_at=moment(health[1]),
+        last_error=scrub_optional(health[2]) if last_outcome == "failed" else None,
     )
+
+
+async def workers(redis: Redis) -> list[WorkerStatus]:
+    found: list[WorkerStatus] = []
+    async for key in redis.scan_iter(match=keys.WORKER_HEALTH_PREFIX + "*", count=100):
+        health = await redis.get(key)
+        if health is not None:  # expired between SCAN and GET: not running
+            worker_id = key.removeprefix(keys.WORKER_HEALTH_PREFIX)
+            found.append(WorkerStatus(id=worker_id, health=health))
+    return sorted(found, key=lambda w: w.id)

@@ -26,14 +26,16 @@ class ZendeskSellHarness:
     listing_path = "/v2/sequence_enrollments"
     bad_field = "state"
 
-    def __init__(self) -> None:
+    def __init__(self, *, links: bool = False) -> None:
+        """`links`: whether listings carry `meta.links` (the official fixture has none)."""
         from tests.contract import providers  # lazy: see the module docstring
 
         self._key = providers.API_KEY
         self._page_size = providers.PAGE_SIZE
         self.world = ZendeskSellWorld()
         self.faults = FaultPlan()
-        self.server = FakeServer(ZendeskSellApp(self.world, api_key=self._key, faults=self.faults))
+        app = ZendeskSellApp(self.world, api_key=self._key, faults=self.faults, links=links)
+        self.server = FakeServer(app)
         self.http = httpx.AsyncClient(timeout=1.0)
         self.sequence = self.world.add_sequence("Contract sequence", steps=5)
 
@@ -85,3 +87,10 @@ class ZendeskSellHarness:
 
     def set_raw_status(self, enrollment_id: str, value: str) -> None:
         self.world.set_state(int(enrollment_id), value)
+
+
+class ZendeskSellLinksHarness(ZendeskSellHarness):
+    """The same contract where Sell sends `meta.links` (README §1.9's example does)."""
+
+    def __init__(self) -> None:
+        super().__init__(links=True)

@@ -12,7 +12,7 @@ from typing import Protocol
 import httpx
 
 from tests.contract.provider_whippy import WhippyHarness
-from tests.contract.provider_zendesk_sell import ZendeskSellHarness
+from tests.contract.provider_zendesk_sell import ZendeskSellHarness, ZendeskSellLinksHarness
 from worker.fakes.faults import FaultPlan
 from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
 from worker.fakes.server import FakeServer
@@ -231,4 +231,5 @@ HARNESSES: dict[str, Callable[[], ProviderHarness]] = {
     "unify": UnifyHarness,
     "whippy": WhippyHarness,
     "zendesk_sell": ZendeskSellHarness,
+    "zendesk_sell_links": ZendeskSellLinksHarness,
 }

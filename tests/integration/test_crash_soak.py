@@ -96,6 +96,14 @@ def test_sigkill_soak_delivers_every_change_under_one_id(
     kills: Counter[str] = Counter()
     log: list[str] = []
     try:
+        # Baselines first, so every kill below lands in a world that changes: on a busy
+        # machine a daemon living 0.3-4 s may never finish one, and the soak would check nothing.
+        warmup = daemons.spawn("warmup")
+        assert wait_until(lambda: baselines_done(sync_redis), timeout=SETTLE_TIMEOUT, every=0.2), (
+            warmup.output[-3000:]
+        )
+        warmup.kill()
+        expire_now(sync_redis)
         for i in range(ITERATIONS):
             daemon = daemons.spawn()
             lifetime = world.rng.uniform(*LIFETIME)

@@ -6,6 +6,7 @@ in a fake world should reach the signed receiver within a couple of ticks.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -174,7 +175,7 @@ def test_two_daemons_on_one_redis_deliver_each_change_exactly_once(
     wait_for_baselines(sync_redis, [first, second])
     assert fakes.hook.deliveries == []
 
-    for contact in (1, 2, 3):  # one page of one sequence: one Slack message for Reply.io
+    for contact in (1, 2, 3):  # with Unify's change, one burst: one Slack digest for both
         fakes.reply.advance_step(100, contact)
     fakes.unify_update("Omar Haddad", is_bounced=True)
     assert fakes.hook.wait_for(4, timeout=DELIVERY_TIMEOUT), [
@@ -189,7 +190,9 @@ def test_two_daemons_on_one_redis_deliver_each_change_exactly_once(
         [("enrollment.step_advanced", f"100:{n}") for n in (1, 2, 3)]
         + [("enrollment.bounced", fakes.unify_ids["Omar Haddad"])]
     )
-    assert len(fakes.slack.deliveries) == 2, [d.body for d in fakes.slack.deliveries]
+    assert len(fakes.slack.deliveries) == 1, [d.body for d in fakes.slack.deliveries]
+    [message] = [json.loads(d.body) for d in fakes.slack.deliveries]
+    assert len(message["blocks"]) == 4  # one section per event, both sources in one message
 
     for daemon in (first, second):
         code, took = daemon.terminate()

@@ -90,13 +90,13 @@ async def test_one_event_posts_one_section(receiver: Receiver, slack: SlackNotif
     assert receiver.requests[0].headers["user-agent"].startswith("seqwatch/")
 
 
-async def test_fifty_events_become_one_digest(receiver: Receiver, slack: SlackNotifier) -> None:
-    assert slack.max_batch == 50
-    await slack.send([_event(n) for n in range(50)])
+async def test_a_hundred_events_become_one_digest(receiver: Receiver, slack: SlackNotifier) -> None:
+    assert slack.max_batch == 100
+    await slack.send([_event(n) for n in range(100)])
     message, blocks = _posted_blocks(receiver)
-    assert len(blocks) == 13  # header, counts, 10 lines, "+40 more"
+    assert len(blocks) == 13  # header, counts, 10 lines, "+90 more"
     assert isinstance(blocks[0], HeaderBlock)
-    assert str(message["text"]).startswith("seqwatch: 50 events")
+    assert str(message["text"]).startswith("seqwatch: 100 events")
 
 
 async def test_no_events_posts_nothing(receiver: Receiver, slack: SlackNotifier) -> None:

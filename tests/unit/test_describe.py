@@ -205,7 +205,7 @@ async def test_registry_builds_each_type_and_hides_secrets() -> None:
     assert secret not in repr(webhook)
     assert url not in repr(slack)
     built = [build_notifier(p) for p in (webhook, slack, console)]
-    assert [n.max_batch for n in built] == [1, 50, 100]
+    assert [n.max_batch for n in built] == [1, 100, 100]
     assert all(secret not in repr(n) and url not in repr(n) for n in built)
     for notifier in built:
         await notifier.aclose()

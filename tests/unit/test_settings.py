@@ -123,7 +123,21 @@ WEBHOOK = '[[destinations]]\nname = "w"\ntype = "webhook"\nurl = "https://x.exam
 SHORT_SECRET = "whsec_" + base64.b64encode(b"short").decode()
 
 ERROR_CASES = [
-    ("[metrics]\n" + SOURCE, "metrics: unknown key"),
+    ("[metrics]\nlisten = 9464\n" + SOURCE, "metrics.listen: expected a string, got integer"),
+    (
+        '[metrics]\nlisten = "localhost"\n' + SOURCE,
+        "metrics.listen: expected host:port (e.g. 127.0.0.1:9464), got 'localhost'",
+    ),
+    ("[metrics]\nport = 1\n" + SOURCE, "metrics.port: unknown key"),
+    (
+        SOURCE + 'record_url = "https://x.example/{contact}"\n',
+        "sources[0].record_url: unknown placeholder {contact} (allowed: {contact_id} "
+        "{enrollment_id} {sequence_id})",
+    ),
+    (
+        SOURCE + 'record_url = "ftp://x.example/{contact_id}"\n',
+        "sources[0].record_url: expected an http:// or https:// URL template",
+    ),
     (SOURCE + "api_token = 1\n", "sources[0].api_token: unknown key (did you mean 'api_key'?)"),
     (
         SOURCE + '[[destinations]]\nname = "d"\nkind = "slack"\n',
@@ -339,9 +353,13 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
     assert settings.redis.data_dir == EXAMPLE.parent.resolve() / ".seqwatch"
     text = EXAMPLE.read_text()
     keys = {f.name for f in fields(SourceSettings)} | {"url", "data_dir", "type", "secret"}
-    keys |= {"events", "sources", "allow_private_network", "json_lines"}
+    keys |= {"events", "sources", "allow_private_network", "json_lines", "listen"}
     for key in keys:
         assert f"\n{key} = " in text, key
+    assert settings.metrics is not None
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 9464)
+    assert settings.sources[0].label == "Reply EMEA"
+    assert settings.sources[0].record_url is not None
     with pytest.raises(
         ConfigError, match=r"^redis\.url: environment variable REDIS_URL is not set$"
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,7 +57,9 @@ def test_one_event_is_one_section_with_a_readable_fallback() -> None:
     assert block.text is not None
     assert block.text.type == "mrkdwn"
     assert block.text.text == (
-        ":speech_balloon: *Replied* John Doe replied in Q4 outbound [reply-emea]"
+        ":speech_balloon: *Replied* · *John Doe* replied\n"
+        "Q4 outbound · step 1 · reply-emea · "
+        "<!date^1795352400^{date_short_pretty} {time}|2026-11-22 13:00 UTC>"
     )
     assert message["text"] == "John Doe replied in Q4 outbound [reply-emea]"
 
@@ -88,12 +91,12 @@ def test_a_burst_becomes_a_digest() -> None:
     assert message["text"] == "seqwatch: 50 events (Replied: 30 · Finished: 20)"
 
 
-def test_digest_header_omits_source_when_mixed() -> None:
+def test_digest_header_counts_sources_when_mixed() -> None:
     docs = [_doc(n=i, source="a" if i % 2 else "b") for i in range(12)]
     header = _valid_blocks(build_message(docs, max_lines=10))[0]
     assert isinstance(header, HeaderBlock)
     assert header.text is not None
-    assert header.text.text == "seqwatch: 12 events"
+    assert header.text.text == "seqwatch: 12 events from 2 sources"
 
 
 def test_huge_names_stay_within_every_limit() -> None:
@@ -129,8 +132,10 @@ def test_mrkdwn_control_characters_are_escaped() -> None:
     text = block.text.text
     assert "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;" in text
     assert "A&gt;B" in text
-    assert "<" not in text
-    assert ">" not in text
+    # The only markup left is ours: the bold label and Slack's date token.
+    ours = re.sub(r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>]*>$", "", text)
+    assert "<" not in ours
+    assert ">" not in ours
 
 
 @pytest.mark.parametrize(
@@ -149,6 +154,10 @@ def test_clip(text: str, limit: int, expected: str) -> None:
 
 def test_escape() -> None:
     assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
+    zw = "\u200b"
+    assert escape("*boss* _x_ ~y~ `z`") == "".join(
+        f"{zw}{c}{zw}" if c in "*_~`" else c for c in "*boss* _x_ ~y~ `z`"
+    )
 
 
 @pytest.mark.parametrize(

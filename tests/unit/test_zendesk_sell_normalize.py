@@ -76,7 +76,7 @@ def test_example_records() -> None:
     assert sell(FINISHED) == Enrollment(
         enrollment_id="92593",
         sequence=SequenceRef(id="21124", name="My sequence name"),
-        contact=Contact(id="1988695232", email=None, name=None, company=None),
+        contact=Contact(id="1988695232", email=None, name=None, company=None, type="lead"),
         state=State(
             status=Status.FINISHED,
             raw_status="finished",
@@ -92,7 +92,7 @@ def test_example_records() -> None:
     active = sell(ACTIVE)
     assert active.enrollment_id == "92594"
     assert active.state == State(status=Status.ACTIVE, raw_status="active", step=1)
-    assert active.contact == Contact(id="1988695233")
+    assert active.contact == Contact(id="1988695233", type="lead")
 
 
 def test_is_registered() -> None:

@@ -130,7 +130,10 @@ async def test_follows_next_page_links_to_the_end(
     # Records are unwrapped from their {data, meta} envelope; the nested sequence is not.
     assert pages[1].records[0]["id"] == 100
     assert pages[1].records[0]["sequence"]["data"]["id"] == 21124
-    assert params_of(route) == [{"page": "1", "per_page": "100"}, {"page": "2", "per_page": "100"}]
+    assert params_of(route) == [
+        {"page": "1", "per_page": "100", "sort_by": "id:asc"},
+        {"page": "2", "per_page": "100", "sort_by": "id:asc"},
+    ]
     assert route.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert route.calls.last.request.headers["User-Agent"]  # Sell answers 400 without one
 

@@ -94,12 +94,16 @@ class UnifyWorld:
         seed: int = 0,
         include_status: bool = True,
         include_enrolled_by_play: bool = True,
+        classification_categories: bool = True,
+        parent_changes_bump: bool = True,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self.include_status = include_status  # the older docs example has no `status`
         self.include_enrolled_by_play = include_enrolled_by_play
+        self.classification_categories = classification_categories
+        self.parent_changes_bump = parent_changes_bump
         self._sequences: dict[str, dict[str, Any]] = {}
         self._rows: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (creation seq, record)
         self._seq = 0
@@ -201,6 +205,38 @@ class UnifyWorld:
                 }
             self._bump(record, now)
 
+    def pause_sequence(self, sequence_id: str, *, paused: bool = True) -> None:
+        """Pause or resume a whole sequence: every enrollment's `sequence.is_paused` follows."""
+        with self._lock:
+            self._sequences[sequence_id]["is_paused"] = paused
+            self._sequences[sequence_id]["updated_at"] = self.now()
+            changes = {"is_paused": paused}
+            self._parent_changed(lambda r: r["sequence"]["id"] == sequence_id, "sequence", changes)
+
+    def set_mailbox(
+        self,
+        mailbox_email: str,
+        *,
+        is_paused: bool | None = None,
+        is_unauthorized: bool | None = None,
+    ) -> None:
+        """Pause a sending mailbox or lose its authorization, for every enrollment using it."""
+        given = {"is_paused": is_paused, "is_unauthorized": is_unauthorized}
+        changes = {k: v for k, v in given.items() if v is not None}
+        with self._lock:
+            mailbox_id = self._mailboxes[mailbox_email.lower()]
+            self._parent_changed(lambda r: r["mailbox"]["id"] == mailbox_id, "mailbox", changes)
+
+    def _parent_changed(
+        self, match: Callable[[Mapping[str, Any]], bool], key: str, changes: Mapping[str, Any]
+    ) -> None:
+        now = self.now()
+        for _, record in self._rows.values():
+            if match(record):
+                record[key].update(changes)
+                if self.parent_changes_bump:
+                    self._bump(record, now)
+
     def touch(self, enrollment_id: str) -> None:
         """Bump `updated_at` only (e.g. a step ran; Unify shows nothing else)."""
         with self._lock:
@@ -260,6 +296,9 @@ class UnifyWorld:
             del out["status"]
         if not self.include_enrolled_by_play:
             del out["enrolled_by_play"]
+        message = out.get("reply_email_message")
+        if message and not self.classification_categories:
+            message["classifications"] = [{"id": c["id"]} for c in message["classifications"]]
         return out
 
 

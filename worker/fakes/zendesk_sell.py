@@ -1,4 +1,4 @@
-"""Fake Zendesk Sell (Reach) API v2: sequences and sequence enrollments.
+"""Fake Zendesk Sell (Reach) API v2: sequences, sequence enrollments, leads and contacts.
 
 Follows providers/README.md §1: `Authorization: Bearer <token>` auth (and a User-Agent, or 400
 `invalid_user_agent`), `page`/`per_page` (1..100, default 25) paging, the `{items: [{data,
@@ -6,9 +6,16 @@ meta}], meta: {type, count, links}}` envelope, filters `ids`, `resource_ids`, `r
 `sort_by=field:asc|desc`, `PUT /v2/sequence_enrollments/{id}` with `{"data": {"state"}}` to
 stop or resume, and errors `{errors: [{error: {code, message, details}, meta}], meta}`.
 
-What the docs leave open is switchable ([inferred]): whether `meta.links.next_page` is sent
-(`next_page_links`), which step-position fields a record has and whether `updated_at` and the
-nested sequence's `name` are there (on the world), the status for an out-of-range `per_page`
+Leads and contacts (`GET /v2/leads`, `GET /v2/contacts`, filter `ids`) are served with the
+fields of the vendor's own fixtures (zendesk-sell-for-zapier `multipleLeads` /
+`multipleContacts`): lead `first_name`, `last_name`, `organization_name`, `email`; contact
+`name`, `first_name`, `last_name`, `email`, `is_organization`, `contact_id` (its organisation).
+
+The official enrollments fixture has no `meta.links` at all: that is the default (`links`
+False). What the docs leave open is switchable ([inferred]): whether `meta.links` is sent
+(`links`) and, with it, `meta.links.next_page` (`next_page_links`); which step-position
+fields a record has and whether `updated_at` and the nested sequence's `name` are there (on
+the world); the status for an out-of-range `per_page`
 (`page_size_error_status`, 400 in the vendor fixture), and an empty 429 body (`empty_429`).
 Without next-page links an `empty_page` fault looks exactly like the end of the listing.
 """
@@ -74,6 +81,8 @@ class ZendeskSellWorld:
         self._ids = itertools.count(92593)
         self._sequence_ids = itertools.count(21124)
         self._resources = itertools.count(1988695232)
+        # Leads and contacts by id; a lead and a contact may share an id (separate tables).
+        self._people: dict[str, dict[int, dict[str, Any]]] = {"lead": {}, "contact": {}}
 
     def now(self) -> str:
         return _ts(self._clock())
@@ -94,6 +103,60 @@ class ZendeskSellWorld:
             }  # fmt: skip
             return sid
 
+    def add_lead(
+        self,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        email: str | None = None,
+        organization_name: str | None = None,
+        lead_id: int | None = None,
+    ) -> int:
+        with self._lock:
+            rid = next(self._resources) if lead_id is None else lead_id
+            now = self.now()
+            self._people["lead"][rid] = {
+                "id": rid, "creator_id": self._actor, "owner_id": self._actor,
+                "first_name": first_name, "last_name": last_name,
+                "organization_name": organization_name, "email": email,
+                "status": "New", "created_at": now, "updated_at": now,
+            }  # fmt: skip
+            return rid
+
+    def add_contact(
+        self,
+        *,
+        name: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        email: str | None = None,
+        is_organization: bool = False,
+        organization_id: int | None = None,
+        contact_id: int | None = None,
+    ) -> int:
+        """A person (`organization_id`: the organisation contact it belongs to) or, with
+        `is_organization`, an organisation. A person's `name` is its full name."""
+        with self._lock:
+            rid = next(self._resources) if contact_id is None else contact_id
+            full = " ".join(p for p in (first_name, last_name) if p) or None
+            now = self.now()
+            self._people["contact"][rid] = {
+                "id": rid, "creator_id": self._actor, "owner_id": self._actor,
+                "is_organization": is_organization, "contact_id": organization_id,
+                "name": name or full, "first_name": first_name, "last_name": last_name,
+                "email": email, "tags": [], "created_at": now, "updated_at": now,
+            }  # fmt: skip
+            return rid
+
+    def delete_person(self, resource_type: str, resource_id: int) -> None:
+        with self._lock:
+            self._people[resource_type].pop(resource_id, None)
+
+    def people(self, resource_type: str, ids: set[int] | None) -> list[dict[str, Any]]:
+        with self._lock:
+            table = self._people[resource_type]
+            return [copy.deepcopy(r) for i, r in sorted(table.items()) if ids is None or i in ids]
+
     def enroll(
         self,
         sequence_id: int,
@@ -102,15 +165,30 @@ class ZendeskSellWorld:
         resource_type: str = "lead",
         enrollment_id: int | None = None,
     ) -> int:
-        """A new active enrollment on step 1 (position 0, sent at once as Sell does)."""
+        """A new active enrollment on step 1 (position 0, sent at once as Sell does). Without
+        a `resource_id`, a lead or contact with placeholder fields is created for it."""
         with self._lock:
             if sequence_id not in self._sequences:
                 raise KeyError(f"unknown sequence {sequence_id}")
+            if resource_id is None:
+                n = len(self._people["lead"]) + len(self._people["contact"]) + 1
+                email = f"person{n}@{resource_type}.example"
+                if resource_type == "contact":
+                    resource_id = self.add_contact(
+                        first_name="Person", last_name=str(n), email=email
+                    )
+                else:
+                    resource_id = self.add_lead(
+                        first_name="Person",
+                        last_name=str(n),
+                        email=email,
+                        organization_name=f"Company {n}",
+                    )
             eid = next(self._ids) if enrollment_id is None else enrollment_id
             now = self.now()
             self._rows[eid] = {
                 "id": eid, "actor_id": self._actor, "resource_type": resource_type,
-                "resource_id": next(self._resources) if resource_id is None else resource_id,
+                "resource_id": resource_id,
                 "created_at": now, "updated_at": now, "sequence_id": sequence_id,
                 "state": EnrollmentState.ACTIVE.value, "position": 0,
                 "finished_at": None, "finished_reason": None, "finished_actor_id": None,
@@ -226,6 +304,9 @@ def _sequence_resource(sequence: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PEOPLE = {"leads": "lead", "contacts": "contact"}
+_KINDS = {"sequences": "sequence", "sequence_enrollments": "sequence_enrollment", **_PEOPLE}
+_RESOURCES = frozenset(_KINDS)
 _CODES = {400: "invalid_param", 401: "unauthorized", 403: "insufficient_scope", 404: "not_found"}
 _CODES |= {422: "invalid", 429: "rate_limit_exceeded", 503: "temporarily_unavailable"}
 _PHRASES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
@@ -270,6 +351,7 @@ class ZendeskSellApp:
         api_key: str,
         faults: fx.FaultPlan | None = None,
         prefix: str = "",
+        links: bool = False,
         next_page_links: bool = True,
         page_size_error_status: int = 400,
         empty_429: bool = False,
@@ -279,7 +361,9 @@ class ZendeskSellApp:
         self.faults = faults or fx.FaultPlan()
         self._key = api_key.encode()
         self._prefix = prefix
+        self.links = links
         self.next_page_links = next_page_links
+        self.people_unavailable = False  # leads/contacts answer 503 (a failed lookup)
         self.page_size_error_status = page_size_error_status
         self.empty_429 = empty_429
         self._link_base = link_base.rstrip("/")
@@ -299,7 +383,7 @@ class ZendeskSellApp:
         parts = [p for p in path.split("/") if p]
         resource = parts[1] if len(parts) in (2, 3) and parts[0] == "v2" else None
         one = parts[2] if len(parts) == 3 else None
-        if resource not in ("sequence_enrollments", "sequences") or (one and not one.isdigit()):
+        if resource not in _RESOURCES or (one and not one.isdigit()):
             return error(404, "Resource not found")
         if request.method == "PUT" and resource == "sequence_enrollments" and one:
             return self._put(int(one), request.body)
@@ -312,6 +396,8 @@ class ZendeskSellApp:
         early = fx.before(fault, error=self._fault_error, sleep=self.faults.sleep)
         if early is not None:
             return early
+        if resource in _PEOPLE and self.people_unavailable:
+            return self._fault_error(503, "Service temporarily unavailable", retry_after=None)
         if one is not None:
             response = self._one(resource, int(one))
         else:
@@ -328,7 +414,10 @@ class ZendeskSellApp:
         return error(status, message, retry_after=retry_after)
 
     def _one(self, resource: str, item_id: int) -> Response:
-        if resource == "sequences":
+        if resource in _PEOPLE:
+            people = self.world.people(_PEOPLE[resource], {item_id})
+            found, kind = (people[0] if people else None), _PEOPLE[resource]
+        elif resource == "sequences":
             found, kind = self.world.sequence(item_id), "sequence"
         else:
             found, kind = self.world.enrollment(item_id), "sequence_enrollment"
@@ -375,7 +464,7 @@ class ZendeskSellApp:
         else:
             items = rows[(page - 1) * per_page : page * per_page]
             more = page * per_page < len(rows)
-        kind = "sequence" if resource == "sequences" else "sequence_enrollment"
+        kind = _KINDS[resource]
 
         def link(number: int) -> str:
             return f"{self._link_base}{path}?page={number}&per_page={per_page}"
@@ -385,7 +474,9 @@ class ZendeskSellApp:
             links["prev_page"] = link(page - 1)
         if more and self.next_page_links:
             links["next_page"] = link(page if anomaly is fx.FaultKind.REPEAT_CURSOR else page + 1)
-        meta = {"type": "collection", "count": len(items), "links": links}
+        meta: dict[str, Any] = {"type": "collection", "count": len(items)}
+        if self.links:
+            meta["links"] = links
         wrapped = [{"data": r, "meta": {"type": kind}} for r in items]
         return Response.json({"items": wrapped, "meta": meta})
 
@@ -416,6 +507,8 @@ def _filtered(world: ZendeskSellWorld, resource: str, request: Request) -> list[
     ids = _ids(request.param("ids"))
     if isinstance(ids, str):
         return f"'ids' {ids}"
+    if resource in _PEOPLE:
+        return world.people(_PEOPLE[resource], ids)
     if resource == "sequences":
         name = (request.param("name") or "").lower()
         return [

@@ -2,8 +2,10 @@
 
 Sell exposes no replied/bounced/opted-out signal: those flags are None, never guessed from
 `finished_reason` (whose values beyond `manual` are undocumented). The reason is kept as the
-state's `reason` so events carry it. Contacts are leads or contacts known only by id: name and
-email stay None (fetching each lead would cost a request per enrollment).
+state's `reason` so events carry it. The enrollment names its lead or contact only by
+`resource_type`/`resource_id`: the contact keeps both (`contact.type`), and the pipeline asks
+the source to fill in name, email and company (ZendeskSellSource.contacts) for the
+enrollments that produce events.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     return Enrollment(
         enrollment_id=enrollment_id,
         sequence=_sequence(record, page),
-        contact=Contact(id=fields.required_id(record, "resource_id")),
+        contact=Contact(
+            id=fields.required_id(record, "resource_id"),
+            type=(fields.optional_str(record, "resource_type") or "").lower() or None,
+        ),
         state=State(
             status=STATUS_TABLE.get(raw_status.lower()) or unknown_status(record),
             raw_status=raw_status,

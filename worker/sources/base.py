@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from worker.enrollment import SequenceRef
+from worker.enrollment import Contact, SequenceRef
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,3 +39,17 @@ class Source(Protocol):
     async def check(self) -> None:
         """One cheap authenticated request; raises SourceError when credentials fail."""
         ...
+
+
+@runtime_checkable
+class ContactLookup(Protocol):
+    """Optional: a Source whose listing names contacts only by id (and type) provides this.
+
+    Given contacts with `id` and `type` set, it returns the ones it found, keyed by the very
+    objects it was given, with `email`/`name`/`company` filled in. It must not raise for a
+    failed lookup (it logs and returns what it has), and it should not retry long: events
+    wait for it. The pipeline calls it only for enrollments that may produce events, and
+    caches what it returns (worker/contacts.py).
+    """
+
+    async def contacts(self, wanted: Collection[Contact]) -> Mapping[Contact, Contact]: ...

@@ -23,7 +23,7 @@ import structlog
 
 from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
 from worker.redaction import scrub
-from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter
+from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter, Windowed
 
 if TYPE_CHECKING:
     from worker.sources.registry import SourceParams
@@ -46,11 +46,13 @@ class _Transient(Exception):
         *,
         wait: float | None = None,
         final: type[SourceError] = SourceUnavailable,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait  # the provider's requested delay, if it named one
         self.final = final  # what to raise once attempts run out
+        self.rate_limited = rate_limited  # a 429: the quota, not the server, said no
 
 
 class ProviderClient:
@@ -101,29 +103,47 @@ class ProviderClient:
     def __repr__(self) -> str:
         return f"ProviderClient(source={self.source!r})"
 
-    async def get_json(self, path: str, *, params: Params | None = None, where: str) -> Any:
-        """GET `base_url + path` and return the decoded JSON body, retrying what is transient."""
+    async def get_json(
+        self,
+        path: str,
+        *,
+        params: Params | None = None,
+        where: str,
+        attempts: int | None = None,
+    ) -> Any:
+        """GET `base_url + path` and return the decoded JSON body, retrying what is transient.
+
+        `attempts` lowers the retry budget for a request that must not hold up its caller
+        (an optional lookup); by default the client's own `max_attempts` applies.
+        """
         url = self._base_url + path
-        for attempt in range(1, self._max_attempts + 1):
+        budget = self._max_attempts if attempts is None else max(1, attempts)
+        refused = 0  # 429s without a delay named, in this call
+        for attempt in range(1, budget + 1):
             await self._limiter.acquire()
             try:
                 return await self._attempt(url, params, where)
             except _Transient as failure:
-                if failure.wait is not None and failure.wait > self._max_retry_wait:
+                requested = failure.wait
+                if requested is None and failure.rate_limited:
+                    refused += 1
+                    requested = self._quota_wait(refused)
+                if requested is not None and requested > self._max_retry_wait:
                     raise SourceUnavailable(
-                        f"{failure.reason}; retry after {math.ceil(failure.wait)} s",
+                        f"{failure.reason}; retry after {math.ceil(requested)} s",
                         source=self.source,
                         where=where,
                     ) from None
-                if attempt == self._max_attempts:
+                if requested is not None and isinstance(self._limiter, Deferrable):
+                    # Hold back every worker, not just us, even when this call gives up now.
+                    await self._limiter.defer(requested)
+                if attempt == budget:
                     raise failure.final(
                         f"{failure.reason}; gave up after {attempt} attempts",
                         source=self.source,
                         where=where,
                     ) from None
-                wait = failure.wait if failure.wait is not None else self._backoff(attempt)
-                if failure.wait is not None and isinstance(self._limiter, Deferrable):
-                    await self._limiter.defer(failure.wait)  # hold back every worker, not just us
+                wait = requested if requested is not None else self._backoff(attempt)
                 _log.info(
                     "provider_retry",
                     source=self.source,
@@ -197,7 +217,9 @@ class ProviderClient:
         suffix = f"; provider said: {said}" if said else ""
         if status == 429:
             raise _Transient(
-                "rate limited by provider (HTTP 429)", wait=self._requested_wait(response)
+                "rate limited by provider (HTTP 429)",
+                wait=self._requested_wait(response),
+                rate_limited=True,
             )
         if status >= 500 or status == 408:
             wait = self._requested_wait(response) if status == 503 else None
@@ -216,6 +238,15 @@ class ProviderClient:
 
     def _error(self, kind: type[SourceError], message: str, where: str) -> SourceError:
         return kind(message, source=self.source, where=where)
+
+    def _quota_wait(self, refused: int) -> float | None:
+        """After the `refused`-th 429 that named no delay: the next quota window the limiter
+        knows (Sell: 1 s, then its hour). A second refusal after waiting out the short
+        window means a longer window is spent; None when the limiter knows no windows."""
+        if not isinstance(self._limiter, Windowed) or not self._limiter.windows:
+            return None
+        windows = self._limiter.windows
+        return windows[min(refused, len(windows)) - 1]
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (attempt - 1))

@@ -25,6 +25,15 @@ class Deferrable(Protocol):
     async def defer(self, seconds: float) -> None: ...
 
 
+@runtime_checkable
+class Windowed(Protocol):
+    """A limiter that knows the provider's quota windows (seconds), shortest first: after a
+    429 that names no delay, waiting out a window is what gives the quota room again."""
+
+    @property
+    def windows(self) -> tuple[float, ...]: ...
+
+
 class PacingLimiter:
     """GCRA pacer: requests leave at most `per_second` apart, after an optional burst.
 

@@ -94,6 +94,10 @@ class SharedRateLimiter:
         windows = ", ".join(f"{q.requests}/{q.per_seconds:g}s" for q in self.quotas)
         return f"SharedRateLimiter({windows})"
 
+    @property
+    def windows(self) -> tuple[float, ...]:
+        return tuple(sorted({q.per_seconds for q in self.quotas}))
+
     async def acquire(self) -> None:
         while True:
             wait_ms = await awaited(

@@ -10,19 +10,38 @@ When the listing ends is [inferred] beyond the vendor's Zapier app (keep paging 
   absent the next page is asked for (an empty answer then ends it), so a server that never
   sends links is still listed completely, at the cost of one request when the count is an
   exact multiple of the page size;
-- an empty page whose `next_page` is set is malformed: it cannot be told from a truncation.
+- an empty page whose `next_page` is set is malformed: it cannot be told from a truncation;
+- without any `meta.links` (the official fixture) an empty page after a full one ends the
+  listing only when a second request for it is empty too.
 The link's absolute URL is never followed (it names the vendor host, and would carry our
-token there): only its `page` number is read.
+token there): only its `page` number is read. The official fixture has no `meta.links` at all.
+The enrollments are asked for in a stable order (`sort_by=id:asc`), so an enrollment added
+while a listing runs lands at the end instead of shifting earlier pages.
+
+Contact fields (`contacts`, the pipeline's optional ContactLookup hook): an enrollment names
+its lead or contact by `resource_type`/`resource_id`. They are fetched in batches of up to 100
+ids, `GET /v2/leads?ids=...` and `GET /v2/contacts?ids=...` (the usual envelope), plus one
+`GET /v2/contacts?ids=` for the organisations of person contacts (`contact_id`), whose name is
+the person's company. Lead: `first_name` + `last_name`, `email`, `organization_name`
+[vendor-code: zendesk/zendesk-sell-for-zapier src/lead/__test__/multipleLeads.fixture.json].
+Contact: `name` (else `first_name` + `last_name`), `email`, and the company is its own `name`
+when `is_organization`, else an `organization_name` if the record has one [3p-code:
+activepieces zendesk-sell common.ts], else its organisation's [vendor-code: zendesk/basecrm-python
+basecrm/test/testutils.py create_contact; zendesk-sell-for-zapier
+src/contact/__test__/multipleContacts.fixture.json]. Each request is tried once: a failure
+costs the labels (logged), never the events.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import dataclasses
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from worker.enrollment import Contact
 from worker.errors import MalformedResponse, SourceError
 from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for, generic_error_text
@@ -42,8 +61,11 @@ REQUESTS_PER_SECOND = 10.0  # 36,000/hour per token; no rate headers, just 429
 AUTH_HEADER = "Authorization"
 MAX_PAGE_SIZE = 100
 SEQUENCE_NAMES = "sequence_names"  # RawPage.extra key: {sequence id: name} from /v2/sequences
+LOOKUP_BATCH = 100  # ids per leads/contacts request (the collections' page limit)
 _ENROLLMENTS = "/v2/sequence_enrollments"
 _SEQUENCES = "/v2/sequences"
+_PEOPLE = {"lead": "/v2/leads", "contact": "/v2/contacts"}
+_ORDER = {"sort_by": "id:asc"}
 _log = structlog.get_logger(__name__)
 
 
@@ -83,7 +105,7 @@ class ZendeskSellSource:
     async def pages(self, *, updated_after: str | None = None) -> AsyncIterator[RawPage]:
         # `updated_after` is ignored: a full listing is a superset of any incremental one.
         names: Mapping[str, str] | None = None  # fetched once, only if a record lacks a name
-        async for records, where in self._listing(_ENROLLMENTS, self._page_size):
+        async for records, where in self._listing(_ENROLLMENTS, self._page_size, order=_ORDER):
             kept = self._wanted(records, where=where) if self._allow else records
             if names is None and any(_unnamed(r) for r in kept):
                 names = await self._sequence_names()
@@ -124,8 +146,59 @@ class ZendeskSellSource:
             _log.warning("sequence_names_unavailable", source=self.name, error=exc.detail)
         return found
 
+    async def contacts(self, wanted: Collection[Contact]) -> Mapping[Contact, Contact]:
+        """Name, email and company of the given leads and contacts (by `type` and `id`)."""
+        found: dict[tuple[str, str], Contact] = {}
+        organizations: dict[tuple[str, str], str] = {}  # person contact -> its organisation id
+        for kind, path in _PEOPLE.items():
+            ids = {c.id for c in wanted if c.type == kind and c.id and c.id.isdigit()}
+            for record in await self._lookup(path, ids, label=f"{kind}s"):
+                contact, organization = _person(record, kind)
+                if contact is not None and contact.id is not None:
+                    found[(kind, contact.id)] = contact
+                    if organization is not None:
+                        organizations[(kind, contact.id)] = organization
+        if organizations:
+            names = {
+                str(r.get("id")): name
+                for r in await self._lookup(
+                    _PEOPLE["contact"], set(organizations.values()), label="organisations"
+                )
+                if isinstance(name := r.get("name"), str) and name
+            }
+            for key, organization in organizations.items():
+                if organization in names:
+                    found[key] = dataclasses.replace(found[key], company=names[organization])
+        return {c: found[(c.type or "", c.id or "")] for c in wanted if (c.type, c.id) in found}
+
+    async def _lookup(self, path: str, ids: set[str], *, label: str) -> list[Mapping[str, Any]]:
+        """The records of `ids`, in batches; a failed batch is logged and skipped."""
+        records: list[Mapping[str, Any]] = []
+        ordered = sorted(ids, key=int)
+        for start in range(0, len(ordered), LOOKUP_BATCH):
+            batch = ordered[start : start + LOOKUP_BATCH]
+            where = f"{label} lookup"
+            params: dict[str, str | int] = {"ids": ",".join(batch), "per_page": LOOKUP_BATCH}
+            try:
+                doc = await self._client.get_json(path, params=params, where=where, attempts=1)
+                obj = require_object(doc, source=self.name, where=where)
+                items = require_list(obj, "items", source=self.name, where=where)
+            except SourceError as exc:
+                _log.warning("contact_lookup_failed", source=self.name, error=exc.detail)
+                continue
+            for item in items:
+                data = item.get("data") if isinstance(item, Mapping) else None
+                if isinstance(data, Mapping):
+                    records.append(data)
+        return records
+
     async def _listing(
-        self, path: str, page_size: int, *, ids: frozenset[str] = frozenset()
+        self,
+        path: str,
+        page_size: int,
+        *,
+        ids: frozenset[str] = frozenset(),
+        order: Mapping[str, str] | None = None,
     ) -> AsyncIterator[tuple[list[Mapping[str, Any]], str]]:
         label = path.rsplit("/", 1)[-1].replace("_", " ")
         guard = PageGuard(self._max_pages, source=self.name)
@@ -133,11 +206,16 @@ class ZendeskSellSource:
         while number is not None:
             where = f"{label} page {number}"
             guard.advance(number, where=where)
-            params: dict[str, str | int] = {"page": number, "per_page": page_size}
+            params: dict[str, str | int] = {"page": number, "per_page": page_size, **(order or {})}
             if ids:
                 params["ids"] = ",".join(sorted(ids))
             doc = await self._client.get_json(path, params=params, where=where)
             records, after = self._envelope(doc, page=number, page_size=page_size, where=where)
+            if not records and number > 1 and not _has_links(doc):
+                # Without links an empty page is the only "end" after a full one, and a
+                # glitch looks the same: believe it only when asked twice (one request).
+                doc = await self._client.get_json(path, params=params, where=where)
+                records, after = self._envelope(doc, page=number, page_size=page_size, where=where)
             if records:
                 guard.received((records[0].get("id"), records[-1].get("id")), where=where)
             yield records, where
@@ -196,6 +274,40 @@ class ZendeskSellSource:
         else:
             problem = "field 'meta.links.next_page' skips to"
         raise MalformedResponse(f"{problem} page {target}", source=self.name, where=where)
+
+
+def _text(record: Mapping[str, Any], field: str) -> str | None:
+    """A string field; anything else (or "") is unknown rather than an error: labels only."""
+    value = record.get(field)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _person(record: Mapping[str, Any], kind: str) -> tuple[Contact | None, str | None]:
+    """A lead or contact record as a Contact, and a person contact's organisation id."""
+    record_id = record.get("id")
+    if isinstance(record_id, bool) or not isinstance(record_id, int | str) or record_id == "":
+        return None, None
+    full = " ".join(p for p in (_text(record, "first_name"), _text(record, "last_name")) if p)
+    organization: str | None = None
+    if kind == "lead":
+        name, company = full or None, _text(record, "organization_name")
+    else:
+        name = _text(record, "name") or full or None
+        is_org = record.get("is_organization") is True
+        # Some clients show an `organization_name` on contacts too: free, so used when there.
+        company = name if is_org else _text(record, "organization_name")
+        parent = record.get("contact_id")
+        if company is None and isinstance(parent, int) and not isinstance(parent, bool):
+            organization = str(parent)
+    contact = Contact(
+        id=str(record_id), type=kind, name=name, email=_text(record, "email"), company=company
+    )
+    return contact, organization
+
+
+def _has_links(doc: Any) -> bool:
+    meta = doc.get("meta") if isinstance(doc, Mapping) else None
+    return isinstance(meta, Mapping) and isinstance(meta.get("links"), Mapping)
 
 
 def _page_number(link: str) -> int | None:
