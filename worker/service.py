@@ -81,7 +81,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         ok=True,
         seconds=time.monotonic() - started,
         events=result.by_type,
-        quarantined=getattr(result, "quarantined", 0),  # counted once the pipeline reports it
+        quarantined=result.quarantined,
     )
     await record_poll(deps.redis, source=name, ok=True, at=time.time())
     await _health(deps, name, error=None, now=now())
