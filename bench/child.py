@@ -24,6 +24,7 @@ class Kind(StrEnum):
     NAIVE = "naive"
     DELIVERY = "delivery"
     MANY = "many"  # `sources` sources, one sequence each, polled concurrently
+    FLOOR = "floor"  # decode + one HMGET + field extraction per page: the least a poll costs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +66,10 @@ def run(job: Job) -> dict[str, Any]:
             hook_url=job.peer_url + "/hook",
             meter=meter,
         )
+    elif job.kind is Kind.FLOOR:
+        from bench.floor import floor_poll
+
+        facts = floor_poll(peer_url=job.peer_url, redis_url=job.redis_url, meter=meter)
     elif job.kind is Kind.MANY:
         from bench.many_job import poll_many
 

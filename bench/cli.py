@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
         help="sizes to run the naive baseline at (default: those <= 100000; at 1M it makes "
         "2M Redis round trips per poll, about 10 minutes)",
     )
+    add(
+        "--memory-sizes",
+        type=_sizes,
+        default=(1_000, 10_000, 100_000),
+        help="sizes of the Redis bytes-per-enrollment table, per id kind (default: 1000,10000,"
+        "100000; none: skip)",
+    )
+    add(
+        "--memory-all",
+        action="store_true",
+        help="the memory table for every provider's ids (default: Reply.io and Unify)",
+    )
     add("--seed", type=int, default=1, help="synthetic data seed (default 1)")
     add("--per-sequence", type=int, default=10_000, help="enrollments per sequence")
     add(
@@ -110,6 +122,7 @@ def _run(options: Options, *, keep_files: bool) -> None:
         _say(report.HEADER)
         for size in options.sizes:
             runner.polls(size, Kind.SEQWATCH)
+            _say(report.floor_ratios(runner.figures, size) or "")
             if size in options.naive_sizes:
                 runner.polls(size, Kind.NAIVE)
                 _say(report.ratios(runner.figures, size) or "")
@@ -119,6 +132,11 @@ def _run(options: Options, *, keep_files: bool) -> None:
             _say(f"Many sources: one worker polls {sources} sources of {each} enrollments")
             _say(report.MANY_HEADER)
             runner.many(sources, each)
+        if options.memory_sizes:
+            _say()
+            _say("Redis memory: INFO used_memory per stored enrollment, written as polls write")
+            _say(report.MEMORY_HEADER)
+            runner.memory()
         if options.deliveries > 0:
             _say()
             _say(f"Delivery: one process drains {options.deliveries} events from the outbox")
@@ -154,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else args.naive_sizes
                 ),
                 seed=args.seed,
+                memory_sizes=args.memory_sizes,
+                memory_all=args.memory_all,
                 per_sequence=args.per_sequence,
                 deliveries=args.deliveries,
                 profile=args.profile,

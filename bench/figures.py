@@ -52,6 +52,22 @@ class StateLayout:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryRow:
+    """Redis memory (INFO used_memory) taken by `size` enrollments of one id kind."""
+
+    kind: str
+    size: int
+    used_delta: int
+    buckets: int
+    encodings: dict[str, int]  # OBJECT ENCODING -> number of state buckets
+    value_bytes: float  # mean length of the stored values
+
+    @property
+    def bytes_per_enrollment(self) -> float:
+        return self.used_delta / max(1, self.size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryRow:
     guard: bool
     events: int
@@ -99,6 +115,7 @@ class Figures:
     layouts: list[StateLayout] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
     many: list[ManyRow] = field(default_factory=list)
+    memory: list[MemoryRow] = field(default_factory=list)
     profiles: dict[int, Path] = field(default_factory=dict)  # size -> .pstats file
 
     def poll(self, size: int, impl: str, cycle: str) -> PollRow | None:

@@ -6,7 +6,7 @@ import io
 import pstats
 from pathlib import Path
 
-from bench.figures import DeliveryRow, Figures, ManyRow, PollRow, StateLayout
+from bench.figures import DeliveryRow, Figures, ManyRow, MemoryRow, PollRow, StateLayout
 
 HEADER = (
     f"{'N':>9} {'impl':<8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} {'peak RSS MB':>11} "
@@ -21,10 +21,13 @@ def _count(value: int, expected: int) -> str:
 
 
 def poll_line(row: PollRow) -> str:
+    floor = row.impl == "floor"  # its Redis figures include its own setup: not shown
+    redis_bytes = f"{'-':>11}" if floor else f"{row.bytes_per_tracked:>11.1f}"
+    redis_cpu = f"{'-':>16}" if floor else f"{row.redis_cpu_us_per_enrollment:>16.1f}"
     return (
         f"{row.size:>9} {row.impl:<8} {row.cycle:<9} {row.wall_s:>8.2f} "
         f"{row.cpu_us_per_enrollment:>10.1f} {row.peak_rss_kb / _MB:>11.1f} "
-        f"{row.bytes_per_tracked:>11.1f} {row.redis_cpu_us_per_enrollment:>16.1f} "
+        f"{redis_bytes} {redis_cpu} "
         f"{_count(row.requests, row.min_requests):>15} "
         f"{_count(row.events, row.expected_events):>13}"
     )
@@ -54,6 +57,19 @@ def layout_line(layout: StateLayout) -> str:
     )
 
 
+MEMORY_HEADER = (
+    f"  {'ids':<28} {'N':>8} {'B/enrollment':>12} {'value B':>8} {'buckets':>8}  encodings"
+)
+
+
+def memory_line(row: MemoryRow) -> str:
+    encodings = ", ".join(f"{k} {v}" for k, v in sorted(row.encodings.items()))
+    return (
+        f"  {row.kind:<28} {row.size:>8} {row.bytes_per_enrollment:>12.1f} "
+        f"{row.value_bytes:>8.1f} {row.buckets:>8}  {encodings}"
+    )
+
+
 def delivery_line(row: DeliveryRow) -> str:
     guard = "SSRF guard on " if row.guard else "guard off     "
     check = (
@@ -78,6 +94,8 @@ def show(item: object) -> str:
         return delivery_line(item)
     if isinstance(item, ManyRow):
         return many_line(item)
+    if isinstance(item, MemoryRow):
+        return memory_line(item)
     return str(item)
 
 
@@ -91,6 +109,37 @@ def ratios(figures: Figures, size: int) -> str | None:
         cpu = naive.cpu_s / ours.cpu_s if ours.cpu_s else 0.0
         parts.append(f"{cycle} {wall:.1f}x wall / {cpu:.1f}x worker CPU")
     return f"{'':>9} naive ÷ seqwatch: " + "; ".join(parts)
+
+
+def floor_ratios(figures: Figures, size: int) -> str | None:
+    """seqwatch's worker CPU over the floor's, per enrollment, measured in the same run."""
+    parts = []
+    for cycle, label in (("unchanged", "unchanged re-poll"), ("changed", "1% changed")):
+        ours, floor = figures.poll(size, "seqwatch", cycle), figures.poll(size, "floor", cycle)
+        if ours is None or floor is None or not floor.cpu_s:
+            continue
+        ratio = ours.cpu_us_per_enrollment / floor.cpu_us_per_enrollment
+        parts.append(
+            f"{label} {ratio:.2f}x ({ours.cpu_us_per_enrollment:.1f} / "
+            f"{floor.cpu_us_per_enrollment:.1f} µs)"
+        )
+    if not parts:
+        return None
+    return f"{'':>9} seqwatch ÷ floor (worker CPU per enrollment): " + "; ".join(parts)
+
+
+def _floor_targets(figures: Figures) -> list[str]:
+    lines = []
+    for cycle, limit in (("unchanged", 2.0), ("changed", 3.0)):
+        for size in (100_000, 1_000_000):
+            ours, floor = figures.poll(size, "seqwatch", cycle), figures.poll(size, "floor", cycle)
+            what = f"{cycle} poll <= {limit:.0f}x the floor at {size}"
+            if ours is None or floor is None or not floor.cpu_s:
+                lines.append(_target(None, what, "not measured"))
+                continue
+            ratio = ours.cpu_us_per_enrollment / floor.cpu_us_per_enrollment
+            lines.append(_target(ratio <= limit, what, f"{ratio:.2f}x"))
+    return lines
 
 
 def _mark(ok: bool | None) -> str:
@@ -127,6 +176,20 @@ def _memory_target(figures: Figures, sizes: list[int]) -> str:
     largest = figures.poll(sizes[-1], "seqwatch", "unchanged") if sizes else None
     seen = f" (at {largest.size}: {largest.bytes_per_tracked:.1f} B)" if largest else ""
     return _target(None, what, "not measured" + seen)
+
+
+def _bytes_targets(figures: Figures) -> list[str]:
+    lines = []
+    for label, limit, integer in (("integer", 40, True), ("UUID", 48, False)):
+        rows = [r for r in figures.memory if r.kind.startswith("integer") == integer]
+        what = f"Redis <= {limit} B per enrollment, {label} ids, every size measured"
+        if not rows:
+            lines.append(_target(None, what, "not measured"))
+            continue
+        worst = max(rows, key=lambda r: r.bytes_per_enrollment)
+        value = f"worst {worst.bytes_per_enrollment:.1f} B ({worst.kind}, {worst.size})"
+        lines.append(_target(worst.bytes_per_enrollment <= limit, what, value))
+    return lines
 
 
 def _rss_target(figures: Figures, sizes: list[int]) -> str:
@@ -176,7 +239,9 @@ def summary(figures: Figures) -> list[str]:
     return [
         "Targets (2-core machine; informational: the run never fails on them)",
         *_cpu_targets(figures),
+        *_floor_targets(figures),
         _memory_target(figures, sizes),
+        *_bytes_targets(figures),
         _rss_target(figures, sizes),
         _naive_target(figures),
         _delivery_target(figures),

@@ -29,6 +29,8 @@ class Options:
     profile: bool
     work_dir: Path
     repeat: int = 1
+    memory_sizes: tuple[int, ...] = ()
+    memory_all: bool = False  # every provider's id kind, not one integer and one UUID kind
     json_to: Path | None = None
     many_sources: tuple[int, int] | None = None  # (sources, enrollments each); None: skip
     # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
@@ -38,6 +40,8 @@ class Options:
 
 
 Emit = Callable[[object], None]
+# The floor is measured for the two cycles it is compared with.
+FLOOR_CYCLES = (Cycle.UNCHANGED, Cycle.CHANGED)
 
 
 def _tracked(box: RedisBox, impl: Kind) -> int:
@@ -47,8 +51,9 @@ def _tracked(box: RedisBox, impl: Kind) -> int:
 
 
 def _layout(box: RedisBox, size: int) -> StateLayout:
+    bucket_count = int(box.redis.hget(keys.meta(SOURCE), "buckets") or 1)  # type: ignore[arg-type]
     pipe = box.redis.pipeline(transaction=False)
-    names = [keys.state_bucket(SOURCE, b) for b in range(keys.STATE_BUCKETS)]
+    names = [keys.state_bucket(SOURCE, b) for b in range(bucket_count)]
     for name in names:
         pipe.object("ENCODING", name)
         pipe.execute_command("MEMORY", "USAGE", name, "SAMPLES", "0")  # type: ignore[no-untyped-call]
@@ -97,28 +102,57 @@ class Runner:
             if cycle is Cycle.UNCHANGED and layout is not None:
                 self.figures.layouts.append(layout)
                 self.emit(layout)
+        for cycle in FLOOR_CYCLES:
+            floors = [rows[(Kind.FLOOR, cycle)] for rows, _ in runs if (Kind.FLOOR, cycle) in rows]
+            if floors:
+                best = min(floors, key=lambda row: row.cpu_s)
+                self.figures.polls.append(best)
+                self.emit(best)
 
     def _series(
         self, account: Account, impl: Kind, *, first: bool
-    ) -> tuple[dict[Cycle, PollRow], StateLayout | None]:
-        """Baseline, unchanged re-poll and 1% changed, in order, against one fresh Redis."""
+    ) -> tuple[dict[Any, PollRow], StateLayout | None]:
+        """Baseline, unchanged re-poll and 1% changed, in order, against one fresh Redis; for
+        seqwatch, then the floor of the unchanged and the changed listing on the same server."""
         size, work = account.enrollments, self.options.work_dir
-        rows: dict[Cycle, PollRow] = {}
+        rows: dict[Any, PollRow] = {}
         layout = None
         with RedisBox(work / f"redis-{impl}-{size}", cpu=self.options.service_cpu) as box:
             empty = box.figures()
-            for cycle in Cycle:
+            jobs = [(impl, cycle) for cycle in Cycle]
+            if impl is Kind.SEQWATCH:
+                jobs += [(Kind.FLOOR, cycle) for cycle in FLOOR_CYCLES]
+            for kind, cycle in jobs:
                 self._show(account, cycle)
                 before = box.figures()
                 job = Job(
-                    kind=impl,
+                    kind=kind,
                     peer_port=self.peer.port,
                     redis_url=box.url,
                     cpu=self.options.worker_cpu,
                 )
-                result = run_child(job, work_dir=work, name=f"{impl}-{size}-{cycle}")
+                result = run_child(job, work_dir=work, name=f"{kind}-{size}-{cycle}")
                 stats = self.peer.call("/_bench/stats")
                 after = box.figures()
+                if kind is Kind.FLOOR:
+                    rows[(kind, cycle)] = PollRow(
+                        size=size,
+                        impl=kind.value,
+                        cycle=cycle.value,
+                        enrollments=int(result.facts["enrollments"]),
+                        wall_s=result.usage.wall_s,
+                        cpu_s=result.usage.cpu_s,
+                        peak_rss_kb=result.usage.peak_rss_kb,
+                        rss_before_kb=result.usage.rss_before_kb,
+                        redis_used_delta=0,
+                        tracked=0,
+                        redis_cpu_s=0.0,  # its setup writes would count: not reported
+                        requests=int(stats["api_requests"]),
+                        min_requests=account.minimum_requests(),
+                        events=0,
+                        expected_events=0,
+                    )
+                    continue
                 rows[cycle] = PollRow(
                     size=size,
                     impl=impl.value,
@@ -193,6 +227,16 @@ class Runner:
                     events=int(result.facts["events"]),
                 )
                 self.figures.many.append(row)
+                self.emit(row)
+
+    def memory(self) -> None:
+        """Bytes per enrollment for every id kind at every memory size."""
+        from bench.memory import DEFAULT_KINDS, KINDS, measure
+
+        for kind in KINDS if self.options.memory_all else DEFAULT_KINDS:
+            for size in self.options.memory_sizes:
+                row = measure(kind, size, self.options.work_dir, cpu=self.options.service_cpu)
+                self.figures.memory.append(row)
                 self.emit(row)
 
     def deliveries(self) -> None:

@@ -51,6 +51,7 @@ def runtime_for(
             sequences=sequences,
             http=http,
             limiter=PacingLimiter(per_second=UNPACED_PER_SECOND),
+            api_version="v4",  # the synthetic peer serves the v4 shape
         ),
     )
     return SourceRuntime(

@@ -96,6 +96,7 @@ class SourceSettings:
     failure_threshold: int = 3  # failed polls in a row before the source counts as failing
     label: str | None = None  # display name for humans (Slack); None: the name
     record_url: str | None = None  # link template: {sequence_id} {contact_id} {enrollment_id}
+    api_version: str = "auto"  # replyio only: "auto" | "v3" | "v4"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,8 +357,12 @@ def _base_url(table: _Table, url: str) -> str:
 _SOURCE_KEYS = (
     *("name", "provider", "api_key", "base_url", "poll_interval", "sequences"),
     *("full_sync_interval", "requests_per_minute", "timeout", "failure_threshold"),
-    *("label", "record_url"),
+    *("label", "record_url", "api_version"),
 )
+# Keys only some providers take: key -> (providers, accepted values).
+_PROVIDER_KEYS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "api_version": (("replyio",), ("auto", "v3", "v4")),
+}
 _RECORD_URL_FIELDS = frozenset({"sequence_id", "contact_id", "enrollment_id"})
 
 
@@ -403,7 +408,20 @@ def _source(table: _Table, providers: Collection[str]) -> SourceSettings:
         failure_threshold=int(threshold),
         label=table.optional("label"),
         record_url=_record_url(table),
+        api_version=_provider_key(table, "api_version", provider) or "auto",
     )
+
+
+def _provider_key(table: _Table, key: str, provider: str) -> str | None:
+    value = table.optional(key)
+    if value is None:
+        return None
+    providers, accepted = _PROVIDER_KEYS[key]
+    if provider not in providers:
+        table.fail(key, f"only allowed for provider {' or '.join(map(repr, providers))}")
+    if value not in accepted:
+        table.fail(key, f"expected one of {', '.join(map(repr, accepted))}, got {value!r}")
+    return value
 
 
 def _sequences(table: _Table) -> tuple[str, ...]:

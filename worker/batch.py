@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -22,7 +23,7 @@ class Batch:
 
     def __init__(self) -> None:
         self._keys: dict[str, int] = {}
-        self._ops: list[str] = []
+        self._ops: list[str | bytes] = []
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -42,6 +43,23 @@ class Batch:
     def hdel(self, key: str, field: str) -> None:
         self._ops += ["D", str(self._index(key)), field]
 
+    def hset_counted(
+        self, key: str, field: str | bytes, value: str, *, counts: str, group: int
+    ) -> None:
+        """HSET that adds 1 to `group` in the hash `counts` when it creates the field."""
+        self._ops += [
+            "C",
+            str(self._index(key)),
+            field,
+            value,
+            str(self._index(counts)),
+            str(group),
+        ]
+
+    def hdel_counted(self, key: str, field: str | bytes, *, counts: str, group: int) -> None:
+        """HDEL that takes 1 from `group` in the hash `counts` when it removes the field."""
+        self._ops += ["X", str(self._index(key)), field, str(self._index(counts)), str(group)]
+
     def hincr(self, key: str, field: str, delta: int) -> None:
         self._ops += ["I", str(self._index(key)), field, str(delta)]
 
@@ -60,7 +78,9 @@ class Batch:
         keys = [lease_key, *self._keys]
         try:
             result = await awaited(
-                redis.eval(_SCRIPT, len(keys), *keys, token, str(ttl_ms), *self._ops)
+                redis.eval(
+                    _SCRIPT, len(keys), *keys, token, str(ttl_ms), *cast("list[str]", self._ops)
+                )
             )
         except ResponseError as exc:
             if "LEASE_LOST" in str(exc):

@@ -56,7 +56,8 @@ def script(replyio: ReplyioWorld, unify: UnifyWorld, people: dict[str, str]) -> 
         ("Reply.io: Ana is back", lambda: replyio.set_status(100, 12346, ContactStatus.ACTIVE)),
         ("Unify: Jen finishes the sequence",
          lambda: unify.update(people["Jen"], status="FINISHED")),
-        ("Reply.io: Sam finishes", lambda: replyio.set_status(200, 22001, ContactStatus.FINISHED)),
+        # v3 reports replies (v4 cannot); Ana's auto-reply above was not one.
+        ("Reply.io: Sam replies", lambda: replyio.reply(200, 22001)),
         ("Reply.io: Li is removed from the sequence",
          lambda: replyio.remove_contact(100, 12347)),
     ]  # fmt: skip

@@ -18,6 +18,7 @@ from worker.normalize import NORMALIZERS
 from worker.outbox import Route
 from worker.pipeline import SourceRuntime
 from worker.redis_conn import connect
+from worker.sources.memory import RedisMemory
 from worker.sources.registry import PROVIDERS, SourceParams, build_source
 from worker.sources.shared_limiter import Quota, SharedRateLimiter
 
@@ -61,6 +62,9 @@ def _source_runtime(
             http=client,
             limiter=SharedRateLimiter(redis, source=settings.name, quotas=_quotas(settings)),
             timeout=settings.timeout,
+            memory=RedisMemory(redis, source=settings.name),
+            full_sync_interval=settings.full_sync_interval,
+            api_version=settings.api_version,
         ),
     )
     return SourceRuntime(

@@ -61,11 +61,15 @@ class Contact:
     company: str | None = None
     # Which kind of record the id names where a provider has several (Zendesk Sell lead/contact).
     type: str | None = None
+    phone: str | None = None  # E.164, where the provider has one (Whippy)
 
     def as_dict(self) -> dict[str, Any]:
         fields = {"id": self.id, "email": self.email, "name": self.name, "company": self.company}
+        # Only where a provider has them: the SPEC keys stay.
         if self.type is not None:
-            fields["type"] = self.type  # only where a provider has one: the SPEC keys stay
+            fields["type"] = self.type
+        if self.phone is not None:
+            fields["phone"] = self.phone
         return fields
 
 

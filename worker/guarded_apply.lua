@@ -5,6 +5,8 @@
 --   H idx field value   HSET        D idx field        HDEL
 --   I idx field delta   HINCRBY     Z idx score member ZADD
 --   R idx member        ZREM
+--   C idx field value cidx group   HSET; a new field adds 1 to group `group` of hash KEYS[cidx]
+--   X idx field cidx group         HDEL; a removed field takes 1 from that group count
 -- Returns the result of the last HINCRBY (1 when there is none): a commit counter placed last
 -- tells the caller which serial its commit got.
 if ARGV[1] ~= '' then
@@ -27,6 +29,16 @@ while i <= n do
     last = redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
   elseif op == 'Z' then
     redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'C' then
+    if redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3]) == 1 then
+      redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 4])], ARGV[i + 5], 1)
+    end
+    i = i + 6
+  elseif op == 'X' then
+    if redis.call('HDEL', key, ARGV[i + 2]) == 1 then
+      redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 3])], ARGV[i + 4], -1)
+    end
+    i = i + 5
   elseif op == 'R' then
     redis.call('ZREM', key, ARGV[i + 2]); i = i + 3
   else

@@ -6,30 +6,26 @@ in one Redis Cluster slot and can be written by one atomic script.
 
 from __future__ import annotations
 
-import zlib
-
 PREFIX = "seqwatch"
-# Enrollment states are spread over small hashes so each stays listpack-encoded in Redis
-# (hash-max-listpack-entries defaults to 128): 16384 buckets keep a source of up to ~2M
-# enrollments compact (measured ~38 B per Reply.io enrollment at 1M). Bigger sources still
-# work, with the bigger hashtable encoding.
-STATE_BUCKETS = 16384
 
 
 def _tag(source: str) -> str:
     return f"{PREFIX}:{{{source}}}"
 
 
-def bucket_of(enrollment_id: str) -> int:
-    return zlib.crc32(enrollment_id.encode()) % STATE_BUCKETS
-
-
 def state_bucket(source: str, bucket: int) -> str:
-    return f"{_tag(source)}:state:{bucket}"
+    """One hash of the source's stored enrollments (see worker.buckets for the layout)."""
+    return f"{_tag(source)}:st:{bucket}"
 
 
-def state_key(source: str, enrollment_id: str) -> str:
-    return state_bucket(source, bucket_of(enrollment_id))
+def state_counts(source: str) -> str:
+    """Per group of state buckets: how many enrollments they hold (kept by every commit)."""
+    return f"{_tag(source)}:stc"
+
+
+def legacy_state_pattern(source: str) -> str:
+    """SCAN pattern of the fixed 16,384-bucket layout used before the buckets were sized."""
+    return f"{_tag(source)}:state:*"
 
 
 def meta(source: str) -> str:
@@ -40,6 +36,11 @@ def meta(source: str) -> str:
 def quarantine(source: str) -> str:
     """Per quarantined record: enrollment id -> fingerprint of its error (logged once each)."""
     return f"{_tag(source)}:quarantine"
+
+
+def provider_memory(source: str) -> str:
+    """What a source remembers between polls (detected API version, last deep listing)."""
+    return f"{_tag(source)}:provider"
 
 
 def lease(source: str) -> str:
@@ -100,7 +101,7 @@ def destination_health(destination: str) -> str:
 
 def state_pattern(source: str) -> str:
     """SCAN pattern matching every state bucket of a source."""
-    return f"{_tag(source)}:state:*"
+    return f"{_tag(source)}:st:*"
 
 
 def progress(source: str) -> str:

@@ -126,6 +126,8 @@ class _Poll:
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
         self.quarantine = Quarantine(runtime.name)
+        # Sequences the source chose not to list this poll: their stored enrollments are kept.
+        self.skipped: set[str] = set()
 
     async def commit(self, batch: Batch) -> None:
         # The commit serial goes last: its value is what the commit returns (worker/continuity).
@@ -196,7 +198,7 @@ class _Poll:
         batch = Batch()
         self.quarantine.settle(batch, normalized=current)
         events_before = self.result.events
-        new = 0
+        new = revived = 0
         for enrollment_id, enrollment in current.items():
             if self.seen is not None:
                 self.seen.add(enrollment_id)
@@ -208,6 +210,7 @@ class _Poll:
             known = codec.decode(value, enrollment_id=enrollment_id) if value else None
             life = _life(known, enrollment.state)
             new += known is None or known.gone
+            revived += known is not None and known.gone
             previous = life.previous
             before = codec.encode_state(previous) if previous else ""
             changed = self.meta.baseline_done and before != after
@@ -246,6 +249,7 @@ class _Poll:
                     change_key=change_key,
                 )
         self.store.count(batch, "tracked", new)
+        self.store.count(batch, "tombstones", -revived)
         self.store.count(batch, "events_total", self.result.events - events_before)
         if len(batch):
             await self.commit(batch)
@@ -278,10 +282,12 @@ class _Poll:
         self.store.count(batch, "events_total", self.result.events - events_before)
         await self.commit(batch)
 
-    def _absent(self, seen: SeenIds, *, tracked: int) -> AsyncIterator[tuple[str, codec.Stored]]:
-        """Stored enrollments this complete listing did not return: the sweep's candidates (a
-        rule that exempts some, e.g. sequences a poll skipped on purpose, belongs here)."""
-        return self.store.unseen(seen, tracked=tracked)
+    async def _absent(self, seen: SeenIds) -> AsyncIterator[tuple[str, codec.Stored]]:
+        """Stored enrollments this complete listing did not return: the sweep's candidates.
+        Those of sequences the source chose not to list this poll are not absent."""
+        async for enrollment_id, stored in self.store.unseen(seen):
+            if stored.sequence_id not in self.skipped:
+                yield enrollment_id, stored
 
     def _suspect(self, absent: int, *, tracked: int) -> bool:
         """SPEC §5: more than half of the tracked enrollments (and at least 10) would go, or the
@@ -298,12 +304,12 @@ class _Poll:
         absent = max(0, tracked - seen.total())
         if self._suspect(absent, tracked=tracked):
             absent = 0
-            async for _ in self._absent(seen, tracked=tracked):
+            async for _ in self._absent(seen):
                 absent += 1
         suspect = self._suspect(absent, tracked=tracked)
         needed = SUSPECT_ABSENCES if suspect else ABSENCES
         gone = 0
-        async for enrollment_id, stored in self._absent(seen, tracked=tracked):
+        async for enrollment_id, stored in self._absent(seen):
             missed = stored.missed + 1
             tombstone = missed >= needed
             self.store.put(
@@ -341,6 +347,7 @@ class _Poll:
                 ),
             )
         self.store.count(batch, "tracked", -gone)
+        self.store.count(batch, "tombstones", gone)
         self.result.removed = gone
         held = suspect and not gone
         self.result.removals_held = absent if held else 0
@@ -437,6 +444,7 @@ async def poll_source(
                 poll.seen = SeenIds()
             updated_after = None if full else meta.watermark
             async for page in runtime.source.pages(updated_after=updated_after):
+                poll.skipped.update(page.skipped_sequences)
                 await poll.page(page)
             await poll.finish(full=full, started_at=started_at)
             return poll.result

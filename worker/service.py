@@ -16,6 +16,7 @@ from worker.errors import SourceError
 from worker.events import HealthType
 from worker.health import record_outcome
 from worker.pipeline import PollResult, poll_source
+from worker.sources.metering import metering
 from worker.status import record_poll
 
 log = structlog.get_logger("seqwatch")
@@ -55,13 +56,20 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
     tracker = progress.Progress(source=name, started_at=time.time())
     token = metrics.polling_source.set(name)
     try:
-        result = await poll_source(
-            deps.redis, progress.tracked(runtime, deps.redis, tracker), routes=deps.routes, now=now
-        )
+        with metering() as requests:
+            result = await poll_source(
+                deps.redis,
+                progress.tracked(runtime, deps.redis, tracker),
+                routes=deps.routes,
+                now=now,
+            )
     except SourceError as exc:
         await progress.clear(deps.redis, tracker)
         metrics.poll_finished(name, ok=False, seconds=time.monotonic() - started)
-        await record_poll(deps.redis, source=name, ok=False, at=time.time(), error=str(exc))
+        await record_poll(
+            deps.redis, source=name, ok=False, at=time.time(), error=str(exc),
+            requests=requests.count,
+        )  # fmt: skip
         log.warning(
             "poll",
             source=name,
@@ -69,6 +77,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
             outcome="failed",
             error=str(exc),
             error_kind=type(exc).__name__,
+            requests=requests.count,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
         await _health(deps, name, error=str(exc), now=now())
@@ -83,7 +92,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         events=result.by_type,
         quarantined=result.quarantined,
     )
-    await record_poll(deps.redis, source=name, ok=True, at=time.time())
+    await record_poll(deps.redis, source=name, ok=True, at=time.time(), requests=requests.count)
     await _health(deps, name, error=None, now=now())
     log.info(
         "poll",
@@ -98,6 +107,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         removed=result.removed,
         quarantined=result.quarantined,
         removals_held=result.removals_held,
+        requests=requests.count,
         duration_ms=round((time.monotonic() - started) * 1000),
     )
     return result

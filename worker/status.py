@@ -30,13 +30,21 @@ ATTEMPTS_READ_LIMIT = 1000
 
 
 async def record_poll(
-    redis: Redis, *, source: str, ok: bool, at: float, error: str | None = None
+    redis: Redis,
+    *,
+    source: str,
+    ok: bool,
+    at: float,
+    error: str | None = None,
+    requests: int | None = None,
 ) -> None:
     meta = keys.meta(source)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             meta, mapping={"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
         )
+        if requests is not None:
+            pipe.hset(meta, "last_poll_requests", str(requests))
         if ok:
             pipe.hset(meta, "last_ok_at", repr(at))
             pipe.hdel(meta, "last_error")
@@ -69,6 +77,10 @@ class SourceStatus:
     baseline_done: bool
     next_poll_due_at: datetime | None = None
     poll_in_progress: PollProgress | None = None
+    # Provider requests the last poll sent (retries included); None before the first poll.
+    last_poll_requests: int | None = None
+    # The provider API version in use, where a provider has several (Reply.io v3/v4).
+    api_version: str | None = None
     # Records quarantined now, and the latest listing's first error (enrollment_id, field,
     # error); a suspect mass removal being held; a detected loss of stored state.
     quarantined: int = 0
@@ -106,8 +118,8 @@ def moment(value: str | float | None) -> datetime | None:
 
 _SOURCE_FIELDS = (
     "last_poll_at", "last_outcome", "last_ok_at", "last_error", "consecutive_failures",
-    "tracked", "events_total", "baseline", "health", "quarantined", "quarantine_first",
-    "removals_held", "state_lost",
+    "tracked", "events_total", "baseline", "health", "last_poll_requests", "quarantined",
+    "quarantine_first", "removals_held", "state_lost",
 )  # fmt: skip
 
 
@@ -118,7 +130,8 @@ async def source_status(redis: Redis, name: str, *, now: float | None = None) ->
         pipe.hget(keys.schedule(), name)
         pipe.hgetall(keys.progress(name))
         pipe.exists(keys.lease(name))
-        meta, due, running, leased = await pipe.execute()
+        pipe.hget(keys.provider_memory(name), "api_version")
+        meta, due, running, leased, api_version = await pipe.execute()
     values = dict(zip(_SOURCE_FIELDS, meta, strict=True))
     progress = None
     if running and leased:  # a crashed poll's progress stays behind; its lease does not
@@ -142,6 +155,10 @@ async def source_status(redis: Redis, name: str, *, now: float | None = None) ->
         baseline_done=values["baseline"] == "1",
         next_poll_due_at=moment(due) if due and float(due) > 0 else None,
         poll_in_progress=progress,
+        last_poll_requests=(
+            int(values["last_poll_requests"]) if values["last_poll_requests"] else None
+        ),
+        api_version=api_version,
         quarantined=int(values["quarantined"] or 0),
         quarantine_error=first_error(values["quarantine_first"]),
         removals_held=_held(values["removals_held"]),

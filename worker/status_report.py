@@ -47,6 +47,14 @@ def _source_lines(s: SourceStatus, now: datetime) -> list[str]:
         f"  {s.name}: {health}; last poll {_when(s.last_poll_at, now)}, "
         f"{plural(s.tracked, 'enrollment')} tracked, {plural(s.events_total, 'event')} emitted"
     ]
+    if s.last_poll_requests is not None or s.api_version is not None:
+        version = f"API {s.api_version}, " if s.api_version else ""
+        sent = (
+            "?"
+            if s.last_poll_requests is None
+            else plural(s.last_poll_requests, "provider request")
+        )
+        lines.append(f"    {version}last poll sent {sent}")
     if s.last_error:
         lines.append(f"    last error: {s.last_error}")
     lines += [f"    {note}" for note in _source_notes(s)]

@@ -100,7 +100,7 @@ class WhippyHarness:
         self._set(enrollment_id, StepStatus.ACTIVE)
 
     def delete(self, enrollment_id: str) -> None:
-        self.world.remove_contact(*_ids(enrollment_id))
+        self.world.hard_delete(*_ids(enrollment_id))
 
     def set_raw_status(self, enrollment_id: str, value: str) -> None:
         self._set(enrollment_id, value)

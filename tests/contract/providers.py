@@ -11,17 +11,16 @@ from typing import Protocol
 
 import httpx
 
+from tests.contract.provider_replyio import ReplyioHarness, ReplyioV4Harness
 from tests.contract.provider_whippy import WhippyHarness
 from tests.contract.provider_zendesk_sell import ZendeskSellHarness, ZendeskSellLinksHarness
 from worker.fakes.faults import FaultPlan
-from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
 from worker.fakes.server import FakeServer
 from worker.fakes.unify import ManualClock, UnifyApp, UnifyWorld
 from worker.normalize import NORMALIZERS
 from worker.pipeline import SourceRuntime
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
-from worker.sources.replyio import ReplyioSource
 from worker.sources.unify import UnifySource
 
 API_KEY = "sk-contract-SECRET-4242"
@@ -84,74 +83,6 @@ def _client(
         sleep=sleep,
         max_attempts=3,
     )
-
-
-class ReplyioHarness:
-    provider = "replyio"
-    signals = frozenset({"opted_out"})
-    listing_path = "/v4/sequences/100/contacts"
-    bad_field = "status"
-
-    def __init__(self) -> None:
-        self.world = ReplyioWorld()
-        self.faults = FaultPlan()
-        self.server = FakeServer(ReplyioApp(self.world, api_key=API_KEY, faults=self.faults))
-        self.http = httpx.AsyncClient(timeout=1.0)
-        self._next = 1000
-        self.world.add_sequence(100, "Contract sequence", steps=5)
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.faults.wake()
-        self.server.stop()
-
-    def runtime(self, *, name: str, sleep: Callable[[float], Awaitable[None]]) -> SourceRuntime:
-        client = _client(name, self.server.base_url, "X-API-Key", self.http, sleep)
-        source = ReplyioSource(name=name, client=client, sequences=(), page_size=PAGE_SIZE)
-        return SourceRuntime(
-            name=name, provider=self.provider, source=source, normalize=NORMALIZERS[self.provider]
-        )
-
-    def enroll(self) -> str:
-        self._next += 1
-        self.world.add_contact(
-            100,
-            self._next,
-            email=f"c{self._next}@example.com",
-            first="Contact",
-            last=str(self._next),
-            company="Acme",
-        )
-        return f"100:{self._next}"
-
-    def seed(self, count: int) -> list[str]:
-        return [self.enroll() for _ in range(count)]
-
-    def _ids(self, enrollment_id: str) -> tuple[int, int]:
-        seq, _, contact = enrollment_id.partition(":")
-        return int(seq), int(contact)
-
-    def finish(self, enrollment_id: str) -> None:
-        self.world.set_status(*self._ids(enrollment_id), ContactStatus.FINISHED)
-
-    def opt_out(self, enrollment_id: str) -> None:
-        self.world.opt_out(*self._ids(enrollment_id))
-
-    def pause(self, enrollment_id: str) -> None:
-        self.world.set_status(*self._ids(enrollment_id), ContactStatus.PAUSED)
-
-    def resume(self, enrollment_id: str) -> None:
-        self.world.set_status(*self._ids(enrollment_id), ContactStatus.ACTIVE)
-
-    def delete(self, enrollment_id: str) -> None:
-        self.world.remove_contact(*self._ids(enrollment_id))
-
-    def set_raw_status(self, enrollment_id: str, value: str) -> None:
-        contact = self.world.contact(*self._ids(enrollment_id))
-        assert contact is not None
-        contact["status"] = value  # the world hands out its own record
 
 
 class UnifyHarness:
@@ -228,6 +159,7 @@ class UnifyHarness:
 
 HARNESSES: dict[str, Callable[[], ProviderHarness]] = {
     "replyio": ReplyioHarness,
+    "replyio_v4": ReplyioV4Harness,
     "unify": UnifyHarness,
     "whippy": WhippyHarness,
     "zendesk_sell": ZendeskSellHarness,

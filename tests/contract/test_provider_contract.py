@@ -15,6 +15,7 @@ from worker import keys
 from worker.errors import MalformedResponse, SourceError, SourceUnavailable
 from worker.outbox import Outbox, Route
 from worker.pipeline import PollResult, SourceRuntime, poll_source
+from worker.state import StateStore
 
 SOURCE = "contract-src"
 SINK = "sink"
@@ -56,10 +57,7 @@ def types(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 async def snapshot(store: Redis) -> dict[str, dict[str, str]]:
-    state: dict[str, str] = {}
-    async for key in store.scan_iter(match=keys.state_pattern(SOURCE)):
-        state.update(await store.hgetall(key))  # type: ignore[misc]
-    return {"state": state}
+    return {"state": await StateStore(store, source=SOURCE).stored()}
 
 
 @pytest.fixture

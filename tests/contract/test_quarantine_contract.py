@@ -90,14 +90,16 @@ async def test_a_record_whose_id_cannot_be_read_makes_the_listing_incomplete(
     again = await poll(store, runtime)
     assert (result.quarantined, again.quarantined) == (1, 1)
     assert not result.full_listing
-    assert types(await drain(store)) == [(late, "enrollment.finished")]
+    # Whippy leaves the whole sequence of an unfoldable row as stored until it reads again.
+    during = await drain(store)
+    assert types(during) in ([], [(late, "enrollment.finished")])
     assert (await snapshot(store))["state"][gone] == before["state"][gone]
     status = await source_status(store, SOURCE)
     assert status.quarantine_error is not None
     assert status.quarantine_error["enrollment_id"] is None
 
     await poll(store, runtime)  # complete again: absent once
-    assert await drain(store) == []
+    assert types(during + await drain(store)) == [(late, "enrollment.finished")]
     await poll(store, runtime)
     assert types(await drain(store)) == [(gone, "enrollment.removed")]
 

@@ -159,7 +159,12 @@ class SoakWorld:
         )
         self.unify_faults.add("timeout", times=10**9, delay=provider_delay)
         self.reply_server = FakeServer(
-            ReplyioApp(self.reply, api_key=REPLY_KEY, faults=self.reply_faults)
+            ReplyioApp(
+                self.reply,
+                api_key=REPLY_KEY,
+                faults=self.reply_faults,
+                versions=frozenset({"v4"}),  # a v4-only account: found by auto-detection
+            )
         )
         self.unify_server = FakeServer(
             UnifyApp(self.unify, api_key=UNIFY_KEY, faults=self.unify_faults)

@@ -92,6 +92,14 @@ def baseline(setup: Setup, fakes: Fakes) -> None:
     assert fakes.slack.deliveries == []
 
 
+def reply_state(raw: str, sequence: int, step: int) -> dict[str, Any]:
+    """A Reply.io v3 state as the fake serves it (step ids are sequence * 100 + step)."""
+    status = {"outOfOffice": "paused"}.get(raw, raw)
+    return state(status, raw, step, replied=False, bounced=False, opted_out=False) | {
+        "step_id": str(sequence * 100 + step)
+    }
+
+
 def state(status: str, raw: str, step: int | None, **flags: bool | None) -> dict[str, Any]:
     return {
         "status": status, "raw_status": raw, "step": step, "step_id": None,
@@ -206,6 +214,7 @@ def test_provider_500_fails_the_poll_then_a_good_poll_emits_exactly_the_changes(
     # Every attempt at sequence 200's contacts fails (the client retries 5 times).
     fakes.reply_faults.add(FaultKind.STATUS, status=500, times=5, path_contains="/200/contacts")
 
+    sent_before = len(fakes.reply_server.requests)
     failed = run(setup, "poll", "--source", "reply")
     assert failed.code == 1, str(failed)
     assert fakes.reply_faults.pending() == 0
@@ -216,6 +225,8 @@ def test_provider_500_fails_the_poll_then_a_good_poll_emits_exactly_the_changes(
     status = status_json(setup)["sources"]["reply"]
     assert status["last_outcome"] == "failed"
     assert "HTTP 500" in status["last_error"]
+    # A failed poll's requests count too (retries included): they spent the quota.
+    assert status["last_poll_requests"] == len(fakes.reply_server.requests) - sent_before
 
     ok(run(setup, "poll", "--source", "reply"))
     ok(run(setup, "poll", "--source", "reply"))  # Max is absent from a second full listing
@@ -287,17 +298,19 @@ def test_replyio_poll_scenario(setup: Setup, fakes: Fakes) -> None:
         "id": "1", "email": "john.doe@company.com", "name": "John Doe",
         "company": "Tech Solutions Inc",
     }  # fmt: skip
-    assert step["previous"] == state("active", "Active", 1, opted_out=False)
-    assert step["current"] == state("active", "Active", 2, opted_out=False)
+    # Reply.io v3 (detected first): lower-case status, step ids, reply and bounce flags.
+    assert step["previous"] == reply_state("active", 100, 1)
+    assert step["current"] == reply_state("active", 100, 2)
     paused = seen.one(PAUSED, "100:2")
-    assert paused["current"] == state("paused", "OutOfOffice", 1, opted_out=False)
+    # The fake marks the auto-reply isReplied, yet it is no reply: no replied event above.
+    assert paused["current"] == reply_state("outOfOffice", 100, 1) | {"reason": "AutoReplied"}
     assert seen.one(OPTED_OUT, "100:3")["current"]["opted_out"] is True
     finished = seen.one(FINISHED, "200:4")
-    assert finished["current"] == state("finished", "Finished", 1, opted_out=False)
+    assert finished["current"] == reply_state("finished", 200, 1)
     assert finished["sequence"] == {"id": "200", "name": "Webinar follow-up"}
     enrolled = seen.one(ENROLLED, "200:6")
     assert enrolled["previous"] is None
-    assert enrolled["current"] == state("active", "Active", 1, opted_out=False)
+    assert enrolled["current"] == reply_state("active", 200, 1)
     assert enrolled["contact"]["company"] is None
     assert fakes.slack.accepted, "the Slack destination got nothing"
 
@@ -307,7 +320,7 @@ def test_replyio_poll_scenario(setup: Setup, fakes: Fakes) -> None:
     assert len(seen.docs) == 7
     removed = seen.one(REMOVED, "200:5")
     assert removed["current"] is None
-    assert removed["previous"] == state("active", "Active", 1, opted_out=False)
+    assert removed["previous"] == reply_state("active", 200, 1)
     assert removed["contact"]["id"] == "5"
     assert seen.one(RESUMED, "100:2")["current"]["status"] == "active"
 
@@ -484,8 +497,17 @@ def test_status_reports_sources_and_destinations(setup: Setup, fakes: Fakes) -> 
     baseline(setup, fakes)
     fakes.reply.advance_step(100, 1)
     fakes.unify_update("Maya Lopez", is_bounced=True)
-    ok(run(setup, "poll"))
+    sent_before = len(fakes.reply_server.requests)
+    polled = ok(run(setup, "poll"))
     status = status_json(setup)
+    # What the last poll cost, counted by the fake that served it; the detected API version.
+    sent = len(fakes.reply_server.requests) - sent_before
+    assert status["sources"]["reply"]["last_poll_requests"] == sent
+    assert status["sources"]["reply"]["api_version"] == "v3"
+    assert status["sources"]["unify"]["api_version"] is None
+    logged = [json.loads(line) for line in stderr_lines(polled) if line.startswith("{")]
+    [canonical] = [e for e in logged if e.get("event") == "poll" and e.get("source") == "reply"]
+    assert canonical["requests"] == sent
     assert status["sources"]["reply"]["tracked"] == 5
     assert status["sources"]["reply"]["events_total"] == 1
     assert status["sources"]["unify"]["tracked"] == 5
@@ -501,6 +523,7 @@ def test_status_reports_sources_and_destinations(setup: Setup, fakes: Fakes) -> 
     assert "5 enrollments tracked, 1 event emitted" in text
     assert "hook: ok; 0 pending, 0 dead-lettered, last success" in text
     assert "workers: 0 running (no `seqwatch run`)" in text
+    assert f"API v3, last poll sent {sent} provider requests" in text
     assert Seen.of(fakes.hook).kinds() == sorted(
         [(STEP_ADVANCED, "100:1"), ("enrollment.bounced", fakes.unify_ids["Maya Lopez"])]
     )

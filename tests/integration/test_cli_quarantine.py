@@ -30,7 +30,7 @@ def test_status_names_the_quarantined_record_and_field(setup: Setup, fakes: Fake
     fakes.reply.advance_step(100, 2)
     # Sequence 100's first contact loses its status: only that record is set aside.
     fakes.reply_faults.add(
-        FaultKind.MISSING_FIELD, field="status", path_contains="/sequences/100/contacts"
+        FaultKind.MISSING_FIELD, field="statusInSequence", path_contains="/sequences/100/contacts"
     )
     polled = run(setup, "poll")
     assert polled.code == 0, str(polled)
@@ -38,16 +38,16 @@ def test_status_names_the_quarantined_record_and_field(setup: Setup, fakes: Fake
     warnings = [json.loads(line) for line in polled.stderr.splitlines() if line.startswith("{")]
     [logged] = [w for w in warnings if w["event"] == "record_quarantined"]
     assert (logged["level"], logged["enrollment_id"], logged["field"]) == (
-        "warning", "100:1", "status",
+        "warning", "100:1", "statusInSequence",
     )  # fmt: skip
 
     text = run(setup, "status")
-    assert "1 record quarantined; first: enrollment 100:1, field 'status'" in text.stdout
+    assert "1 record quarantined; first: enrollment 100:1, field 'statusInSequence'" in text.stdout
     [source] = json.loads(run(setup, "status", "--json").stdout)["sources"]
     assert source["quarantined"] == 1
     assert source["quarantine_error"]["enrollment_id"] == "100:1"
-    assert source["quarantine_error"]["field"] == "status"
-    assert "status" in source["quarantine_error"]["error"]
+    assert source["quarantine_error"]["field"] == "statusInSequence"
+    assert "statusInSequence" in source["quarantine_error"]["error"]
 
     assert run(setup, "poll").code == 0  # the record is fine again
     [source] = json.loads(run(setup, "status", "--json").stdout)["sources"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +25,11 @@ from worker.sources.limiter import PacingLimiter
 from worker.sources.registry import SourceParams, build_source
 
 KEY = "whippy-test-key-123"
+VENDOR = Path(__file__).resolve().parents[1] / "contract" / "vendor_examples"
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 ROW_FIELDS = {
     "id", "status", "contact", "step_id", "sequence_id", "channel_id", "added_by_id",
-    "scheduled_at", "clicked_link", "unsubscribed", "responded", "created_at", "updated_at",
+    "scheduled_at", "clicked_link", "unsubscribed", "created_at", "updated_at",
     "run_created_at", "run_updated_at", "contact_messages",
 }  # fmt: skip
 
@@ -124,16 +127,17 @@ def test_limit_variants_cap_or_clamp(fake: Fake) -> None:
     assert (len(clamped["data"]), clamped["total"]) == (20, 60)
 
 
-def test_rows_have_the_documented_fields_and_the_switchable_ones(fake: Fake) -> None:
+def test_rows_have_the_vendor_sample_fields_and_nothing_invented(fake: Fake) -> None:
+    samples = json.loads((VENDOR / "whippy.webhook-samples.json").read_text())
     first = contacts(fake, limit=1).json()["data"][0]
-    assert set(first) == ROW_FIELDS
+    assert set(first) == ROW_FIELDS == set(samples["step_contact_created"])
+    assert "responded" not in first  # in no vendor sample: only the filter knows replies
     assert set(first["contact"]) == {"id", "name", "email", "phone"}
     assert first["status"] == "active"
-    fake.world.include_responded = False
     fake.world.include_total = False
     body = contacts(fake, limit=1).json()
     assert set(body) == {"data"}
-    assert set(body["data"][0]) == ROW_FIELDS - {"responded"}
+    assert set(body["data"][0]) == ROW_FIELDS
 
 
 def test_world_rows_follow_mutations(fake: Fake) -> None:
@@ -147,10 +151,15 @@ def test_world_rows_follow_mutations(fake: Fake) -> None:
     fake.world.unsubscribe(fake.sequence, contact)
     fake.world.respond(fake.sequence, contact)
     assert fake.world.newest(fake.sequence, contact)["unsubscribed"] is True
-    assert fake.world.newest(fake.sequence, contact)["responded"] is True
+    responded = contacts(fake, responded="true").json()["data"]
+    assert {r["contact"]["id"] for r in responded} == {contact}
     steps = [r["status"] for r in fake.world.rows(fake.sequence) if r["contact"]["id"] == contact]
     assert steps == ["complete", "complete", "active"]
+    # Whippy's removal: finished on the step it was on, not deleted.
     fake.world.remove_contact(fake.sequence, contact)
+    steps = [r["status"] for r in fake.world.rows(fake.sequence) if r["contact"]["id"] == contact]
+    assert steps == ["complete", "complete", "finished"]
+    fake.world.hard_delete(fake.sequence, contact)
     assert all(r["contact"]["id"] != contact for r in fake.world.rows(fake.sequence))
 
 
@@ -276,11 +285,13 @@ async def test_every_variant_lists_every_enrollment(
 
 
 async def test_states_follow_the_world(fake: Fake, http: httpx.AsyncClient) -> None:
-    a, b, c, d = (
-        fake.world.add_contact(fake.sequence, name=n, step=3) for n in ("A", "B", "C", "D")
+    a, b, c, d, e = (
+        fake.world.add_contact(fake.sequence, name=n, step=3) for n in ("A", "B", "C", "D", "E")
     )
+    removed_early = fake.world.add_contact(fake.sequence, name="F", step=1, email="")
     fake.clock.advance(1)
     fake.world.set_status(fake.sequence, a, StepStatus.COMPLETE)
+    fake.world.remove_contact(fake.sequence, removed_early)
     fake.world.set_status(fake.sequence, b, StepStatus.INACTIVE)
     fake.world.unsubscribe(fake.sequence, c)
     fake.world.respond(fake.sequence, c)
@@ -293,9 +304,13 @@ async def test_states_follow_the_world(fake: Fake, http: httpx.AsyncClient) -> N
     assert found[key + b].state.status is Status.BLOCKED
     assert (found[key + c].state.opted_out, found[key + c].state.replied) == (True, True)
     assert found[key + d].state.status is Status.REMOVED
-    fake.world.include_responded = False
-    again = await listing(fake.server.base_url, http)
-    assert {e.state.replied for e in again.values()} == {None}
+    assert found[key + e].state.replied is False  # listed by no `responded=true` page
+    # Removed on step 1 of 3: finished, not active (removesequencecontacts).
+    early = found[key + removed_early]
+    assert (early.state.status, early.state.step) == (Status.FINISHED, 1)
+    assert early.contact.email is None  # "" from the provider is null
+    assert early.contact.phone is not None
+    assert early.contact.phone.startswith("+1")
 
 
 async def test_allow_list_requests_only_named_sequences(

@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from tests.contract.providers import ReplyioHarness, Sleeps
+from tests.contract.provider_replyio import ReplyioHarness
+from tests.contract.providers import Sleeps
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
 from worker import keys, lease
 from worker.batch import Batch

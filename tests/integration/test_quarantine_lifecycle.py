@@ -17,7 +17,7 @@ async def test_a_quarantined_record_that_disappears_is_no_longer_counted(store: 
     world, faults = small_world(), FaultPlan()
     async with replyio_runtime(world, source=SOURCE, faults=faults) as runtime:
         await poll_source(store, runtime, routes=(), now=now)
-        faults.add(FaultKind.MISSING_FIELD, field="status", path_contains="/contacts")
+        faults.add(FaultKind.MISSING_FIELD, field="statusInSequence", path_contains="/contacts")
         await poll_source(store, runtime, routes=(), now=now)
         status = await source_status(store, SOURCE)
         assert status.quarantined == 1

@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from tests.contract.providers import API_KEY, ReplyioHarness, Sleeps
+from tests.contract.provider_replyio import ReplyioHarness
+from tests.contract.providers import API_KEY, Sleeps
 from worker.deps import Deps
 from worker.errors import SourceError
 from worker.outbox import Outbox, Route

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from tests.contract.providers import Sleeps, UnifyHarness
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
-from worker import keys
 from worker.pipeline import PollResult, SourceRuntime, poll_source
+from worker.state import StateStore
 from worker.status import source_status
 
 MAILBOX = "rep@seller.example"  # the fake's default sending mailbox
@@ -173,13 +173,13 @@ async def test_a_bad_updated_at_quarantines_the_record_and_writes_nothing_for_it
     rt = runtime_of(unify)
     [one] = unify.seed(1)
     await poll(store, rt)
-    before = await store.hgetall(keys.state_key(SOURCE, one))  # type: ignore[misc]
+    before = (await StateStore(store, source=SOURCE).stored())[one]
     unify.world._rows[one][1]["updated_at"] = "2026-01-05 09:00:09"  # no T, no zone
     unify.world._rows[one][1]["is_opted_out"] = True
     result = await poll(store, rt)  # one bad record never fails the poll (SPEC §5)
     assert result.quarantined == 1
     assert await drain(store) == []
-    assert await store.hgetall(keys.state_key(SOURCE, one)) == before  # type: ignore[misc]
+    assert (await StateStore(store, source=SOURCE).stored())[one] == before
     status = await source_status(store, SOURCE)
     assert status.quarantine_error is not None
     assert status.quarantine_error["enrollment_id"] == one

@@ -100,8 +100,13 @@ def test_replyio_example_records() -> None:
     )
     ana = reply(REPLY_ANA)
     assert ana.enrollment_id == "100:12346"
+    # An auto-reply stays visible as the state's reason (SPEC §5).
     assert ana.state == State(
-        status=Status.PAUSED, raw_status="OutOfOffice", step=1, opted_out=False
+        status=Status.PAUSED,
+        raw_status="OutOfOffice",
+        step=1,
+        opted_out=False,
+        reason="AutoReplied",
     )
     assert ana.contact == Contact(id="12346", email="ana@acme.io", name="Ana Reyes", company="Acme")
 

@@ -1,4 +1,4 @@
-"""ReplyioSource against a respx-mocked Reply.io v4 API."""
+"""ReplyioSource against a respx-mocked Reply.io API (v4 paths unless a test says v3)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,11 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def make_source(
-    http: httpx.AsyncClient, *, sequences: tuple[str, ...] = (), sleep: Sleeps | None = None
+    http: httpx.AsyncClient,
+    *,
+    sequences: tuple[str, ...] = (),
+    sleep: Sleeps | None = None,
+    api_version: str = "v4",
 ) -> Source:
     params = SourceParams(
         name="reply-emea",
@@ -57,6 +61,7 @@ def make_source(
         http=http,
         limiter=NoLimit(),
         sleep=sleep or Sleeps(),
+        api_version=api_version,
     )
     return build_source("replyio", params)
 
@@ -114,15 +119,22 @@ async def test_lists_every_sequence_to_the_end(
     pages = await collect(source)
 
     assert [(p.where, len(p.records), p.sequence) for p in pages] == [
-        ("sequence 100, skip=0", 1000, SequenceRef(id="100", name="Q4 outbound")),
-        ("sequence 100, skip=1000", 3, SequenceRef(id="100", name="Q4 outbound")),
-        ("sequence 200, skip=0", 2, SequenceRef(id="200", name=None)),
+        ("sequence 100, contacts page 1 (skip=0)", 1000, SequenceRef(id="100", name="Q4 outbound")),
+        ("sequence 100, contacts page 2 (skip=1000)", 3, SequenceRef(id="100", name="Q4 outbound")),
+        ("sequence 200, contacts page 1 (skip=0)", 2, SequenceRef(id="200", name=None)),
     ]
     assert pages[1].records[0]["contactId"] == 1000
     assert params_of(sequences) == [{"top": "1000", "skip": "0"}]
-    assert params_of(first) == [{"top": "1000", "skip": "0"}, {"top": "1000", "skip": "1000"}]
+    # Contacts come oldest first, so contacts added during the listing cannot shift offsets.
+    order = {"sort_by": "addingDate", "sort_direction": "asc"}
+    assert params_of(first) == [
+        {**order, "top": "1000", "skip": "0"},
+        {**order, "top": "1000", "skip": "1000"},
+    ]
     assert second.call_count == 1
+    # Both documented auth styles: v4's X-API-Key and v3's Bearer token.
     assert sequences.calls.last.request.headers["X-API-Key"] == KEY
+    assert sequences.calls.last.request.headers["Authorization"] == f"Bearer {KEY}"
 
 
 async def test_sequence_listing_pages_by_item_count(
@@ -141,9 +153,9 @@ async def test_sequence_listing_pages_by_item_count(
         router.get(f"/v4/sequences/{n}/contacts").respond(200, json={"items": [], "hasMore": False})
     pages = await collect(make_source(http))
     assert [p.where for p in pages] == [
-        "sequence 1, skip=0",
-        "sequence 2, skip=0",
-        "sequence 3, skip=0",
+        "sequence 1, contacts page 1 (skip=0)",
+        "sequence 2, contacts page 1 (skip=0)",
+        "sequence 3, contacts page 1 (skip=0)",
     ]
     assert [p.records for p in pages] == [[], [], []]
     assert listing.call_count == 2
@@ -215,7 +227,7 @@ async def test_info_has_more_variant_is_tolerated(
         ({"items": ["x"], "hasMore": False}, r"field 'items'\[0\] is a string"),
         ({"items": []}, "missing field 'hasMore'"),
         ({"items": [], "hasMore": "no"}, "field 'hasMore' is a string"),
-        ({"items": [], "hasMore": True}, "'hasMore' is true but 'items' is empty"),
+        ({"items": [], "hasMore": True}, "'hasMore' is true but the page is empty"),
         ([], "response is an array, expected an object"),
     ],
 )
@@ -228,7 +240,7 @@ async def test_bad_contact_envelope_is_malformed(
     router.get("/v4/sequences/7/contacts").respond(200, json=body)
     with pytest.raises(MalformedResponse, match=message) as info:
         await collect(make_source(http))
-    assert "sequence 7, skip=0" in str(info.value)
+    assert "sequence 7, contacts page 1 (skip=0)" in str(info.value)
     assert KEY not in str(info.value)
 
 
@@ -246,7 +258,7 @@ async def test_bad_sequence_item_is_malformed(
     router.get("/v4/sequences").respond(200, json={"items": [item], "hasMore": False})
     with pytest.raises(MalformedResponse, match=message) as info:
         await collect(make_source(http))
-    assert "sequences, skip=0, item 0" in str(info.value)
+    assert "sequences page 1 (skip=0), item 0" in str(info.value)
 
 
 async def test_invalid_json_is_malformed(router: respx.MockRouter, http: httpx.AsyncClient) -> None:

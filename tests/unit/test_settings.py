@@ -382,3 +382,29 @@ def test_plain_http_destinations_need_an_opt_in(tmp_path: Path, extra: str, ok: 
         message = error(tmp_path, text, env)
         assert message.startswith("destinations[0].url: https is required")
         assert "xyzSECRET" not in message
+
+
+@pytest.mark.parametrize("version", ["auto", "v3", "v4"])
+def test_replyio_api_version_is_chosen_per_source(tmp_path: Path, version: str) -> None:
+    (source,) = load(tmp_path, SOURCE + f'api_version = "{version}"\n').sources
+    assert source.api_version == version
+    (default,) = load(tmp_path, SOURCE).sources
+    assert default.api_version == "auto"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            SOURCE + 'api_version = "v5"\n',
+            "sources[0].api_version: expected one of 'auto', 'v3', 'v4', got 'v5'",
+        ),
+        (
+            SOURCE.replace("replyio", "unify") + 'api_version = "v3"\n',
+            "sources[0].api_version: only allowed for provider 'replyio'",
+        ),
+        (SOURCE + "api_version = 3\n", "sources[0].api_version: expected a string, got integer"),
+    ],
+)
+def test_api_version_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    assert error(tmp_path, text) == expected

@@ -57,7 +57,6 @@ def folded(
         "contact": dict(CONTACT),
         "rows": [copy.deepcopy(r) for r in rows],
         "steps": steps,
-        "last_position": max(steps.values(), default=None),
     }
     return record | extra
 
@@ -74,13 +73,15 @@ def test_readme_example_folds_into_one_enrollment() -> None:
     enrollment = whippy.normalize(folded(FINISHED_ROW, ACTIVE_ROW), page=PAGE)
     assert enrollment.enrollment_id == f"{SEQ}:{CONTACT['id']}"
     assert enrollment.sequence == SequenceRef(id=SEQ, name="Q4 outreach")
-    assert enrollment.contact == Contact(id=CONTACT["id"], email=None, name="Giovanni Torp")
+    assert enrollment.contact == Contact(
+        id=CONTACT["id"], email=None, name="Giovanni Torp", phone="+13603094336"
+    )
     assert enrollment.state == State(
         status=Status.ACTIVE,
         raw_status="active",
         step=2,
         step_id=STEP_2,
-        replied=None,  # the README rows carry no `responded`
+        replied=None,  # no `responded=true` listing was read for this record
         bounced=None,
         opted_out=False,
     )
@@ -97,8 +98,9 @@ def test_readme_example_folds_into_one_enrollment() -> None:
         ("inactive", Status.BLOCKED),
         ("in-active", Status.BLOCKED),
         ("removed", Status.REMOVED),
-        ("complete", Status.ACTIVE),  # a step completed, not the sequence
-        ("finished", Status.ACTIVE),
+        # Whippy marks a removed contact finished on the step it was on: the run ended.
+        ("complete", Status.FINISHED),
+        ("finished", Status.FINISHED),
         ("Inactive", Status.BLOCKED),
         ("SNOOZED_BY_VENDOR", Status.ACTIVE),  # unknown: nearest, raw kept
     ],
@@ -119,11 +121,28 @@ def test_completing_the_last_step_finishes_in_both_vocabularies(raw: str) -> Non
     )
 
 
-def test_a_step_the_sequence_no_longer_lists_has_no_number_and_cannot_finish() -> None:
+def test_a_step_the_sequence_no_longer_lists_has_no_number_but_still_finishes() -> None:
     got = state(on("gone-step", "complete"))
-    assert (got.status, got.step, got.step_id) == (Status.ACTIVE, None, "gone-step")
-    empty = state(on("gone-step", "complete"), steps={})
+    assert (got.status, got.step, got.step_id) == (Status.FINISHED, None, "gone-step")
+    empty = state(on("gone-step", "active"), steps={})
     assert (empty.status, empty.step) == (Status.ACTIVE, None)
+
+
+def test_removal_finishes_on_the_step_it_was_on() -> None:
+    # removesequencecontacts: "the status of contact will be updated to Finished".
+    got = state(FINISHED_ROW | {"updated_at": "2023-11-02T14:03:40Z"}, on(STEP_2, "finished"))
+    assert (got.status, got.raw_status, got.step) == (Status.FINISHED, "finished", 2)
+
+
+def test_empty_contact_strings_are_null_and_the_phone_is_kept() -> None:
+    contact = {"id": "c1", "name": "", "email": "", "phone": "+13603094336"}
+    got = whippy.normalize(folded(ACTIVE_ROW, contact=contact), page=PAGE).contact
+    assert got == Contact(id="c1", email=None, name=None, phone="+13603094336")
+    assert got.as_dict() == {
+        "id": "c1", "email": None, "name": None, "company": None, "phone": "+13603094336",
+    }  # fmt: skip
+    no_phone = whippy.normalize(folded(ACTIVE_ROW, contact={"id": "c1", "phone": ""}), page=PAGE)
+    assert "phone" not in no_phone.contact.as_dict()
 
 
 def test_newest_is_the_latest_updated_at_even_on_an_earlier_step() -> None:
@@ -165,11 +184,12 @@ def test_opted_out_from_unsubscribed_on_any_row() -> None:
     assert state(*bare).opted_out is None
 
 
-def test_replied_from_responded_only_where_the_field_is_sent() -> None:
+def test_replied_only_from_the_responded_listing_never_a_row_field() -> None:
     assert state(FINISHED_ROW, ACTIVE_ROW).replied is None
-    assert state(FINISHED_ROW | {"responded": False}, ACTIVE_ROW).replied is False
-    assert state(FINISHED_ROW | {"responded": True}, ACTIVE_ROW | {"responded": False}).replied
-    assert state(ACTIVE_ROW | {"responded": True}).replied is True
+    assert state(FINISHED_ROW, ACTIVE_ROW, responded=False).replied is False
+    assert state(ACTIVE_ROW, responded=True).replied is True
+    # A row field of that name is in no vendor material: it is not read.
+    assert state(ACTIVE_ROW | {"responded": True}, responded=False).replied is False
     assert state(ACTIVE_ROW).bounced is None
 
 
@@ -193,13 +213,31 @@ def test_sequence_name_only_from_the_matching_page() -> None:
         (folded(ACTIVE_ROW | {"status": None}), "rows[0].status"),
         (folded(ACTIVE_ROW | {"step_id": None}), "rows[0].step_id"),
         (folded(ACTIVE_ROW | {"unsubscribed": "no"}), "rows[0].unsubscribed"),
-        (folded(ACTIVE_ROW | {"responded": 1}), "rows[0].responded"),
+        (folded(ACTIVE_ROW, responded=1), "responded"),
         (folded(ACTIVE_ROW) | {"steps": None}, "steps"),
         (folded(ACTIVE_ROW) | {"steps": {STEP_2: "1"}}, f"steps.{STEP_2}"),
-        (folded(ACTIVE_ROW, last_position="2"), "last_position"),
     ],
 )
 def test_bad_records_name_the_field(record: dict[str, Any], field: str) -> None:
     with pytest.raises(RecordError, match=re.escape(f"record field '{field}'")) as info:
         whippy.normalize(record, page=PAGE)
     assert isinstance(info.value, MalformedResponse)
+
+
+def test_a_step_completed_after_the_next_one_started_does_not_end_the_run() -> None:
+    # Whippy may write the old step's `complete` a moment after the next step's row.
+    started = on(STEP_2, "active", id="b", created_at="2024-01-01T10:00:00Z",
+                 updated_at="2024-01-01T10:00:00Z")  # fmt: skip
+    done = on(STEP_1, "complete", id="a", created_at="2024-01-01T09:00:00Z",
+              updated_at="2024-01-01T10:00:02Z")  # fmt: skip
+    got = state(done, started)
+    assert (got.status, got.step, got.raw_status) == (Status.ACTIVE, 2, "active")
+
+
+def test_a_finished_row_of_a_new_run_ends_it_whatever_the_old_run_reached() -> None:
+    old = on(STEP_3, "complete", id="old", created_at="2024-01-01T09:00:00Z",
+             updated_at="2024-01-01T09:30:00Z")  # fmt: skip
+    removed = on(STEP_1, "finished", id="new", created_at="2024-02-01T09:00:00Z",
+                 updated_at="2024-02-01T10:00:00Z")  # fmt: skip
+    got = state(old, removed)
+    assert (got.status, got.step) == (Status.FINISHED, 1)

@@ -112,7 +112,16 @@ def one_sequence(router: respx.MockRouter, title: str | None = "Q4 outreach") ->
     router.get(f"/v1/sequences/{SEQ}").respond(200, json=detail(title))
 
 
+def responded_route(router: respx.MockRouter, seq: str = SEQ) -> respx.Route:
+    """The documented `responded=true` filter of the contacts listing."""
+    return router.get(
+        f"/v1/sequences/{seq}/contacts", params__contains={"responded": "true"}, name="responded"
+    )
+
+
 def contacts_route(router: respx.MockRouter) -> respx.Route:
+    if not any(r.name == "responded" for r in router.routes):
+        responded_route(router).respond(200, json={"data": [], "total": 0})
     return router.get(f"/v1/sequences/{SEQ}/contacts")
 
 
@@ -155,7 +164,7 @@ async def test_folds_rows_across_pages_into_one_page_per_sequence(
     first = page.records[0]
     assert first["sequence_id"] == SEQ
     assert first["steps"] == {"s0": 0, "s1": 1, "s2": 2}
-    assert first["last_position"] == 2
+    assert "last_position" not in first
     assert first["steps"] is split["steps"]  # one dict per sequence, not per contact
     # Only the fields the normalizer reads are kept: no message bodies in memory.
     assert set(first["rows"][0]) == {"id", "status", "step_id", "created_at", "updated_at",
@@ -320,10 +329,10 @@ async def test_a_row_without_a_contact_id_is_passed_on_alone_as_an_unreadable_re
     contacts_route(router).respond(200, json={"data": [row(0, 0, 0), row(1, 1, 0) | change],
                                               "total": 2})  # fmt: skip
     [page] = await collect(make_source(http))
-    assert len(page.records) == 2
-    whippy_normalize(page.records[0], page=page)  # the good row still folds and normalizes
+    # The sequence's other contacts may have lost a row too: left as stored this poll.
+    [orphan] = page.records
     with pytest.raises(UnreadableId, match="contact"):
-        whippy_normalize(page.records[1], page=page)
+        whippy_normalize(orphan, page=page)
 
 
 @pytest.mark.parametrize(
@@ -342,7 +351,7 @@ async def test_bad_sequence_detail_is_malformed(
     router: respx.MockRouter, http: httpx.AsyncClient, body: Any, message: str
 ) -> None:
     router.get("/v1/sequences").respond(200, json={"data": [{"id": SEQ}], "total": 1})
-    contacts_route(router).respond(200, json={"data": [], "total": 0})
+    contacts_route(router).respond(200, json={"data": [row(1, 1, 0)], "total": 1})
     router.get(f"/v1/sequences/{SEQ}").respond(200, json=body)
     with pytest.raises(MalformedResponse, match=message) as info:
         await collect(make_source(http))
@@ -362,11 +371,11 @@ async def test_steps_are_read_after_the_rows_and_name_the_sequence(
         return handler
 
     router.get("/v1/sequences").respond(200, json={"data": [{"id": SEQ}], "total": 1})
-    contacts_route(router).mock(side_effect=answer("rows", {"data": [], "total": 0}))
+    contacts_route(router).mock(side_effect=answer("rows", {"data": [row(1, 1, 0)], "total": 1}))
     router.get(f"/v1/sequences/{SEQ}").mock(side_effect=answer("steps", detail("From detail")))
     [page] = await collect(make_source(http))
     assert page.sequence == SequenceRef(id=SEQ, name="From detail")
-    assert page.records == []
+    assert len(page.records) == 1
     assert order == ["rows", "steps"]  # steps added while the rows were read are known
 
 
@@ -398,7 +407,7 @@ async def test_allow_listed_ids_the_listing_hides_are_listed_too(
     pages = await collect(make_source(http, sequences=(SEQ, "zz")))
     assert [p.sequence for p in pages] == [
         SequenceRef(id=SEQ, name="B"),
-        SequenceRef(id="zz", name="Z"),  # named by its detail
+        SequenceRef(id="zz", name=None),  # empty: its detail is not worth a request
     ]
     assert unlisted.call_count == 1
 
@@ -595,3 +604,36 @@ def make_client(http: httpx.AsyncClient) -> ProviderClient:
         limiter=NoLimit(),
         sleep=Sleeps(),
     )
+
+
+async def test_replies_come_from_the_responded_filter_at_one_request_per_sequence(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    router.get("/v1/sequences").respond(
+        200, json={"data": [{"id": SEQ, "title": "A"}, {"id": "empty", "title": "B"}], "total": 2}
+    )
+    responded = responded_route(router).respond(
+        200,
+        json={"data": [row(9, 2, 1)], "total": 1},  # contact 2 responded (on step 2)
+    )
+    rows = contacts_route(router).respond(
+        200, json={"data": [row(1, 1, 0), row(2, 2, 0, "complete"), row(3, 2, 1)], "total": 3}
+    )
+    steps = router.get(f"/v1/sequences/{SEQ}").respond(200, json=detail())
+    empty_rows = router.get("/v1/sequences/empty/contacts").respond(
+        200, json={"data": [], "total": 0}
+    )
+    empty_detail = router.get("/v1/sequences/empty")
+    pages = await collect(make_source(http))
+    records = {r["contact"]["id"]: r for p in pages for r in p.records}
+    assert {c: r["responded"] for c, r in records.items()} == {"c1": False, "c2": True}
+    # Rows carry no `responded` of their own: only the filter says who replied.
+    assert all("responded" not in row for r in records.values() for row in r["rows"])
+    assert (rows.call_count, responded.call_count, steps.call_count) == (1, 1, 1)
+    assert dict(responded.calls.last.request.url.params) == {
+        "responded": "true",
+        "limit": "500",
+        "offset": "0",
+    }
+    # A sequence without contacts costs its one listing request, nothing more.
+    assert (empty_rows.call_count, empty_detail.call_count) == (1, 0)

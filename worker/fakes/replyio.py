@@ -1,9 +1,18 @@
-"""Fake Reply.io API v4: sequences and the contacts enrolled in them.
+"""Fake Reply.io API, v3 and v4: sequences and the contacts enrolled in them.
 
-Follows api-docs.platform.replycontrol.com (v4): `X-API-Key` auth (the v3 `Authorization:
-Bearer` style is accepted too), top/skip paging (top 1..1000, default 25) with `{items,
-hasMore}`, RFC 9457 problem+json errors, 401 with an empty body, and the documented quirk
-that listing contacts of an unknown sequence answers 200 with no items.
+Serves `/v3/...` in the shape of docs.reply.io (vendor-examples/replyio.v3.list-contacts
+.doc-example.json: `statusInSequence` lower-case, `emailDisposition`, `currentStep{stepId,
+displayName}`) and `/v4/...` in the shape of api-docs.platform.replycontrol.com (vendor-examples/
+replyio.v4.list-contacts.doc-example.json), with exactly those keys. `X-API-Key` and
+`Authorization: Bearer` are both accepted. top/skip paging (top 1..1000, default 25) with
+`{items, hasMore}`, `sort_by`/`sort_direction`, RFC 9457 problem+json errors, 401 with an empty
+body, and the documented quirk that listing contacts of an unknown sequence answers 200 with
+no items.
+
+Switchable where the vendor material is silent or accounts differ: `ReplyioApp.versions` (a
+v3-only or v4-only account answers 404 on the other version) and
+`ReplyioWorld.v3_auto_reply_is_replied` (whether v3's `emailDisposition.isReplied` is true for a
+contact that sent only an auto-reply).
 """
 
 from __future__ import annotations
@@ -21,6 +30,18 @@ from worker.fakes.server import Headers, Request, Response, retry_after_value, s
 MAX_TOP = 1000
 DEFAULT_TOP = 25
 _SORTABLE = {"addingDate", "email", "firstName", "lastName", "company", "status", "contactId"}
+VERSIONS = frozenset({"v3", "v4"})
+# The exact keys of each version's list-contacts record (the vendor examples).
+V4_KEYS = (
+    "contactId", "sequenceId", "email", "firstName", "lastName", "company", "title", "status",
+    "subStatus", "currentStep", "addingDate", "movingDate", "nextSendAfter", "isOptedOut",
+    "emailAccountId", "linkedInAccountId", "icpScore",
+)  # fmt: skip
+V3_KEYS = (
+    "contactId", "sequenceId", "email", "firstName", "lastName", "company", "title",
+    "statusInSequence", "isOptedOut", "callStatus", "meetingStatus", "emailDisposition",
+    "currentStep", "addingDate", "emailAccountId", "linkedInAccountId",
+)  # fmt: skip
 
 
 class ContactStatus(StrEnum):
@@ -39,10 +60,15 @@ class ReplyioWorld:
     """Thread-safe state of one Reply.io account; tests and the demo mutate it."""
 
     def __init__(
-        self, *, clock: Callable[[], datetime] | None = None, owner_user_id: int = 1
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        owner_user_id: int = 1,
+        v3_auto_reply_is_replied: bool = True,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._owner = owner_user_id
+        self.v3_auto_reply_is_replied = v3_auto_reply_is_replied
         self._lock = threading.RLock()
         self._sequences: dict[int, dict[str, Any]] = {}
         self._steps: dict[int, int] = {}
@@ -59,6 +85,7 @@ class ReplyioWorld:
                 "status": status,
                 "created": _ts(self._clock()),
                 "isArchived": status == "Archived",
+                "health": "healthy",
             }
             self._steps[seq_id] = steps
             self._contacts.setdefault(seq_id, {})
@@ -97,6 +124,9 @@ class ReplyioWorld:
             "emailAccountId": email_account_id,
             "linkedInAccountId": None,
             "icpScore": icp_score,
+            # Kept for v3 only (v4 has no reply or bounce signal): never rendered by v4.
+            "_replied": False,
+            "_bounced": False,
         }
         with self._lock:
             if seq_id not in self._sequences:
@@ -116,6 +146,23 @@ class ReplyioWorld:
         with self._lock:
             self._get(seq_id, contact_id)["isOptedOut"] = True
 
+    def reply(self, seq_id: int, contact_id: int) -> None:
+        """A real reply: v3 shows isReplied; the contact finishes (MARK_AS_FINISHED)."""
+        with self._lock:
+            record = self._get(seq_id, contact_id)
+            record["_replied"] = True
+            self._apply_status(record, ContactStatus.FINISHED)
+
+    def bounce(self, seq_id: int, contact_id: int) -> None:
+        with self._lock:
+            record = self._get(seq_id, contact_id)
+            record["_bounced"] = True
+            self._apply_status(record, ContactStatus.FINISHED)
+
+    def archive_sequence(self, seq_id: int) -> None:
+        with self._lock:
+            self._sequences[seq_id].update(status="Archived", isArchived=True)
+
     def remove_contact(self, seq_id: int, contact_id: int) -> None:
         with self._lock:
             del self._contacts[seq_id][contact_id]
@@ -127,29 +174,58 @@ class ReplyioWorld:
             record.update(sequenceId=to_seq, currentStep=1, movingDate=_ts(self._clock()))
             self._contacts[to_seq][contact_id] = record
 
-    def contact(self, seq_id: int, contact_id: int) -> dict[str, Any] | None:
+    def contact(
+        self, seq_id: int, contact_id: int, *, version: str = "v4"
+    ) -> dict[str, Any] | None:
         with self._lock:
             record = self._contacts.get(seq_id, {}).get(contact_id)
-            return dict(record) if record else None
+            return self._render(record, version) if record else None
 
-    def sequence(self, seq_id: int) -> dict[str, Any] | None:
+    def raw(self, seq_id: int, contact_id: int) -> dict[str, Any]:
+        """The world's own record (tests edit it in place to serve odd values)."""
+        return self._get(seq_id, contact_id)
+
+    def sequence(self, seq_id: int, *, version: str = "v4") -> dict[str, Any] | None:
         with self._lock:
             found = self._sequences.get(seq_id)
-            return dict(found) if found else None
+            return _sequence_shape(found, version) if found else None
 
-    def sequences(self) -> list[dict[str, Any]]:
+    def sequences(self, *, version: str = "v4") -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(s) for s in self._sequences.values()]
+            return [_sequence_shape(s, version) for s in self._sequences.values()]
 
     def contacts(
-        self, seq_id: int, *, sort_by: str | None = None, descending: bool = False
+        self,
+        seq_id: int,
+        *,
+        sort_by: str | None = None,
+        descending: bool = False,
+        version: str = "v4",
     ) -> list[dict[str, Any]]:
         """Every contact of a sequence (insertion order unless sorted); [] when unknown."""
         with self._lock:
-            rows = [dict(c) for c in self._contacts.get(seq_id, {}).values()]
-        if sort_by:
-            rows.sort(key=lambda r: (r[sort_by] is None, str(r[sort_by] or "")))
+            records = list(self._contacts.get(seq_id, {}).values())
+            if sort_by:
+                records.sort(key=lambda r: (r[sort_by] is None, str(r[sort_by] or "")))
+            rows = [self._render(r, version) for r in records]
         return rows[::-1] if descending else rows
+
+    def _render(self, record: dict[str, Any], version: str) -> dict[str, Any]:
+        if version == "v4":
+            return {k: record[k] for k in V4_KEYS}
+        status = str(record["status"])
+        auto_reply = record["subStatus"] == "AutoReplied"
+        replied = record["_replied"] or (auto_reply and self.v3_auto_reply_is_replied)
+        step = record["currentStep"]
+        v3 = {
+            **{k: record[k] for k in V3_KEYS if k in record},
+            "statusInSequence": status[:1].lower() + status[1:],  # "active", "outOfOffice"
+            "callStatus": "none",
+            "meetingStatus": "none",
+            "emailDisposition": {"isReplied": replied, "isBounced": record["_bounced"]},
+            "currentStep": {"stepId": record["sequenceId"] * 100 + step, "displayName": str(step)},
+        }
+        return {k: v3[k] for k in V3_KEYS}
 
     def step_count(self, seq_id: int) -> int:
         with self._lock:
@@ -198,7 +274,7 @@ def _problem_error(status: int, message: str, *, retry_after: float | None) -> R
 
 
 class ReplyioApp:
-    """Serves a ReplyioWorld at `/v4/...` (below `prefix` when mounted)."""
+    """Serves a ReplyioWorld at `/v3/...` and `/v4/...` (below `prefix` when mounted)."""
 
     def __init__(
         self,
@@ -207,8 +283,11 @@ class ReplyioApp:
         api_key: str,
         faults: fx.FaultPlan | None = None,
         prefix: str = "",
+        versions: frozenset[str] = VERSIONS,
     ) -> None:
         self.world = world
+        self.versions = versions  # a v3-only or v4-only account: 404 on the other
+        self.requests: list[str] = []  # paths asked for, in order (tests count requests)
         self.faults = faults or fx.FaultPlan()
         self._key = api_key.encode()
         self._prefix = prefix
@@ -223,7 +302,13 @@ class ReplyioApp:
         if not self._authorized(request.headers):
             return Response(status=401)
         parts = [p for p in path.split("/") if p]
-        if parts[:2] != ["v4", "sequences"] or not _valid_route(parts[2:]):
+        self.requests.append(path)
+        version = parts[0] if parts else ""
+        if (
+            version not in self.versions
+            or parts[1:2] != ["sequences"]
+            or not _valid_route(parts[2:])
+        ):
             return problem(404, "Not found.")
         if request.method != "GET":
             return problem(405, "Method not allowed.")
@@ -238,13 +323,13 @@ class ReplyioApp:
             return early
         anomaly = fault.kind if fault and fault.kind in fx.PAGINATION_KINDS else None
         if not rest:
-            response = self._paged(request, None, anomaly)
+            response = self._paged(request, None, anomaly, version)
         elif len(rest) == 1:
-            response = self._sequence(int(rest[0]))
+            response = self._sequence(int(rest[0]), version)
         elif len(rest) == 2:
-            response = self._paged(request, int(rest[0]), anomaly)
+            response = self._paged(request, int(rest[0]), anomaly, version)
         else:
-            response = self._contact(int(rest[0]), int(rest[2]))
+            response = self._contact(int(rest[0]), int(rest[2]), version)
         id_field = "contactId" if len(rest) >= 2 else "id"
         return fx.after(
             fault, response, records_key="items" if listing else None, id_field=id_field
@@ -258,7 +343,7 @@ class ReplyioApp:
         return given is not None and hmac.compare_digest(given.encode(), self._key)
 
     def _paged(
-        self, request: Request, seq_id: int | None, anomaly: fx.FaultKind | None
+        self, request: Request, seq_id: int | None, anomaly: fx.FaultKind | None, version: str
     ) -> Response:
         top = _int_param(request, "top", DEFAULT_TOP, 1, MAX_TOP)
         skip = _int_param(request, "skip", 0, 0, None)
@@ -271,7 +356,10 @@ class ReplyioApp:
         if anomaly is fx.FaultKind.REPEAT_CURSOR:
             skip = max(0, skip - top)  # serve the previous page again
         if seq_id is None:
-            rows = self.world.sequences()
+            rows = self.world.sequences(version=version)
+            archived = request.param("isArchived")
+            if archived in ("true", "false"):
+                rows = [r for r in rows if r["isArchived"] is (archived == "true")]
         else:
             sort_by = request.param("sort_by")
             direction = (request.param("sort_direction") or "asc").lower()
@@ -281,13 +369,15 @@ class ReplyioApp:
                 return _invalid("sort_by", f"Cannot sort by '{sort_by}'.")
             if direction not in ("asc", "desc"):
                 return _invalid("sort_direction", "Must be 'asc' or 'desc'.")
-            rows = self.world.contacts(seq_id, sort_by=sort_by, descending=direction == "desc")
+            rows = self.world.contacts(
+                seq_id, sort_by=sort_by, descending=direction == "desc", version=version
+            )
         items = rows[skip : skip + top]
         more = anomaly is not None or skip + top < len(rows)
         return Response.json({"items": items, "hasMore": more})
 
-    def _sequence(self, seq_id: int) -> Response:
-        found = self.world.sequence(seq_id)
+    def _sequence(self, seq_id: int, version: str) -> Response:
+        found = self.world.sequence(seq_id, version=version)
         if found is None:
             return problem(404, f"Sequence {seq_id} was not found.", code="sequence.notFound")
         steps = [
@@ -311,12 +401,22 @@ class ReplyioApp:
             }
         )
 
-    def _contact(self, seq_id: int, contact_id: int) -> Response:
-        found = self.world.contact(seq_id, contact_id)
+    def _contact(self, seq_id: int, contact_id: int, version: str) -> Response:
+        found = self.world.contact(seq_id, contact_id, version=version)
         if found is None:
             detail = f"Contact {contact_id} is not in sequence {seq_id}."
             return problem(404, detail, code="sequenceContact.notFound")
         return Response.json(found)
+
+
+def _sequence_shape(found: dict[str, Any], version: str) -> dict[str, Any]:
+    """v4 says `Active`/`Archived`; v3 lower-cases its status (`active`, `archived`)."""
+    out = dict(found)
+    if version == "v3":
+        out["status"] = str(out["status"]).lower()
+    else:
+        out.pop("health")  # v3 only
+    return out
 
 
 def _valid_route(rest: list[str]) -> bool:

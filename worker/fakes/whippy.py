@@ -6,10 +6,16 @@ limit/offset paging (default 50) with `{data, total}`, single resources as `{dat
 `X-RateLimit-Remaining-Interval-Milliseconds`, and the listing's status vocabulary
 (`pending`, `active`, `inactive`, `moved`, `complete`, `removed`).
 
-What the docs leave unsure is switchable: `include_total` (the list envelope's count),
-`include_responded` (the row's `responded` field) on the world, and on the app `max_limit`
-(500 documented for one endpoint) and `clamp_limit` (cap a larger limit instead of a 422).
-Without `total`, an injected empty page looks like the end of the listing: nothing can tell.
+Rows carry exactly the fields of Whippy's own step-contact samples (vendor-examples/
+whippy.webhook-samples.json): no `responded` field (only the documented `responded=true`
+filter sees replies), `contact.phone` in E.164, and `email` may be `""`. Removing a contact
+marks its current row `finished` on the step it was on (removesequencecontacts), it is not
+deleted; `hard_delete` makes rows disappear for tests of absence.
+
+What the docs leave unsure is switchable: `include_total` (the list envelope's count) on the
+world, and on the app `max_limit` (500 documented for one endpoint) and `clamp_limit` (cap a
+larger limit instead of a 422). Without `total`, an injected empty page looks like the end of
+the listing: nothing can tell.
 """
 
 from __future__ import annotations
@@ -57,13 +63,11 @@ class WhippyWorld:
         clock: Callable[[], datetime] | None = None,
         seed: int = 0,
         include_total: bool = True,
-        include_responded: bool = True,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self.include_total = include_total
-        self.include_responded = include_responded
         self._sequences: dict[str, dict[str, Any]] = {}
         self._rows: dict[str, dict[str, Any]] = {}  # row id -> row, in creation order
         self._current: dict[tuple[str, str], str] = {}  # (sequence, contact) -> newest row id
@@ -137,7 +141,7 @@ class WhippyWorld:
             "scheduled_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "clicked_link": False,
             "unsubscribed": False,
-            "responded": False,
+            "_responded": False,  # seen only through the `responded` filter, never rendered
             "created_at": _z(now),
             "updated_at": _z(now),
             "run_created_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -166,10 +170,15 @@ class WhippyWorld:
 
     def respond(self, seq_id: str, contact_id: str) -> None:
         with self._lock:
-            self._touch(self._newest(seq_id, contact_id), responded=True)
+            self._touch(self._newest(seq_id, contact_id), _responded=True)
 
     def remove_contact(self, seq_id: str, contact_id: str) -> None:
-        """Every row of the contact disappears (a hard delete, no `removed` status)."""
+        """Whippy's removal: the contact's row becomes `finished` on the step it was on."""
+        with self._lock:
+            self._touch(self._newest(seq_id, contact_id), status="finished")
+
+    def hard_delete(self, seq_id: str, contact_id: str) -> None:
+        """Every row of the contact disappears (e.g. the contact itself was deleted)."""
         with self._lock:
             for row_id in [i for i, r in self._rows.items() if _owns(r, seq_id, contact_id)]:
                 del self._rows[row_id]
@@ -177,11 +186,11 @@ class WhippyWorld:
 
     def newest(self, seq_id: str, contact_id: str) -> dict[str, Any]:
         with self._lock:
-            return self._render(self._newest(seq_id, contact_id))
+            return self.render(self._newest(seq_id, contact_id))
 
     def rows(self, seq_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [self._render(r) for r in self._rows.values() if r["sequence_id"] == seq_id]
+            return [self.render(r) for r in self._rows.values() if r["sequence_id"] == seq_id]
 
     def sequence(self, seq_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -204,11 +213,13 @@ class WhippyWorld:
         row["updated_at"] = max(_z(self._clock()), row["updated_at"])
         row["run_updated_at"] = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
-    def _render(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = copy.deepcopy(row)
-        if not self.include_responded:
-            del out["responded"]
-        return out
+    def render(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: copy.deepcopy(v) for k, v in row.items() if not k.startswith("_")}
+
+    def filter_view(self, seq_id: str) -> list[dict[str, Any]]:
+        """Rows with the hidden flags the listing's filters look at."""
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._rows.values() if r["sequence_id"] == seq_id]
 
 
 def _owns(row: dict[str, Any], seq_id: str, contact_id: str) -> bool:
@@ -309,10 +320,10 @@ class WhippyApp:
         else:
             if self.world.sequence(seq_id) is None:
                 return error(404, "Sequence not found")
-            filtered = self._filter(request, self.world.rows(seq_id))
+            filtered = self._filter(request, self.world.filter_view(seq_id))
             if isinstance(filtered, Response):
                 return filtered
-            rows = filtered
+            rows = [self.world.render(r) for r in filtered]
         total = len(rows)
         if anomaly is fx.FaultKind.EMPTY_PAGE:
             page: list[dict[str, Any]] = []
@@ -344,7 +355,8 @@ class WhippyApp:
                 continue
             if raw not in ("true", "false"):
                 return error(422, f"{name} must be a boolean")
-            rows = [r for r in rows if r.get(name, False) is (raw == "true")]
+            field = "_responded" if name == "responded" else name
+            rows = [r for r in rows if r.get(field, False) is (raw == "true")]
         return rows
 
 

@@ -109,6 +109,13 @@ def optional_str(record: Mapping[str, Any], field: str, *, within: str | None = 
     return value
 
 
+def optional_text(
+    record: Mapping[str, Any], field: str, *, within: str | None = None
+) -> str | None:
+    """A contact field: a string, where an empty one from the provider means unknown."""
+    return optional_str(record, field, within=within) or None
+
+
 def optional_int(record: Mapping[str, Any], field: str, *, within: str | None = None) -> int | None:
     value = record.get(field)
     if value is None:

@@ -1,4 +1,22 @@
-"""Reply.io v4 sequence contact -> Enrollment (SPEC §5)."""
+"""Reply.io sequence contact (v3 or v4 listing) -> Enrollment (SPEC §5).
+
+The two versions differ only in where each fact sits; the tables below say where:
+
+| fact | v3 (`statusInSequence` record) | v4 (`status` record) |
+| --- | --- | --- |
+| status | `statusInSequence` (lower-case) | `status` (PascalCase) |
+| step | `currentStep.displayName` (a number as a string) | `currentStep` (int) |
+| step_id | `currentStep.stepId` | none |
+| replied / bounced | `emailDisposition.isReplied` / `.isBounced` | not exposed (null) |
+| opted_out | `isOptedOut` | `isOptedOut` |
+
+The v3 extended-state listing (`/contacts/extended`, beta) nests its state as `status{status,
+replied, bounced, ...}` with `currentStep{stepId, stepNumber}`; it is read too.
+
+An auto-reply is not a reply: a contact whose status is Out of office (Reply pauses contacts
+that sent an auto-reply) or whose `subStatus` is `AutoReplied` never has `replied` set; the
+state keeps `reason = "AutoReplied"` so it stays visible.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +27,25 @@ from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.normalize import fields
 from worker.sources.base import RawPage
 
-# Keys are lower-cased: v4 sends PascalCase, v3 lower-case.
+# Keys are lower-cased with separators dropped: v4 sends PascalCase, v3 lower-case.
 STATUS_TABLE: Mapping[str, Status] = {
     "active": Status.ACTIVE,
     "paused": Status.PAUSED,
     "outofoffice": Status.PAUSED,
     "inactive": Status.BLOCKED,
+    "missingdata": Status.BLOCKED,  # the newer UI's name for Inactive
     "finished": Status.FINISHED,
 }
 # A value Reply adds later keeps its raw_status; the contact is still in the sequence, so the
 # nearest normalized status is active.
 UNKNOWN_STATUS = Status.ACTIVE
+AUTO_REPLY_STATUSES = frozenset({"outofoffice"})
+AUTO_REPLY_SUB_STATUS = "autoreplied"
+AUTO_REPLY_REASON = "AutoReplied"
+
+
+def _key(value: str) -> str:
+    return "".join(ch for ch in value.lower() if ch.isalnum())
 
 
 def _ids(record: Mapping[str, Any], page: RawPage) -> tuple[str, str]:
@@ -39,26 +65,100 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
 @fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     sequence_id, contact_id = _ids(record, page)
-    raw_status = fields.required_str(record, "status")
+    if isinstance(record.get("status"), Mapping):
+        state = _extended_state(record)
+    elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+        state = _v3_state(record)
+    else:
+        state = _v4_state(record)
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
         sequence=SequenceRef(id=sequence_id, name=name),
         contact=Contact(
             id=contact_id,
-            email=fields.optional_str(record, "email"),
+            email=fields.optional_text(record, "email"),
             name=fields.full_name(
-                fields.optional_str(record, "firstName"), fields.optional_str(record, "lastName")
+                fields.optional_text(record, "firstName"), fields.optional_text(record, "lastName")
             ),
-            company=fields.optional_str(record, "company"),
+            company=fields.optional_text(record, "company"),
         ),
-        state=State(
-            status=STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS),
-            raw_status=raw_status,
-            step=fields.optional_int(record, "currentStep"),
-            step_id=None,
-            replied=None,
-            bounced=None,
-            opted_out=fields.optional_bool(record, "isOptedOut"),
-        ),
+        state=state,
     )
+
+
+def _auto_replied(raw_status: str, record: Mapping[str, Any]) -> bool:
+    sub_status = fields.optional_str(record, "subStatus")
+    return _key(raw_status) in AUTO_REPLY_STATUSES or (
+        sub_status is not None and _key(sub_status) == AUTO_REPLY_SUB_STATUS
+    )
+
+
+def _v4_state(record: Mapping[str, Any]) -> State:
+    raw_status = fields.required_str(record, "status")
+    auto = _auto_replied(raw_status, record)
+    return State(
+        status=STATUS_TABLE.get(_key(raw_status), UNKNOWN_STATUS),
+        raw_status=raw_status,
+        step=fields.optional_int(record, "currentStep"),
+        step_id=None,
+        replied=None,  # v4 exposes no reply signal
+        bounced=None,
+        opted_out=fields.optional_bool(record, "isOptedOut"),
+        reason=AUTO_REPLY_REASON if auto else None,
+    )
+
+
+def _v3_state(record: Mapping[str, Any]) -> State:
+    raw_status = fields.required_str(record, "statusInSequence")
+    auto = _auto_replied(raw_status, record)
+    disposition = fields.optional_object(record, "emailDisposition") or {}
+    within = "emailDisposition"
+    replied = fields.optional_bool(disposition, "isReplied", within=within)
+    step = fields.optional_object(record, "currentStep") or {}
+    return State(
+        status=STATUS_TABLE.get(_key(raw_status), UNKNOWN_STATUS),
+        raw_status=raw_status,
+        step=_step_number(step),
+        step_id=_step_id(step),
+        replied=False if auto and replied is not None else replied,
+        bounced=fields.optional_bool(disposition, "isBounced", within=within),
+        opted_out=fields.optional_bool(record, "isOptedOut"),
+        reason=AUTO_REPLY_REASON if auto else None,
+    )
+
+
+def _extended_state(record: Mapping[str, Any]) -> State:
+    status = fields.required_object(record, "status")
+    raw_status = fields.required_str(status, "status", within="status")
+    auto = _auto_replied(raw_status, record)
+    replied = fields.optional_bool(status, "replied", within="status")
+    step = fields.optional_object(record, "currentStep") or {}
+    return State(
+        status=STATUS_TABLE.get(_key(raw_status), UNKNOWN_STATUS),
+        raw_status=raw_status,
+        step=fields.optional_int(step, "stepNumber", within="currentStep"),
+        step_id=_step_id(step),
+        replied=False if auto and replied is not None else replied,
+        bounced=fields.optional_bool(status, "bounced", within="status"),
+        opted_out=fields.optional_bool(record, "isOptedOut"),
+        reason=AUTO_REPLY_REASON if auto else None,
+    )
+
+
+def _step_number(step: Mapping[str, Any]) -> int | None:
+    """`displayName` is the step's number as a string ("2"); anything else has no number."""
+    display = step.get("displayName")
+    if isinstance(display, bool):
+        raise fields.RecordError("record field 'currentStep.displayName' is not a step number")
+    if isinstance(display, int):
+        return display
+    if isinstance(display, str) and display.strip().isdigit():
+        return int(display.strip())
+    return None
+
+
+def _step_id(step: Mapping[str, Any]) -> str | None:
+    if step.get("stepId") is None:
+        return None
+    return fields.required_id(step, "stepId", within="currentStep")

@@ -3,7 +3,9 @@
 The record is one contact's step-contact rows in one sequence, folded by the source (shape
 documented in worker/sources/whippy.py). The contact's state is its NEWEST row: the latest
 `updated_at`, then the furthest step position (rows written together, e.g. the old step
-marked complete and the next one started), then the later row in the listing.
+marked complete and the next one started), then the later row in the listing. A `complete`/
+`finished` row ends the run (Whippy marks a removed contact finished on the step it was on)
+unless the contact moved on from it to a later step in the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ STATUS_TABLE: Mapping[str, Status] = {
     "moved": Status.ACTIVE,  # moved to another step: still in the sequence
     "inactive": Status.BLOCKED,
     "in-active": Status.BLOCKED,  # the spelling in Whippy's own activepieces piece
+    # Finished on ANY step ends the run: Whippy marks a removed contact `finished` on the step
+    # it was on, and a contact that moves on gets a new row on the next step instead.
     "complete": Status.FINISHED,
     "finished": Status.FINISHED,
     "removed": Status.REMOVED,
@@ -45,7 +49,6 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     contact = fields.required_object(record, "contact")
     contact_id = fields.required_id(contact, "id", within="contact")
     steps = _steps(record)
-    last_position = fields.optional_int(record, "last_position")
     rows = _rows(record)
     at, newest, updated = _newest(rows, steps)
     raw_status = fields.required_str(newest, "status", within=at)
@@ -57,29 +60,23 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
         sequence=SequenceRef(id=sequence_id, name=name),
         contact=Contact(
             id=contact_id,
-            email=fields.optional_str(contact, "email", within="contact"),
-            name=fields.optional_str(contact, "name", within="contact"),
+            email=fields.optional_text(contact, "email", within="contact"),
+            name=fields.optional_text(contact, "name", within="contact"),
             company=None,
+            phone=fields.optional_text(contact, "phone", within="contact"),
         ),
         state=State(
-            status=_status(raw_status, position=position, last_position=last_position),
+            status=STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS),
             raw_status=raw_status,
             step=None if position is None else position + 1,
             step_id=step_id,
-            replied=_any(rows, "responded"),  # [inferred] field: null where it is not sent
+            # From the documented `responded=true` filter (the source's listing), never a row.
+            replied=fields.optional_bool(record, "responded"),
             bounced=None,
             opted_out=_any(rows, "unsubscribed"),
         ),
         updated_at=updated.isoformat(),
     )
-
-
-def _status(raw_status: str, *, position: int | None, last_position: int | None) -> Status:
-    status = STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS)
-    on_last_step = position is not None and last_position is not None and position >= last_position
-    if status is Status.FINISHED and not on_last_step:
-        return Status.ACTIVE  # a step was completed, not the sequence
-    return status
 
 
 def _steps(record: Mapping[str, Any]) -> Mapping[str, int]:
@@ -103,19 +100,48 @@ def _rows(record: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
 def _newest(
     rows: Sequence[Mapping[str, Any]], steps: Mapping[str, int]
 ) -> tuple[str, Mapping[str, Any], datetime]:
-    """(`rows[i]` label, row, its updated_at) of the newest row."""
-    best: tuple[datetime, int, int] | None = None
+    """(`rows[i]` label, row, latest updated_at) of the row that holds the contact's state.
+
+    That is the newest row, unless it is a completed step the contact moved on from: a row on
+    a later step created no earlier than it (the same run; Whippy may write the two apart).
+    Then the run goes on at the newest of those later rows.
+    """
+    keyed: list[tuple[datetime, int, int]] = []
     for index, row in enumerate(rows):
         updated = _timestamp(row, "updated_at", within=f"rows[{index}]")
         step_id = row.get("step_id")
         known = isinstance(step_id, str | int) and not isinstance(step_id, bool)
-        position = steps.get(str(step_id), -1) if known else -1
-        key = (updated, position, index)
-        if best is None or key > best:
-            best = key
-    assert best is not None  # _rows refuses an empty list
-    updated, _, index = best
-    return f"rows[{index}]", rows[index], updated
+        keyed.append((updated, steps.get(str(step_id), -1) if known else -1, index))
+    latest, position, index = max(keyed)  # _rows refuses an empty list
+    if _ends_run(rows[index]):
+        created = _created(rows[index])
+        later = [
+            key
+            for key in keyed
+            if key[1] > position
+            and created is not None
+            and (started := _created(rows[key[2]])) is not None
+            and started >= created
+        ]
+        if later:
+            _, _, index = max(later)
+    return f"rows[{index}]", rows[index], latest
+
+
+def _ends_run(row: Mapping[str, Any]) -> bool:
+    status = row.get("status")
+    return isinstance(status, str) and STATUS_TABLE.get(status.lower()) is Status.FINISHED
+
+
+def _created(row: Mapping[str, Any]) -> datetime | None:
+    text = row.get("created_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _timestamp(row: Mapping[str, Any], field: str, *, within: str) -> datetime:

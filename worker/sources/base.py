@@ -14,12 +14,15 @@ class RawPage:
     """One page of raw provider records plus the context needed to normalize them.
 
     `where` names the page for error messages ("sequence 100, skip=1000"), never a payload.
+    `skipped_sequences` names sequences this listing deliberately did not list (e.g. archived
+    ones between full syncs): their stored enrollments are kept, neither seen nor absent.
     """
 
     records: Sequence[Mapping[str, Any]]
     where: str
     sequence: SequenceRef | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    skipped_sequences: tuple[str, ...] = ()
 
 
 class Source(Protocol):

@@ -24,9 +24,10 @@ import structlog
 from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
 from worker.redaction import scrub
 from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter, Windowed
+from worker.sources.metering import count_request
 
 if TYPE_CHECKING:
-    from worker.sources.registry import SourceParams
+    from worker.sources.params import SourceParams
 
 Params = Mapping[str, str | int | Sequence[str]]
 
@@ -121,6 +122,7 @@ class ProviderClient:
         refused = 0  # 429s without a delay named, in this call
         for attempt in range(1, budget + 1):
             await self._limiter.acquire()
+            count_request()
             try:
                 return await self._attempt(url, params, where)
             except _Transient as failure:

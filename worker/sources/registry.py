@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
 
 from worker.errors import ConfigError
 from worker.sources import replyio, unify, whippy, zendesk_sell
 from worker.sources.base import Source
-from worker.sources.limiter import RateLimiter
+from worker.sources.params import SourceParams
 from worker.sources.shared_limiter import Quota
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SourceParams:
-    """What one configured source needs at runtime; `base_url=None` means the default."""
-
-    name: str
-    api_key: str = field(repr=False)
-    base_url: str | None
-    sequences: tuple[str, ...]
-    http: httpx.AsyncClient = field(repr=False)
-    limiter: RateLimiter | None = None  # None: an in-process pacer at the provider's rate
-    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
-    timeout: float | None = None  # per request; None: the HTTP client's own
+__all__ = ["PROVIDERS", "ProviderInfo", "SourceParams", "build_source"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,36 +1,57 @@
-"""Reply.io API v4: list the sequences, then stream each one's contacts (top/skip, hasMore).
+"""Reply.io API v3 (the current public API) and v4: sequences, then each one's contacts.
 
-Reply.io has no updated-since filter, so every poll is a full listing.
+Both versions page with top/skip and `{items, hasMore}`; what differs is data: the path
+prefix and the record shape (the normalizer reads both). `api_version = "auto"` probes
+`GET /v3/sequences?top=1` (v3 is Reply's current public API), falls back to `/v4`, remembers
+the answer in the source's memory, and probes again when a listing answers 404.
+
+Archived sequences cannot send, so their contacts are listed only every
+`full_sync_interval`; polls in between name them in `RawPage.skipped_sequences` so their
+stored enrollments are kept. There is no updated-since filter: every poll lists every contact
+of every live sequence, oldest first (`sort_by=addingDate`, ascending) so contacts added during
+a listing land after the pages already read.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from typing import Any
 from urllib.parse import quote
 
+import structlog
+
 from worker.enrollment import SequenceRef
-from worker.errors import MalformedResponse
+from worker.errors import SourceRejected
 from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for
-from worker.sources.pagination import (
-    PageGuard,
-    allow_list,
-    check_page_size,
-    optional_str,
-    require_bool,
-    require_id,
-    require_list,
-    require_object,
-)
-
-if TYPE_CHECKING:
-    from worker.sources.registry import SourceParams
+from worker.sources.pagination import allow_list, optional_str, require_id
+from worker.sources.paging import OffsetPager, OffsetPaging
+from worker.sources.params import LocalMemory, SourceMemory, SourceParams
 
 DEFAULT_BASE_URL = "https://api.reply.io"
 REQUESTS_PER_SECOND = 100 / 60  # 100 requests/minute per user
-AUTH_HEADER = "X-API-Key"
+VERSIONS = ("v3", "v4")  # probed in this order
+API_VERSIONS = ("auto", *VERSIONS)
 MAX_PAGE_SIZE = 1000
+PAGING = OffsetPaging(
+    limit_param="top", offset_param="skip", items_key="items", max_page_size=MAX_PAGE_SIZE,
+    end="has_more",
+)  # fmt: skip
+# Stable, oldest-first order: Reply lists newest first by default, which shifts every offset
+# whenever a contact is added during a listing.
+CONTACT_ORDER = {"sort_by": "addingDate", "sort_direction": "asc"}
+ARCHIVED_STATUSES = frozenset({"archived"})  # sequence `status`, lower-cased; plus `isArchived`
+MEMORY_VERSION = "api_version"
+MEMORY_DEEP = "archived_listed_at"
+_log = structlog.get_logger(__name__)
+
+
+def auth_headers(api_key: str) -> dict[str, str]:
+    """v4 documents `X-API-Key`; v3 documents `Authorization: Bearer` and Reply's own v3
+    clients send `X-API-Key`: both go, so either version accepts the request."""
+    return {"X-API-Key": api_key, "Authorization": f"Bearer {api_key}"}
 
 
 class ReplyioSource:
@@ -42,13 +63,24 @@ class ReplyioSource:
         sequences: tuple[str, ...],
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 10_000,
+        api_version: str = "auto",
+        memory: SourceMemory | None = None,
+        full_sync_interval: float = 86_400.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        check_page_size(page_size, MAX_PAGE_SIZE)
+        if api_version not in API_VERSIONS:
+            raise ValueError(f"api_version must be one of {', '.join(API_VERSIONS)}")
         self.name = name
         self._client = client
         self._allow = allow_list(sequences)
-        self._page_size = page_size
-        self._max_pages = max_pages
+        self._pager = OffsetPager(
+            client, PAGING, source=name, page_size=page_size, max_pages=max_pages,
+            item_key=_item_key,
+        )  # fmt: skip
+        self._configured = api_version
+        self._memory = memory or LocalMemory()
+        self._full_sync_interval = full_sync_interval
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"ReplyioSource(name={self.name!r})"
@@ -59,80 +91,142 @@ class ReplyioSource:
 
     async def pages(self, *, updated_after: str | None = None) -> AsyncIterator[RawPage]:
         # `updated_after` is ignored: a full listing is a superset of any incremental one.
-        for sequence in await self._sequences():
-            async for page in self._contacts(sequence):
-                yield page
+        started = self._clock()
+        deep = await self._deep_listing_due(started)
+        version, sequences = await self._sequences()
+        skipped = tuple(s.id for s, archived in sequences if archived and not deep)
+        if skipped:
+            yield RawPage(
+                records=[], where=f"{len(skipped)} archived sequences", skipped_sequences=skipped
+            )
+        for sequence, archived in sequences:
+            if archived and not deep:
+                continue
+            async with aclosing(self._contacts(version, sequence)) as pages:
+                async for page in pages:
+                    yield page
+        if deep:
+            await self._memory.set(MEMORY_DEEP, repr(started))
 
     async def check(self) -> None:
-        where = "credentials check"
-        doc = await self._client.get_json("/v4/sequences", params={"top": 1}, where=where)
-        self._envelope(doc, where=where)
-
-    async def _sequences(self) -> list[SequenceRef]:
-        """The sequences to list: all of them, or the allow-listed ones (named when found)."""
-        allow = set(self._allow)
-        found: dict[str, SequenceRef] = {}
-        guard = PageGuard(self._max_pages, source=self.name)
-        skip = 0
-        while True:
-            where = f"sequences, skip={skip}"
-            guard.advance(skip, where=where)
-            doc = await self._client.get_json(
-                "/v4/sequences", params={"top": self._page_size, "skip": skip}, where=where
+        version = await self._version()
+        try:
+            await self._client.get_json(
+                f"/{version}/sequences", params={"top": 1}, where="credentials check"
             )
-            items, has_more = self._envelope(doc, where=where)
-            for index, item in enumerate(items):
-                at = f"{where}, item {index}"
-                sequence_id = require_id(item, "id", source=self.name, where=at)
-                # A name only labels events: its absence must not fail the listing.
-                name = (
-                    optional_str(item, "name", source=self.name, where=at)
-                    if "name" in item
-                    else None
+        except SourceRejected as exc:
+            if exc.http_status != 404 or self._configured != "auto":
+                raise
+            await self._detect(previous=version)  # the remembered version is gone
+
+    async def api_version(self) -> str:
+        """The version in use (detecting it if it is not known yet)."""
+        return await self._version()
+
+    async def _deep_listing_due(self, now: float) -> bool:
+        last = await self._memory.get(MEMORY_DEEP)
+        try:
+            return last is None or now - float(last) >= self._full_sync_interval
+        except ValueError:
+            return True
+
+    async def _version(self) -> str:
+        if self._configured != "auto":
+            if await self._memory.get(MEMORY_VERSION) != self._configured:
+                await self._memory.set(MEMORY_VERSION, self._configured)  # shown by `status`
+            return self._configured
+        remembered = await self._memory.get(MEMORY_VERSION)
+        return remembered if remembered in VERSIONS else await self._detect(previous=None)
+
+    async def _detect(self, *, previous: str | None) -> str:
+        for version in VERSIONS:
+            try:
+                await self._client.get_json(
+                    f"/{version}/sequences", params={"top": 1}, where=f"API {version} probe"
                 )
-                if (not allow or sequence_id in allow) and sequence_id not in found:
-                    found[sequence_id] = SequenceRef(id=sequence_id, name=name)
-            # Every allow-listed sequence is named: the rest of the listing cannot matter.
-            if not has_more or (allow and len(found) == len(allow)):
-                break
-            skip += len(items)
-        # The allow-list is explicit: list ids the listing did not show (e.g. archived) too.
-        missing = [SequenceRef(id=s) for s in self._allow if s not in found]
+            except SourceRejected as exc:
+                if exc.http_status == 404:
+                    continue
+                raise
+            await self._memory.set(MEMORY_VERSION, version)
+            _log.info(
+                "replyio_api_version_detected", source=self.name, api_version=version,
+                previous=previous,
+            )  # fmt: skip
+            return version
+        await self._memory.forget(MEMORY_VERSION)
+        raise SourceRejected(
+            "neither /v3 nor /v4 sequences exist (HTTP 404): check base_url",
+            source=self.name,
+            where="API version probe",
+            http_status=404,
+        )
+
+    async def _sequences(self) -> tuple[str, list[tuple[SequenceRef, bool]]]:
+        """The version in use and the sequences to list (each with: is it archived?)."""
+        version = await self._version()
+        try:
+            return version, await self._sequence_listing(version)
+        except SourceRejected as exc:
+            if exc.http_status != 404 or self._configured != "auto":
+                raise
+        # The remembered version is gone (an account moved between versions): detect again.
+        detected = await self._detect(previous=version)
+        return detected, await self._sequence_listing(detected)
+
+    async def _sequence_listing(self, version: str) -> list[tuple[SequenceRef, bool]]:
+        allow = set(self._allow)
+        found: dict[str, tuple[SequenceRef, bool]] = {}
+        listing = self._pager.pages(f"/{version}/sequences", label="sequences")
+        async with aclosing(listing) as pages:
+            async for items, where in pages:
+                for index, item in enumerate(items):
+                    at = f"{where}, item {index}"
+                    sequence_id = require_id(item, "id", source=self.name, where=at)
+                    # A name only labels events: its absence must not fail the listing.
+                    name = (
+                        optional_str(item, "name", source=self.name, where=at)
+                        if "name" in item
+                        else None
+                    )
+                    if (not allow or sequence_id in allow) and sequence_id not in found:
+                        found[sequence_id] = (
+                            SequenceRef(id=sequence_id, name=name),
+                            _archived(item),
+                        )
+                # Every allow-listed sequence is named: the rest of the listing cannot matter.
+                if allow and len(found) == len(allow):
+                    break
+        # The allow-list is explicit: list ids the listing did not show too.
+        missing = [(SequenceRef(id=s), False) for s in self._allow if s not in found]
         return [*found.values(), *missing]
 
-    async def _contacts(self, sequence: SequenceRef) -> AsyncIterator[RawPage]:
-        path = f"/v4/sequences/{quote(sequence.id, safe='')}/contacts"
-        guard = PageGuard(self._max_pages, source=self.name)
-        skip = 0
-        while True:
-            where = f"sequence {sequence.id}, skip={skip}"
-            guard.advance(skip, where=where)
-            doc = await self._client.get_json(
-                path, params={"top": self._page_size, "skip": skip}, where=where
-            )
-            items, has_more = self._envelope(doc, where=where)
-            if items:
-                guard.received((items[0].get("contactId"), items[-1].get("contactId")), where=where)
-            yield RawPage(records=items, where=where, sequence=sequence)
-            if not has_more:
-                return
-            skip += len(items)
+    async def _contacts(self, version: str, sequence: SequenceRef) -> AsyncGenerator[RawPage]:
+        path = f"/{version}/sequences/{quote(sequence.id, safe='')}/contacts"
+        extra = {"api_version": version}
+        label = f"sequence {sequence.id}, contacts"
+        try:
+            async with aclosing(
+                self._pager.pages(path, label=label, params=CONTACT_ORDER)
+            ) as pages:
+                async for items, where in pages:
+                    yield RawPage(records=items, where=where, sequence=sequence, extra=extra)
+        except SourceRejected as exc:
+            if exc.http_status == 404 and self._configured == "auto":
+                await self._memory.forget(MEMORY_VERSION)  # the next poll detects again
+            raise
 
-    def _envelope(self, doc: Any, *, where: str) -> tuple[list[Mapping[str, Any]], bool]:
-        """`items` and `hasMore` (top level, or under `info` in some API versions)."""
-        obj = require_object(doc, source=self.name, where=where)
-        items = require_list(obj, "items", source=self.name, where=where)
-        info = obj.get("info")
-        if "hasMore" not in obj and isinstance(info, Mapping) and "hasMore" in info:
-            has_more = require_bool(info, "hasMore", source=self.name, where=where)
-        else:
-            has_more = require_bool(obj, "hasMore", source=self.name, where=where)
-        if has_more and not items:
-            # Paging on would repeat this offset forever; stopping would truncate the listing.
-            raise MalformedResponse(
-                "field 'hasMore' is true but 'items' is empty", source=self.name, where=where
-            )
-        return items, has_more
+
+def _archived(item: Mapping[str, Any]) -> bool:
+    status = item.get("status")
+    return item.get("isArchived") is True or (
+        isinstance(status, str) and status.lower() in ARCHIVED_STATUSES
+    )
+
+
+def _item_key(item: Mapping[str, Any]) -> object:
+    value = item.get("contactId", item.get("id"))
+    return value if isinstance(value, str | int) else None
 
 
 def build(params: SourceParams) -> ReplyioSource:
@@ -140,6 +234,13 @@ def build(params: SourceParams) -> ReplyioSource:
         params,
         default_base_url=DEFAULT_BASE_URL,
         requests_per_second=REQUESTS_PER_SECOND,
-        headers={AUTH_HEADER: params.api_key},
+        headers=auth_headers(params.api_key),
     )
-    return ReplyioSource(name=params.name, client=client, sequences=params.sequences)
+    return ReplyioSource(
+        name=params.name,
+        client=client,
+        sequences=params.sequences,
+        api_version=params.api_version,
+        memory=params.memory,
+        full_sync_interval=params.full_sync_interval,
+    )

@@ -21,7 +21,7 @@ from worker.sources.pagination import (
 )
 
 if TYPE_CHECKING:
-    from worker.sources.registry import SourceParams
+    from worker.sources.params import SourceParams
 
 DEFAULT_BASE_URL = "https://api.unifygtm.com"
 REQUESTS_PER_SECOND = 100_000 / 300  # 100,000 requests per 5 minutes per key

@@ -9,41 +9,43 @@ account) and each sequence is yielded as ONE RawPage whose records are folded co
       "sequence_id": "<uuid>",
       "contact": {"id": ..., "name": ..., "email": ..., "phone": ...},  # as last seen
       "rows": [{"id", "status", "step_id", "created_at", "updated_at",
-                "unsubscribed", "responded"}, ...],  # every row of the contact, deduplicated
-                                                     # by row id; absent keys stay absent
+                "unsubscribed"}, ...],  # every row of the contact, deduplicated by row id;
+                                        # absent keys stay absent
+      "responded": <bool>,  # a row of the contact is in the `responded=true` listing
       "steps": {"<step id>": <0-based position>, ...},  # one dict shared by the whole page
-      "last_position": <highest position> | None,       # None: the sequence has no steps
     }
 
-Steps come from `GET /v1/sequences/{id}`, read after the rows so steps added meanwhile are
-known. There is no updated-since filter, so every poll is a full listing.
+`responded` is not a row field in any vendor material: it is the documented `responded=true`
+filter of the same listing, read once per sequence that has contacts (usually one request:
+500 rows a page). Steps come from `GET /v1/sequences/{id}`, read after the rows so steps added
+meanwhile are known, and only for a sequence that has contacts. Requests per poll:
+ceil(sequences/500) + for each sequence ceil(rows/500), plus, when it has rows,
+1 for its steps and ceil(responded rows/500) (at least 1) for replies. There is no
+updated-since filter, so every poll is a full listing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import structlog
 
 from worker.enrollment import SequenceRef
-from worker.errors import MalformedResponse, SourceRejected
+from worker.errors import MalformedResponse
 from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for, generic_error_text
 from worker.sources.pagination import (
-    PageGuard,
     allow_list,
-    check_page_size,
     optional_str,
     require_id,
     require_list,
     require_object,
 )
-
-if TYPE_CHECKING:
-    from worker.sources.registry import SourceParams
+from worker.sources.paging import OffsetPager, OffsetPaging
+from worker.sources.params import SourceParams
 
 DEFAULT_BASE_URL = "https://api.whippy.co"
 REQUESTS_PER_SECOND = 20.0  # documented 25 req/s per key and per organization: keep headroom
@@ -52,7 +54,12 @@ RETRY_MS_HEADER = "X-RateLimit-Remaining-Interval-Milliseconds"
 MAX_PAGE_SIZE = 500  # documented for contact-sequences; the list endpoints are not documented
 FALLBACK_PAGE_SIZE = 100  # what an unofficial client clamps to, should 500 be refused
 # The only row fields the normalizer reads: messages and bodies are not kept in memory.
-ROW_FIELDS = ("id", "status", "step_id", "created_at", "updated_at", "unsubscribed", "responded")
+ROW_FIELDS = ("id", "status", "step_id", "created_at", "updated_at", "unsubscribed")
+PAGING = OffsetPaging(
+    limit_param="limit", offset_param="offset", items_key="data", max_page_size=MAX_PAGE_SIZE,
+    end="total", fallback_page_size=FALLBACK_PAGE_SIZE,
+)  # fmt: skip
+RESPONDED = {"responded": "true"}  # the documented filter: rows of contacts who responded
 _log = structlog.get_logger(__name__)
 
 
@@ -66,11 +73,13 @@ class WhippySource:
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 10_000,
     ) -> None:
-        check_page_size(page_size, MAX_PAGE_SIZE)
         self.name = name
         self._client = client
         self._allow = allow_list(sequences)
-        self._pager = _OffsetPager(client, source=name, page_size=page_size, max_pages=max_pages)
+        self._pager = OffsetPager(
+            client, PAGING, source=name, page_size=page_size, max_pages=max_pages,
+            item_key=_item_key,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"WhippySource(name={self.name!r})"
@@ -87,7 +96,7 @@ class WhippySource:
     async def check(self) -> None:
         where = "credentials check"
         doc = await self._client.get_json("/v1/sequences", params={"limit": 1}, where=where)
-        _envelope(doc, source=self.name, where=where)
+        self._pager.envelope(doc, where=where)
 
     async def _sequences(self) -> list[SequenceRef]:
         """The sequences to list: all of them, or the allow-listed ones (named when found)."""
@@ -112,8 +121,10 @@ class WhippySource:
     async def _sequence_page(self, sequence: SequenceRef) -> RawPage:
         path = f"/v1/sequences/{quote(sequence.id, safe='')}"
         folded: dict[str, _Contact] = {}
-        # Rows naming no readable contact cannot be folded; passed on alone, the normalizer
-        # quarantines them as records whose id is unreadable (the listing is then incomplete).
+        # Rows naming no readable contact cannot be folded, and some contact's other rows may then
+        # fold into a state it never had: the sequence's contacts are left as stored this poll,
+        # and only those rows are passed on, which the normalizer quarantines as records whose id
+        # is unreadable (so the listing is incomplete and removes nothing).
         unfoldable: list[Mapping[str, Any]] = []
         pages = 0
         label = f"sequence {sequence.id}, contacts"
@@ -132,18 +143,42 @@ class WhippySource:
                     if entry is None:
                         folded[contact_id] = entry = _Contact(contact)
                     entry.add(contact, row)
+        if unfoldable:
+            orphans = [
+                {"sequence_id": sequence.id, "contact": None, "rows": [r]} for r in unfoldable
+            ]
+            return RawPage(records=orphans, where=f"{label} ({pages} pages)", sequence=sequence)
+        if not folded:  # nothing to label or reply to: spare the steps and replies requests
+            return RawPage(records=[], where=f"{label} ({pages} pages)", sequence=sequence)
+        responded = await self._responded(path, sequence)
         steps, title = await self._steps(path, sequence)
-        shared = {"steps": steps, "last_position": max(steps.values(), default=None)}
+        shared = {"steps": steps}
         records = [
-            {"sequence_id": sequence.id, "contact": c.contact, "rows": list(c.rows.values())}
+            {
+                "sequence_id": sequence.id,
+                "contact": c.contact,
+                "rows": list(c.rows.values()),
+                "responded": contact_id in responded,
+            }
             | shared
-            for c in folded.values()
-        ] + [{"sequence_id": sequence.id, "contact": None, "rows": [row]} for row in unfoldable]
+            for contact_id, c in folded.items()
+        ]
         return RawPage(
             records=records,
             where=f"sequence {sequence.id}, contacts ({pages} pages)",
             sequence=SequenceRef(id=sequence.id, name=title or sequence.name),
         )
+
+    async def _responded(self, path: str, sequence: SequenceRef) -> set[str]:
+        """Ids of the contacts the documented `responded=true` filter lists."""
+        label = f"sequence {sequence.id}, responded contacts"
+        found: set[str] = set()
+        listing = self._pager.pages(f"{path}/contacts", label=label, params=RESPONDED)
+        async with aclosing(listing) as pages:
+            async for rows, where in pages:
+                for index, row in enumerate(rows):
+                    found.add(self._contact(row, where=f"{where}, record {index}")[1])
+        return found
 
     def _contact(self, row: Mapping[str, Any], *, where: str) -> tuple[Mapping[str, Any], str]:
         """The row's contact and its id: the one thing folding cannot do without."""
@@ -193,122 +228,10 @@ class _Contact:
         self.rows[key] = {k: row[k] for k in ROW_FIELDS if k in row}
 
 
-class _OffsetPager:
-    """limit/offset paging that only ends at `total` (or, without one, at a short page).
-
-    A page shorter than asked before `total` is not the end (the API may cap `limit`). When
-    `total` shrinks mid-listing, rows deleted before our offset have shifted later rows back
-    past it, so the pager steps back over them; the rows read twice fold harmlessly.
-    """
-
-    __slots__ = ("_client", "_max_pages", "_page_size", "_source")
-
-    def __init__(
-        self, client: ProviderClient, *, source: str, page_size: int, max_pages: int
-    ) -> None:
-        self._client = client
-        self._source = source
-        self._page_size = page_size
-        self._max_pages = max_pages
-
-    async def pages(
-        self, path: str, *, label: str
-    ) -> AsyncGenerator[tuple[list[Mapping[str, Any]], str]]:
-        guard = PageGuard(self._max_pages, source=self._source)
-        offset, total = 0, None
-        while True:
-            where = f"{label} page {guard.pages + 1} (offset={offset})"
-            guard.advance((offset, total), where=where)  # a rewind comes with a smaller total
-            items, page_total, limit = await self._fetch(path, offset=offset, where=where)
-            self._check(items, page_total, limit=limit, offset=offset, where=where)
-            if items:
-                guard.received(_fingerprint(items), where=where)
-            yield items, where
-            if page_total is None:
-                if len(items) < limit:
-                    return
-                offset += len(items)
-                continue
-            shrunk = 0 if total is None else max(0, total - page_total)
-            total = page_total
-            if shrunk:
-                offset = max(0, offset - shrunk)
-                continue
-            offset += len(items)
-            if offset >= total:
-                return
-
-    async def _fetch(
-        self, path: str, *, offset: int, where: str
-    ) -> tuple[list[Mapping[str, Any]], int | None, int]:
-        limit = self._page_size
-        try:
-            doc = await self._get(path, limit=limit, offset=offset, where=where)
-        except SourceRejected as exc:
-            # The 500 maximum is documented for one endpoint only: if a 4xx validation
-            # answer refuses it, use the smaller page size for the rest of this source's life.
-            if limit <= FALLBACK_PAGE_SIZE or not _validation_refusal(exc):
-                raise
-            _log.warning(
-                "whippy_page_size_fallback",
-                source=self._source,
-                where=where,
-                page_size=FALLBACK_PAGE_SIZE,
-            )
-            self._page_size = limit = FALLBACK_PAGE_SIZE
-            doc = await self._get(path, limit=limit, offset=offset, where=where)
-        items, page_total = _envelope(doc, source=self._source, where=where)
-        return items, page_total, limit
-
-    async def _get(self, path: str, *, limit: int, offset: int, where: str) -> Any:
-        params = {"limit": limit, "offset": offset}
-        return await self._client.get_json(path, params=params, where=where)
-
-    def _check(
-        self,
-        items: list[Mapping[str, Any]],
-        total: int | None,
-        *,
-        limit: int,
-        offset: int,
-        where: str,
-    ) -> None:
-        problem = None
-        if len(items) > limit:
-            problem = f"page has {len(items)} records, more than limit={limit}"
-        elif total is not None and not items and offset < total:
-            problem = f"empty page before the end (field 'total' is {total})"
-        elif total is not None and offset + len(items) > total:
-            problem = f"page runs past field 'total' ({total})"
-        if problem is not None:
-            raise MalformedResponse(problem, source=self._source, where=where)
-
-
-def _envelope(doc: Any, *, source: str, where: str) -> tuple[list[Mapping[str, Any]], int | None]:
-    """`data` and `total` (None when the envelope has no count)."""
-    obj = require_object(doc, source=source, where=where)
-    items = require_list(obj, "data", source=source, where=where)
-    total = obj.get("total")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-        raise MalformedResponse(
-            "field 'total' is not a non-negative integer", source=source, where=where
-        )
-    return items, total
-
-
-def _validation_refusal(exc: SourceRejected) -> bool:
-    return exc.http_status in (400, 422)
-
-
-def _fingerprint(items: list[Mapping[str, Any]]) -> tuple[int, str, str]:
-    """Enough to tell a page served twice from the next one."""
-
-    def key(item: Mapping[str, Any]) -> str:
-        contact = item.get("contact")
-        contact_id = contact.get("id") if isinstance(contact, Mapping) else None
-        return f"{item.get('id')}|{contact_id}"
-
-    return len(items), key(items[0]), key(items[-1])
+def _item_key(item: Mapping[str, Any]) -> str:
+    contact = item.get("contact")
+    contact_id = contact.get("id") if isinstance(contact, Mapping) else None
+    return f"{item.get('id')}|{contact_id}"
 
 
 def _title(item: Mapping[str, Any], *, source: str, where: str) -> str | None:

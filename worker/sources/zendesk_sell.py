@@ -54,7 +54,7 @@ from worker.sources.pagination import (
 )
 
 if TYPE_CHECKING:
-    from worker.sources.registry import SourceParams
+    from worker.sources.params import SourceParams
 
 DEFAULT_BASE_URL = "https://api.getbase.com"
 REQUESTS_PER_SECOND = 10.0  # 36,000/hour per token; no rate headers, just 429

@@ -1,0 +1,66 @@
+"""Upgrading over state written in the earlier fixed-bucket layout, through real polls: no
+enrollment is announced as new, changes and absences are still reported, the old keys go."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.contract.provider_replyio import ReplyioHarness
+from tests.contract.providers import Sleeps
+from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
+from worker import keys
+from worker.pipeline import poll_source
+from worker.state import StateStore
+
+
+@pytest.fixture
+def reply() -> Iterator[ReplyioHarness]:
+    harness = ReplyioHarness()
+    harness.start()
+    yield harness
+    harness.stop()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def rewrite_in_the_old_layout(store: Redis) -> None:
+    """What an earlier version left: plain ids in 16,384 fixed buckets, no counts, no layout."""
+    stored = await StateStore(store, source=SOURCE).stored()
+    async with store.pipeline(transaction=True) as pipe:
+        async for key in store.scan_iter(match=keys.state_pattern(SOURCE)):
+            pipe.delete(key)
+        pipe.delete(keys.state_counts(SOURCE))
+        pipe.hdel(keys.meta(SOURCE), "buckets")
+        for enrollment_id, value in stored.items():
+            bucket = zlib.crc32(enrollment_id.encode()) % 16384
+            pipe.hset(f"seqwatch:{{{SOURCE}}}:state:{bucket}", enrollment_id, value)
+        await pipe.execute()
+
+
+async def test_an_upgraded_worker_carries_old_state_over_and_reports_only_real_changes(
+    store: Redis, reply: ReplyioHarness
+) -> None:
+    ids = reply.seed(120)  # several buckets' worth once carried over
+    runtime = reply.runtime(name=SOURCE, sleep=Sleeps())
+    await poll_source(store, runtime, routes=ROUTES, now=now)  # silent baseline
+    await rewrite_in_the_old_layout(store)
+    assert [k async for k in store.scan_iter(match=keys.legacy_state_pattern(SOURCE))]
+
+    reply.finish(ids[0])
+    reply.delete(ids[1])
+    await poll_source(store, runtime, routes=ROUTES, now=now)
+    assert types(await drain(store)) == [(ids[0], "enrollment.finished")]  # nothing "enrolled"
+    await poll_source(store, runtime, routes=ROUTES, now=now)  # absent twice: removed
+    assert types(await drain(store)) == [(ids[1], "enrollment.removed")]
+
+    assert [k async for k in store.scan_iter(match=keys.legacy_state_pattern(SOURCE))] == []
+    assert await store.hget(keys.meta(SOURCE), "migrating") is None  # type: ignore[misc]
+    assert int(await store.hget(keys.meta(SOURCE), "tracked")) == len(ids) - 1  # type: ignore[misc]
+    assert set(await StateStore(store, source=SOURCE).stored()) == set(ids) - {ids[1]}

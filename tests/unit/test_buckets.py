@@ -1,0 +1,65 @@
+"""The bucket layout: packed ids round-trip, and a split only ever moves ids off its source."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from worker import buckets
+
+
+@pytest.mark.parametrize(
+    "enrollment_id",
+    [
+        "5000:10048271",
+        "42",
+        "0",
+        "007",
+        ":",
+        "1::2:",
+        "1" * 64,
+        "1" * 65,
+        "\uff11\uff12",  # full-width digits are not ASCII digits: stored as they are
+        "",
+        "seq:ünïcode",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "0F8FAD5B-D9CB-469F-A165-70867728950E",  # not canonical: stored as it is
+        "0f8fad5b-d9cb-469f-a165-70867728950e:7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "0f8fad5b-d9cb-469f-a165-70867728950e:not-a-uuid-but-thirty-six-chars-long",
+        "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+        "\xff\xfe",
+    ],
+)
+def test_every_id_round_trips_through_its_field_name(enrollment_id: str) -> None:
+    field = buckets.pack_id(enrollment_id)
+    raw = field if isinstance(field, bytes) else field.encode()
+    assert buckets.unpack_id(raw) == enrollment_id
+
+
+def test_uuid_ids_are_packed_to_raw_bytes() -> None:
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    assert len(buckets.pack_id(one)) == 17
+    assert len(buckets.pack_id(f"{one}:{two}")) == 33
+    assert len(buckets.pack_id("5000:10048271")) == 8
+    assert len(buckets.pack_id("40000123")) == 5
+
+
+def test_growing_by_one_bucket_moves_ids_only_from_the_split_source_to_the_new_bucket() -> None:
+    rng = random.Random(7)
+    hashes = [rng.getrandbits(32) for _ in range(5000)]
+    for count in range(1, 300):
+        before = [buckets.bucket_for(h, count) for h in hashes]
+        after = [buckets.bucket_for(h, count + 1) for h in hashes]
+        source = buckets.split_source(count)
+        for old, new in zip(before, after, strict=True):
+            assert 0 <= new < count + 1
+            assert old == new or (old == source and new == count)
+
+
+def test_buckets_are_sized_to_the_source() -> None:
+    assert buckets.wanted_buckets(0) == 1
+    assert buckets.wanted_buckets(buckets.FILL) == 1
+    assert buckets.wanted_buckets(buckets.FILL + 1) == 2
+    assert buckets.wanted_buckets(1_000_000) == -(-1_000_000 // buckets.FILL)

@@ -1,0 +1,99 @@
+"""How a source's stored enrollments are laid out over Redis hashes. Pure.
+
+Linear hashing: a source of N enrollments has about N / FILL buckets, so every bucket stays a
+small listpack-encoded hash (hash-max-listpack-entries defaults to 128) whatever the size. The
+bucket count grows by one split at a time: bucket `new` is split off bucket `split_source(new)`
+and takes the members whose hash now lands on it; every other bucket is untouched, so growth is
+never a stop-the-world rehash.
+
+Ids are the hash field names, packed where that pays: a canonical lowercase UUID takes 17 bytes
+instead of 36, a pair of them (`<uuid>:<uuid>`) 33 instead of 73, an id of digits and colons
+(`5000:10048271`) half a byte per character; any other id is stored as its own UTF-8 (a
+0xFD/0xFE/0xFF first byte can never start one).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+# Mean enrollments per bucket. A bucket not yet split in the current round holds up to twice the
+# mean: 2 x 48 plus random spread stays under the listpack limit of 128.
+FILL = 48
+# Buckets are counted in groups (bucket >> GROUP_BITS) so an absence sweep reads the group counts
+# first and then only the buckets of groups that lost members.
+GROUP_BITS = 6
+# At most this many splits ride on one page commit (a page adds at most 1,000 enrollments).
+MAX_SPLITS_PER_COMMIT = 64
+
+_UUID = b"\xff"
+_UUID_PAIR = b"\xfe"
+_DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
+_MAX_DIGITS = 64
+
+
+def hash_of(enrollment_id: str) -> int:
+    return zlib.crc32(enrollment_id.encode())
+
+
+def bucket_for(hashed: int, buckets: int) -> int:
+    """The bucket of an id whose hash is `hashed` in a layout of `buckets` buckets."""
+    high = 1 << (buckets - 1).bit_length()  # the smallest power of two >= buckets
+    bucket = hashed & (high - 1)
+    return bucket if bucket < buckets else bucket - (high >> 1)
+
+
+def split_source(new: int) -> int:
+    """The bucket that bucket `new` is split off (growing from `new` to `new + 1` buckets)."""
+    return new - (1 << (new.bit_length() - 1))
+
+
+def wanted_buckets(tracked: int) -> int:
+    return max(1, -(-tracked // FILL))
+
+
+def group_of(bucket: int) -> int:
+    return bucket >> GROUP_BITS
+
+
+def _uuid_bytes(text: str) -> bytes | None:
+    if len(text) != 36 or text[8] != "-" or text[13] != "-" or text[18] != "-" or text[23] != "-":
+        return None
+    digits = text.replace("-", "")
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        return None
+    # Only the canonical spelling packs, so unpacking gives back exactly the id stored.
+    return raw if len(raw) == 16 and raw.hex() == digits else None
+
+
+def _uuid_text(raw: bytes) -> str:
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def pack_id(enrollment_id: str) -> str | bytes:
+    """The hash field name of an enrollment id (see the module docstring)."""
+    size = len(enrollment_id)
+    if size == 36:
+        raw = _uuid_bytes(enrollment_id)
+        if raw is not None:
+            return _UUID + raw
+    elif size == 73 and enrollment_id[36] == ":":
+        first, second = _uuid_bytes(enrollment_id[:36]), _uuid_bytes(enrollment_id[37:])
+        if first is not None and second is not None:
+            return _UUID_PAIR + first + second
+    if 0 < size <= _MAX_DIGITS and not enrollment_id.strip("0123456789:"):
+        nibbles = enrollment_id.replace(":", "a")
+        return _DIGITS + bytes.fromhex(nibbles + "f" if size & 1 else nibbles)
+    return enrollment_id
+
+
+def unpack_id(field: bytes) -> str:
+    if field[:1] == _UUID and len(field) == 17:
+        return _uuid_text(field[1:])
+    if field[:1] == _UUID_PAIR and len(field) == 33:
+        return f"{_uuid_text(field[1:17])}:{_uuid_text(field[17:])}"
+    if field[:1] == _DIGITS:
+        return field[1:].hex().removesuffix("f").replace("a", ":")
+    return field.decode()
