@@ -73,10 +73,11 @@ class Batch:
         """For writes that belong to no poll (health notices); still one atomic step."""
         await self.commit(redis, lease_key=lease_key, token="", ttl_ms=0)
 
-    async def commit(self, redis: Redis, *, lease_key: str, token: str, ttl_ms: int) -> None:
+    async def commit(self, redis: Redis, *, lease_key: str, token: str, ttl_ms: int) -> int:
+        """Applies the batch; returns the result of its last HINCRBY (1 when it has none)."""
         keys = [lease_key, *self._keys]
         try:
-            await awaited(
+            result = await awaited(
                 redis.eval(
                     _SCRIPT, len(keys), *keys, token, str(ttl_ms), *cast("list[str]", self._ops)
                 )
@@ -87,3 +88,4 @@ class Batch:
             raise StoreError(f"commit failed: {type(exc).__name__}") from None
         except RedisError as exc:
             raise StoreError(f"redis unavailable during commit ({type(exc).__name__})") from None
+        return int(result)

@@ -1,13 +1,16 @@
 """Compact encoding of one stored enrollment: the few fields the diff needs, nothing more.
 
 Layout (fields joined by \\x1f): status letter, three flag letters (replied, bounced,
-opted_out: t/f/n), step, step_id, raw_status, history ("" or "<birth>.<rev>", with ".m"
-appended while the enrollment is missing from one complete listing), sequence id + contact id
-only when they cannot be read back from the enrollment id, and the contact's type only where
-the provider has one (Zendesk Sell's lead/contact), so an absence-based event still says it.
+opted_out: t/f/n), step, step_id, raw_status, history, sequence id + contact id only when they
+cannot be read back from the enrollment id, and the contact's type only where the provider has
+one (Zendesk Sell's lead/contact), so an absence-based event still says it.
 
-`birth` and `rev` name this enrollment's place in its own history (see `Stored`); they are
-written in the same atomic commit as the state, so they roll back together with it.
+History is "" or "<life>.<rev>" followed by optional marks, each ".<letter>[value]":
+`m<n>` absent from the last n complete listings (`m` alone = 1), `g` gone (a tombstone: removed
+by absence, kept so a re-enrollment starts a new life), `h<n>` the highest step seen in this
+life when the current step is lower (a stale page), `f<letters>` flags (r, b, o) that already
+fired in this life but are not true now. All of it is written in the same atomic commit as the
+state, so it rolls back together with it (see worker/events.py on ids).
 An unchanged enrollment is recognised from the raw stored string (`unchanged`), so the common
 case of a re-poll costs neither a decode nor a write.
 """
@@ -33,24 +36,32 @@ _FLAG = {True: "t", False: "f", None: "n"}
 _UNFLAG = {"t": True, "f": False, "n": None}
 
 
+FLAG_LETTERS = {"replied": "r", "bounced": "b", "opted_out": "o"}
+_LETTER_FLAGS = {letter: flag for flag, letter in FLAG_LETTERS.items()}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stored:
     """One stored enrollment.
 
-    `birth` is the source's forget epoch when this record was first stored (a new epoch starts
-    whenever stored enrollments are forgotten, so a re-enrollment is a new birth); `rev` counts
-    the changes seen since. Together they make event ids a function of the enrollment's own
-    stored history, never of a counter a lost write could have moved on. `missed` marks an
-    enrollment absent from the last complete listing (a second absence removes it).
+    `life` counts this enrollment id's lives in this source (a re-enrollment after a removal
+    starts the next); `rev` counts the changes seen in this life. Together they make event ids a
+    function of the enrollment's own stored history, never of a counter a lost write could have
+    moved on. `missed` counts the consecutive complete listings it was absent from; `gone` marks
+    a tombstone. `high_step` and `fired` are the monotonic marks (SPEC §5) where the current
+    state no longer shows them.
     """
 
     state: State
     sequence_id: str | None = None
     contact_id: str | None = None
     contact_type: str | None = None
-    birth: int = 0
+    life: int = 0
     rev: int = 0
-    missed: bool = False
+    missed: int = 0
+    gone: bool = False
+    high_step: int | None = None
+    fired: frozenset[str] = frozenset()
 
 
 def _clean(value: str | None) -> str:
@@ -79,12 +90,25 @@ def encode(
     sequence_id: str | None,
     contact_id: str | None,
     contact_type: str | None = None,
-    birth: int = 0,
+    life: int = 0,
     rev: int = 0,
-    missed: bool = False,
+    missed: int = 0,
+    gone: bool = False,
+    high_step: int | None = None,
+    fired: frozenset[str] = frozenset(),
 ) -> str:
-    history = f"{birth}.{rev}" if birth or rev or missed else ""
-    parts = [encode_state(state), history + (".m" if missed else "")]
+    marks = ""
+    if missed:
+        marks += ".m" if missed == 1 else f".m{missed}"
+    if gone:
+        marks += ".g"
+    if high_step is not None and (state.step is None or high_step > state.step):
+        marks += f".h{high_step}"
+    hidden = sorted(FLAG_LETTERS[f] for f in fired if getattr(state, f) is not True)
+    if hidden:
+        marks += ".f" + "".join(hidden)
+    history = f"{life}.{rev}{marks}" if life or rev or marks else ""
+    parts = [encode_state(state), history]
     if contact_type or enrollment_id.partition(":") != (sequence_id, ":", contact_id):
         parts += [_clean(sequence_id), _clean(contact_id)]
     if contact_type:
@@ -100,14 +124,24 @@ def unchanged(value: str, encoded_state: str) -> bool:
     ):
         return False
     history = value[len(encoded_state) + 1 :].partition(SEP)[0]
-    return not history.endswith(".m")
+    return not any(mark[:1] in ("m", "g") for mark in history.split(".")[2:])
 
 
 def decode(value: str, *, enrollment_id: str) -> Stored:
     parts = value.split(SEP)
     head, step, step_id, raw, history = parts[:5]
-    missed = history.endswith(".m")
-    birth, _, rev = history.removesuffix(".m").partition(".")
+    life, rev, *marks = history.split(".") if history else ("0", "0")
+    missed, gone, high_step, fired = 0, False, None, frozenset[str]()
+    for mark in marks:
+        kind, rest = mark[:1], mark[1:]
+        if kind == "m":
+            missed = int(rest or 1)
+        elif kind == "g":
+            gone = True
+        elif kind == "h":
+            high_step = int(rest)
+        elif kind == "f":
+            fired = frozenset(_LETTER_FLAGS[letter] for letter in rest)
     raw_status, has_reason, reason = raw.partition(REASON_SEP)
     state = State(
         status=_CODE_TO_STATUS[head[0]],
@@ -128,7 +162,10 @@ def decode(value: str, *, enrollment_id: str) -> Stored:
         sequence_id=sequence_id,
         contact_id=contact_id,
         contact_type=(parts[7] or None) if len(parts) >= 8 else None,
-        birth=int(birth or 0),
+        life=int(life or 0),
         rev=int(rev or 0),
         missed=missed,
+        gone=gone,
+        high_step=high_step,
+        fired=fired,
     )

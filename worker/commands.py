@@ -18,6 +18,7 @@ from worker.errors import DeliveryError, SourceError
 from worker.events import event_id, format_timestamp, matches_any
 from worker.outbox import DeadLetter, Outbox
 from worker.pipeline import LeaseBusy, PollResult
+from worker.redaction import scrub
 from worker.service import run_deliver, run_poll
 from worker.state import StateStore
 from worker.wording import plural
@@ -51,9 +52,18 @@ async def _poll_one(deps: Deps, name: str, limit: asyncio.Semaphore) -> tuple[bo
         except SourceError as exc:
             return False, f"{name}: FAILED: {exc}"
     kind = "baseline (silent)" if result.baseline else "poll"
+    notes = "".join(
+        f", {note}"
+        for note in (
+            result.quarantined and f"{plural(result.quarantined, 'record')} quarantined",
+            result.removals_held and f"removals held ({result.removals_held} absent)",
+            result.state_lost and f"STATE LOST ({result.state_lost})",
+        )
+        if note
+    )
     return True, (
         f"{name}: {kind}: {plural(result.pages, 'page')}, "
-        f"{plural(result.enrollments, 'enrollment')}, {plural(result.events, 'event')}"
+        f"{plural(result.enrollments, 'enrollment')}, {plural(result.events, 'event')}{notes}"
     )
 
 
@@ -182,7 +192,7 @@ async def dead_letters(
             print(
                 f"{letter.event_id}  {letter.destination}  {letter.source}  {letter.event_type}  "
                 f"dead since {_iso(datetime.fromtimestamp(letter.dead_at_ms / 1000, UTC))} "
-                f"after {plural(letter.attempts, 'attempt')}: {letter.error}",
+                f"after {plural(letter.attempts, 'attempt')}: {scrub(letter.error)}",
                 file=out,
             )
         print(plural(len(letters), "dead letter"), file=out)

@@ -14,14 +14,20 @@
     └── LeaseLost              another worker holds the source's lease; our commit is refused
 
 Messages are one line, name the source/destination and what failed, and never carry a
-secret (API keys, webhook secrets, Slack URLs) or a provider payload.
+secret (API keys, webhook secrets, Slack URLs) or a provider payload: every message passes
+through worker/redaction.py when the error is made, whatever a provider or peer echoed into it.
 """
 
 from __future__ import annotations
 
+from worker.redaction import scrub
+
 
 class SeqwatchError(Exception):
     """Base of every error seqwatch raises on purpose."""
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(scrub(message), *args)
 
 
 class ConfigError(SeqwatchError):
@@ -36,7 +42,7 @@ class SourceError(SeqwatchError):
     ) -> None:
         self.source = source
         self.where = where
-        self.detail = message
+        self.detail = scrub(message)
         self.http_status = http_status  # the provider's answer, when the failure was one
         parts = [p for p in (f"source {source!r}" if source else "", where) if p]
         prefix = ": ".join(parts)

@@ -7,6 +7,8 @@
 --   R idx member        ZREM
 --   C idx field value cidx group   HSET; a new field adds 1 to group `group` of hash KEYS[cidx]
 --   X idx field cidx group         HDEL; a removed field takes 1 from that group count
+-- Returns the result of the last HINCRBY (1 when there is none): a commit counter placed last
+-- tells the caller which serial its commit got.
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return redis.error_reply('LEASE_LOST lease not held')
@@ -15,6 +17,7 @@ if ARGV[1] ~= '' then
 end
 local i = 3
 local n = #ARGV
+local last = 1
 while i <= n do
   local op = ARGV[i]
   local key = KEYS[tonumber(ARGV[i + 1])]
@@ -23,7 +26,7 @@ while i <= n do
   elseif op == 'D' then
     redis.call('HDEL', key, ARGV[i + 2]); i = i + 3
   elseif op == 'I' then
-    redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+    last = redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
   elseif op == 'Z' then
     redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
   elseif op == 'C' then
@@ -42,4 +45,4 @@ while i <= n do
     return redis.error_reply('BAD_OP ' .. tostring(op))
   end
 end
-return 1
+return last

@@ -6,6 +6,7 @@ destinations that ask for `source.*`, delivered as health events.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 from worker import keys
 from worker.events import HealthType, event_id, format_timestamp
 from worker.outbox import Route, publish
+from worker.redaction import scrub_optional
 
 DEFAULT_FAILURE_THRESHOLD = 3
 
@@ -71,6 +73,7 @@ async def record_outcome(
 ) -> HealthEvent | None:
     """Updates the source's streak and health state; publishes a notice on a transition."""
     meta = keys.meta(source)
+    error = scrub_optional(error)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hget(meta, "health")
         if error is None:
@@ -86,8 +89,16 @@ async def record_outcome(
         return None
     epoch = await redis.hincrby(meta, "health_epoch", 1)  # type: ignore[misc]
     await redis.hset(meta, "health", "failing" if notice is HealthType.FAILING else "ok")  # type: ignore[misc]
+    # The epoch restarts when Redis loses its data; the incarnation (or, before any baseline,
+    # fresh randomness) keeps ids after a loss from repeating earlier ones.
+    incarnation = await redis.hget(meta, "incarnation") or secrets.token_hex(8)  # type: ignore[misc]
     event = HealthEvent(
-        id=event_id(source=source, enrollment_id="", event_type=notice, change_key=str(epoch)),
+        id=event_id(
+            source=source,
+            enrollment_id="",
+            event_type=notice,
+            change_key=f"{incarnation}|{epoch}",
+        ),
         type=notice,
         source=source,
         provider=provider,

@@ -31,7 +31,7 @@ from worker import keys
 from worker.deps import Deps
 from worker.errors import LeaseLost, SourceError, SourceRejected, StoreError
 from worker.pipeline import LeaseBusy
-from worker.service import run_deliver, run_poll
+from worker.service import check_continuity, run_deliver, run_poll
 
 log = structlog.get_logger("seqwatch.jobs")
 TICK_SECONDS = 5
@@ -87,6 +87,7 @@ async def tick(ctx: dict[str, Any]) -> None:
     deps = _deps(ctx)
     now = time.time()
     try:
+        await check_continuity(deps)
         await _enqueue_due(ctx, deps, now=now)
     except RedisError as exc:
         log.warning("tick_skipped", error=type(exc).__name__)

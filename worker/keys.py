@@ -33,6 +33,11 @@ def meta(source: str) -> str:
     return f"{_tag(source)}:meta"
 
 
+def quarantine(source: str) -> str:
+    """Per quarantined record: enrollment id -> fingerprint of its error (logged once each)."""
+    return f"{_tag(source)}:quarantine"
+
+
 def provider_memory(source: str) -> str:
     """What a source remembers between polls (detected API version, last deep listing)."""
     return f"{_tag(source)}:provider"

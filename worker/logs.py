@@ -1,4 +1,8 @@
-"""Logging setup: structlog, JSON off a terminal, secrets redacted, tracebacks without locals."""
+"""Logging setup: structlog, JSON off a terminal, secrets redacted, tracebacks without locals.
+
+Libraries that log through the standard library (arq, asyncio, httpx) go through the same
+processors (level, timestamp, redaction, JSON) via structlog's ProcessorFormatter.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any, TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
-REDACTED = "[REDACTED]"
+from worker import redaction
+from worker.redaction import REDACTED, Scrubber
+
 _SECRET_KEYS = frozenset({"api_key", "secret", "secrets", "password", "token", "authorization"})
 
 
@@ -18,14 +24,11 @@ class SecretRedactor:
     """Replaces every known secret value (and values under secret-named keys) in an event."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._scrub = Scrubber(secrets)
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self._secrets:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return value
+            return self._scrub(value)
         if isinstance(value, dict):
             return {k: REDACTED if k in _SECRET_KEYS else self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -49,6 +52,8 @@ def configure(
 ) -> None:
     stream = stream or sys.stderr
     as_json = not stream.isatty() if json is None else json
+    secrets = list(secrets)
+    redaction.configure(secrets)
     redactor = SecretRedactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -74,5 +79,32 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # arq and httpx log through stdlib logging; keep them quiet and on the same stream.
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(name)s: %(message)s")
+    _route_stdlib(stream, shared=shared, renderer=renderer)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """An uncaught exception (a bug) is still one structured, redacted log entry."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    structlog.get_logger("seqwatch").critical("uncaught_exception", exc_info=(kind, value, tb))
+
+
+def _route_stdlib(stream: TextIO, *, shared: list[Any], renderer: list[Any]) -> None:
+    """arq, asyncio and httpx log through stdlib logging: same stream, same processors."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    setattr(handler, _OURS, True)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)  # theirs: quiet unless something is wrong
+
+
+_OURS = "_seqwatch_handler"

@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import structlog
 from redis.asyncio import Redis
 
-from worker import codec, lease
+from worker import codec, continuity, keys, lease, notices
 from worker.batch import Batch
 from worker.contacts import with_contacts
-from worker.diff import transitions
-from worker.enrollment import Contact, Enrollment, SequenceRef, Status
-from worker.errors import MalformedResponse
-from worker.events import Event, EventType, event_id
+from worker.continuity import SourceMemory
+from worker.diff import Marks, transitions
+from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
+from worker.events import Event, EventType, HealthType, event_id
 from worker.normalize import Normalizer
 from worker.normalize.fields import RecordError
 from worker.outbox import Route, enqueue
+from worker.quarantine import Quarantine
 from worker.sources.base import RawPage, Source
 from worker.state import ListingMeta, SeenIds, StateStore
 
+log = structlog.get_logger("seqwatch.pipeline")
+
 # Renewed every third of it while a poll runs; a holder that dies frees the source this soon.
 LEASE_TTL_MS = 15_000
+# Absence: removed after this many consecutive complete listings without the enrollment; a
+# suspect listing (SPEC §5: would remove more than half, at least MASS_REMOVAL_MIN, or lists
+# nothing) needs SUSPECT_ABSENCES, i.e. three listings that agree.
+ABSENCES = 2
+SUSPECT_ABSENCES = 3
+MASS_REMOVAL_MIN = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +46,8 @@ class SourceRuntime:
     source: Source
     normalize: Normalizer
     full_sync_interval: float = 86_400.0
+    # What this process last knew of the source's stored history (worker/continuity.py).
+    memory: SourceMemory = field(default_factory=SourceMemory, compare=False)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -48,6 +60,10 @@ class PollResult:
     removed: int = 0
     baseline: bool = False
     full_listing: bool = True
+    listed: int = 0  # records the listing returned, quarantined ones included
+    quarantined: int = 0  # records this listing set aside (status counts those still bad)
+    removals_held: int = 0  # absences not acted on: a suspect mass removal (SPEC §5)
+    state_lost: str | None = None  # continuity.REASONS key when a loss was found before it
     event_ids: list[str] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
 
@@ -109,13 +125,17 @@ class _Poll:
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
+        self.quarantine = Quarantine(runtime.name)
         # Sequences the source chose not to list this poll: their stored enrollments are kept.
         self.skipped: set[str] = set()
 
     async def commit(self, batch: Batch) -> None:
-        await batch.commit(
+        # The commit serial goes last: its value is what the commit returns (worker/continuity).
+        batch.hincr(keys.meta(self.rt.name), "serial", 1)
+        serial = await batch.commit(
             self.redis, lease_key=self.lease.key, token=self.lease.token, ttl_ms=self.lease.ttl_ms
         )
+        self.rt.memory.committed(serial)
 
     def _emit(
         self,
@@ -125,8 +145,8 @@ class _Poll:
         enrollment_id: str,
         sequence: SequenceRef,
         contact: Contact,
-        previous: codec.Stored | None,
-        current: Enrollment | None,
+        previous: State | None,
+        current: State | None,
         change_key: str,
     ) -> None:
         detected = self.now()
@@ -135,7 +155,7 @@ class _Poll:
                 source=self.rt.name,
                 enrollment_id=enrollment_id,
                 event_type=event_type,
-                change_key=change_key,
+                change_key=f"{self.meta.incarnation}|{change_key}",
             ),
             type=event_type,
             source=self.rt.name,
@@ -143,8 +163,8 @@ class _Poll:
             enrollment_id=enrollment_id,
             sequence=sequence,
             contact=contact,
-            previous=previous.state if previous else None,
-            current=current.state if current else None,
+            previous=previous,
+            current=current,
             detected_at=detected,
         )
         self.result.deliveries += enqueue(
@@ -154,19 +174,31 @@ class _Poll:
         self.result.event_ids.append(event.id)
         self.result.by_type[event.type.value] += 1
 
+    def _normalize(self, page: RawPage) -> dict[str, Enrollment]:
+        """The page's enrollments; records that fail are quarantined (SPEC §5), not fatal."""
+        current: dict[str, Enrollment] = {}
+        for record in page.records:
+            try:
+                enrollment = self.rt.normalize(record, page=page)
+            except RecordError as exc:
+                self.quarantine.add(exc, where=page.where)
+                if exc.enrollment_id is not None and self.seen is not None:
+                    self.seen.add(exc.enrollment_id)  # seen: never swept as absent
+                continue
+            current[enrollment.enrollment_id] = enrollment
+        return current
+
     async def page(self, page: RawPage) -> None:
-        # Normalize the whole page first: one bad record fails the page before anything is written.
-        current = {
-            e.enrollment_id: e for e in (self.rt.normalize(r, page=page) for r in page.records)
-        }
+        current = self._normalize(page)
         stored = await self.store.load(current)
         if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
             current = await with_contacts(
                 self.redis, self.rt.source, name=self.rt.name, current=current, stored=stored
             )
         batch = Batch()
+        self.quarantine.settle(batch, normalized=current)
         events_before = self.result.events
-        new = 0
+        new = revived = 0
         for enrollment_id, enrollment in current.items():
             if self.seen is not None:
                 self.seen.add(enrollment_id)
@@ -175,12 +207,15 @@ class _Poll:
             value = stored.get(enrollment_id)
             if value is not None and codec.unchanged(value, after):
                 continue  # the common case: no decode, no write
-            previous = codec.decode(value, enrollment_id=enrollment_id) if value else None
-            before = codec.encode_state(previous.state) if previous else ""
-            birth, rev = (previous.birth, previous.rev) if previous else (self.meta.epoch, 0)
+            known = codec.decode(value, enrollment_id=enrollment_id) if value else None
+            life = _life(known, enrollment.state)
+            new += known is None or known.gone
+            revived += known is not None and known.gone
+            previous = life.previous
+            before = codec.encode_state(previous) if previous else ""
             changed = self.meta.baseline_done and before != after
-            if changed:
-                rev += 1
+            rev = life.rev + 1 if changed else life.rev
+            marks = life.marks.seeing(enrollment.state)
             self.store.put(
                 batch,
                 enrollment_id,
@@ -190,18 +225,19 @@ class _Poll:
                     sequence_id=enrollment.sequence.id,
                     contact_id=enrollment.contact.id,
                     contact_type=enrollment.contact.type,
-                    birth=birth,
+                    life=life.number,
                     rev=rev,
+                    high_step=marks.high_step,
+                    fired=marks.fired,
                 ),
             )
-            new += previous is None
             if not changed:
                 continue
-            # Keyed by the enrollment's own stored history (committed with it), not by the
-            # listing generation: after a Redis rollback that lost this commit, the change is
-            # detected again from the same stored record and so gets the same id.
-            change_key = f"{birth}.{rev}|{before}|{after}"
-            for event_type in transitions(previous.state if previous else None, enrollment.state):
+            # Keyed by the enrollment's own stored history (committed with it), not by any
+            # source-wide counter: see worker/events.py.
+            change_key = f"{life.number}.{rev}|{before}|{after}"
+            seen = life.marks if previous else None
+            for event_type in transitions(previous, enrollment.state, seen=seen):
                 self._emit(
                     batch,
                     event_type=event_type,
@@ -209,25 +245,32 @@ class _Poll:
                     sequence=enrollment.sequence,
                     contact=enrollment.contact,
                     previous=previous,
-                    current=enrollment,
+                    current=enrollment.state,
                     change_key=change_key,
                 )
         self.store.count(batch, "tracked", new)
+        self.store.count(batch, "tombstones", -revived)
         self.store.count(batch, "events_total", self.result.events - events_before)
         if len(batch):
             await self.commit(batch)
         self.result.pages += 1
         self.result.enrollments += len(current)
+        self.result.listed += len(page.records)
 
     async def finish(self, *, full: bool, started_at: float) -> None:
         """The listing completed: sweep absences (full listings only) and record bookkeeping."""
         batch = Batch()
         events_before = self.result.events
-        if full and self.meta.baseline_done and self.seen is not None:
+        complete = full and not self.quarantine.unreadable
+        self.result.full_listing = complete
+        if complete and self.meta.baseline_done and self.seen is not None:
             await self._sweep(batch, self.seen)
         if full:
             self.store.set_meta(batch, "last_full_at", repr(started_at))
         self.store.set_meta(batch, "baseline", "1")
+        batch.hdel(keys.meta(self.rt.name), "state_lost")  # the listing after a loss is done
+        self.quarantine.summarize(batch, full=full)
+        self.result.quarantined = self.quarantine.count
         watermark = next_watermark(
             previous=self.meta.watermark,
             newest_seen=self.watermark,
@@ -239,29 +282,55 @@ class _Poll:
         self.store.count(batch, "events_total", self.result.events - events_before)
         await self.commit(batch)
 
-    async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
-        """Absent once: marked. Absent from two consecutive complete listings: removed."""
-        gone = 0
+    async def _absent(self, seen: SeenIds) -> AsyncIterator[tuple[str, codec.Stored]]:
+        """Stored enrollments this complete listing did not return: the sweep's candidates.
+        Those of sequences the source chose not to list this poll are not absent."""
         async for enrollment_id, stored in self.store.unseen(seen):
-            if stored.sequence_id in self.skipped:
+            if stored.sequence_id not in self.skipped:
+                yield enrollment_id, stored
+
+    def _suspect(self, absent: int, *, tracked: int) -> bool:
+        """SPEC §5: more than half of the tracked enrollments (and at least 10) would go, or the
+        listing returned nothing at all."""
+        return absent > 0 and (
+            self.result.listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN)
+        )
+
+    async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
+        """Absent from two consecutive complete listings: removed (three when suspect, §5)."""
+        tracked = await self.store.tracked()
+        # The counts settle the usual case; only a listing that may be suspect pays for an exact
+        # count of the candidates first (a second read of the buckets holding them).
+        absent = max(0, tracked - seen.total())
+        if self._suspect(absent, tracked=tracked):
+            absent = 0
+            async for _ in self._absent(seen):
+                absent += 1
+        suspect = self._suspect(absent, tracked=tracked)
+        needed = SUSPECT_ABSENCES if suspect else ABSENCES
+        gone = 0
+        async for enrollment_id, stored in self._absent(seen):
+            missed = stored.missed + 1
+            tombstone = missed >= needed
+            self.store.put(
+                batch,
+                enrollment_id,
+                codec.encode(
+                    stored.state,
+                    enrollment_id=enrollment_id,
+                    sequence_id=stored.sequence_id,
+                    contact_id=stored.contact_id,
+                    contact_type=stored.contact_type,
+                    life=stored.life,
+                    rev=stored.rev + 1 if tombstone else stored.rev,
+                    missed=0 if tombstone else missed,
+                    gone=tombstone,
+                    high_step=stored.high_step,
+                    fired=stored.fired,
+                ),
+            )
+            if not tombstone:
                 continue
-            if not stored.missed:
-                self.store.put(
-                    batch,
-                    enrollment_id,
-                    codec.encode(
-                        stored.state,
-                        enrollment_id=enrollment_id,
-                        sequence_id=stored.sequence_id,
-                        contact_id=stored.contact_id,
-                        contact_type=stored.contact_type,
-                        birth=stored.birth,
-                        rev=stored.rev,
-                        missed=True,
-                    ),
-                )
-                continue
-            self.store.forget(batch, enrollment_id)
             gone += 1
             if stored.state.status is Status.REMOVED:
                 continue  # already reported when the provider flagged it
@@ -271,16 +340,68 @@ class _Poll:
                 enrollment_id=enrollment_id,
                 sequence=SequenceRef(id=stored.sequence_id or ""),
                 contact=Contact(id=stored.contact_id, type=stored.contact_type),
-                previous=stored,
+                previous=stored.state,
                 current=None,
                 change_key=(
-                    f"{stored.birth}.{stored.rev + 1}|{codec.encode_state(stored.state)}|absent"
+                    f"{stored.life}.{stored.rev + 1}|{codec.encode_state(stored.state)}|absent"
                 ),
             )
         self.store.count(batch, "tracked", -gone)
-        # Whatever is forgotten may come back: as a new birth, in a new epoch.
-        self.store.count(batch, "epoch", 1 if gone else 0)
+        self.store.count(batch, "tombstones", gone)
         self.result.removed = gone
+        held = suspect and not gone
+        self.result.removals_held = absent if held else 0
+        if held:
+            self._hold(batch, absent=absent, tracked=tracked)
+        elif self.meta.removals_held:
+            batch.hdel(keys.meta(self.rt.name), "removals_held")
+
+    def _hold(self, batch: Batch, *, absent: int, tracked: int) -> None:
+        """A suspect mass removal: recorded for `status`; announced once per episode."""
+        at = self.now()
+        self.store.set_meta(batch, "removals_held", f"{absent}|{tracked}|{at.timestamp()!r}")
+        log.warning(
+            "removals_held", source=self.rt.name, absent=absent, tracked=tracked,
+            listed=self.result.listed,
+        )  # fmt: skip
+        if self.meta.removals_held:
+            return
+        notice = notices.SourceNotice(
+            id=event_id(
+                source=self.rt.name,
+                enrollment_id="",
+                event_type=HealthType.REMOVALS_HELD,
+                change_key=f"{self.meta.incarnation}|{self.meta.generation}|{absent}",
+            ),
+            type=HealthType.REMOVALS_HELD,
+            source=self.rt.name,
+            provider=self.rt.provider,
+            detected_at=at,
+            details={"absent": absent, "tracked": tracked, "listed": self.result.listed},
+        )
+        self.result.deliveries += notices.add(batch, notice, routes=self.routes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Life:
+    """Where one enrollment stands in its history before this observation."""
+
+    number: int
+    rev: int
+    previous: State | None  # None: nothing known in this life (a new enrollment)
+    marks: Marks
+
+
+def _life(known: codec.Stored | None, current: State) -> _Life:
+    if known is None:
+        return _Life(0, 0, None, Marks())
+    if known.gone:  # re-enrolled after an absence removal: a new life
+        return _Life(known.life + 1, 0, None, Marks())
+    if known.state.status is Status.REMOVED and current.status is not Status.REMOVED:
+        # Back from the provider's own removed status: a new life, whose flags may fire again.
+        return _Life(known.life + 1, 0, known.state, Marks())
+    marks = Marks(high_step=known.high_step, fired=known.fired).seeing(known.state)
+    return _Life(known.life, known.rev, known.state, marks)
 
 
 async def poll_source(
@@ -297,7 +418,16 @@ async def poll_source(
         raise LeaseBusy(f"source {runtime.name!r} is being polled by another worker")
     try:
         async with lease.kept_alive(redis, held):
+            lost = await continuity.verify(
+                redis,
+                source=runtime.name,
+                provider=runtime.provider,
+                memory=runtime.memory,
+                routes=routes,
+                now=now(),
+            )
             meta = await StateStore(redis, source=runtime.name).begin_listing()
+            runtime.memory.incarnation = meta.incarnation
             started_at = time.time()
             full = (
                 not runtime.source.incremental
@@ -308,17 +438,14 @@ async def poll_source(
             )
             poll = _Poll(redis, runtime, routes=routes, held=held, meta=meta, now=now)
             poll.result.full_listing = full
+            poll.result.state_lost = lost
+            await poll.quarantine.load(redis)
             if full and meta.baseline_done:
                 poll.seen = SeenIds()
             updated_after = None if full else meta.watermark
             async for page in runtime.source.pages(updated_after=updated_after):
                 poll.skipped.update(page.skipped_sequences)
-                try:
-                    await poll.page(page)
-                except RecordError as exc:
-                    raise MalformedResponse(
-                        exc.detail, source=runtime.name, where=page.where
-                    ) from None
+                await poll.page(page)
             await poll.finish(full=full, started_at=started_at)
             return poll.result
     finally:

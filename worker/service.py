@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from worker import metrics, progress
+from worker import continuity, metrics, progress
 from worker.deliver import DeliveryResult, deliver_destination
 from worker.deps import Deps
 from worker.digest import deliver_digest
@@ -90,7 +90,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         ok=True,
         seconds=time.monotonic() - started,
         events=result.by_type,
-        quarantined=getattr(result, "quarantined", 0),  # counted once the pipeline reports it
+        quarantined=result.quarantined,
     )
     await record_poll(deps.redis, source=name, ok=True, at=time.time(), requests=requests.count)
     await _health(deps, name, error=None, now=now())
@@ -105,10 +105,30 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         enrollments=result.enrollments,
         events=result.events,
         removed=result.removed,
+        quarantined=result.quarantined,
+        removals_held=result.removals_held,
         requests=requests.count,
         duration_ms=round((time.monotonic() - started) * 1000),
     )
     return result
+
+
+async def check_continuity(deps: Deps, *, now: Callable[[], datetime] = utc_now) -> list[str]:
+    """The daemon's tick: announces, between polls, any source whose stored state vanished or
+    went back in time (worker/continuity.py); returns the sources found so."""
+    lost = []
+    for name, runtime in deps.sources.items():
+        reason = await continuity.verify(
+            deps.redis,
+            source=name,
+            provider=runtime.provider,
+            memory=runtime.memory,
+            routes=deps.routes,
+            now=now(),
+        )
+        if reason is not None:
+            lost.append(name)
+    return lost
 
 
 async def run_deliver(

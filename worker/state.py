@@ -8,6 +8,7 @@ by splitting buckets inside the poll's own page commits.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import zlib
 from array import array
 from collections.abc import AsyncIterator, Iterable
@@ -29,6 +30,11 @@ _RESET_FIELDS = (
     "last_full_at",
     "tracked",
     "buckets",
+    "tombstones",
+    "quarantined",
+    "quarantine_first",
+    "removals_held",
+    "state_lost",
     legacy_state.MIGRATING,
 )
 _SCAN_CHUNK = 256
@@ -40,17 +46,23 @@ SLOT_BITS = 16
 _SLOT_MASK = (1 << SLOT_BITS) - 1
 
 
+def new_incarnation() -> str:
+    """A random name for one stored history of a source (see worker/events.py)."""
+    return secrets.token_hex(8)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListingMeta:
     """What one poll needs to know about the source's history before it starts."""
 
     generation: int
     baseline_done: bool
-    # Bumped whenever stored enrollments are forgotten (absence sweep, reset): an enrollment
-    # stored for the first time is born in the current epoch (see codec.Stored).
-    epoch: int
+    # Random, set when the source's stored history starts (first baseline, after a reset or a
+    # data loss); part of every event id, so ids of one history never repeat another's.
+    incarnation: str
     watermark: str | None
     last_full_at: float | None
+    removals_held: bool = False
 
 
 class SeenIds:
@@ -111,6 +123,7 @@ class StateStore:
         self._key_prefix = keys.state_bucket(source, 0).removesuffix("0")
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
+        self._tombstones = 0
         self._growth: _Growth | None = None
         # Upgrades: enrollments still in the old layout, moved as they are met (legacy_state).
         self._legacy = False
@@ -125,16 +138,24 @@ class StateStore:
         """Allocates this listing's generation number (monotonic, never reused)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(self._meta, "generation", 1)
-            pipe.hmget(self._meta, ["baseline", "watermark", "last_full_at", "epoch"])
-            generation, meta = await pipe.execute()
-        baseline, watermark, last_full_at, epoch = meta
+            pipe.hsetnx(self._meta, "incarnation", new_incarnation())
+            pipe.hmget(
+                self._meta,
+                ["baseline", "watermark", "last_full_at", "incarnation", "removals_held"],
+            )
+            generation, _, meta = await pipe.execute()
+        baseline, watermark, last_full_at, incarnation, held = meta
         return ListingMeta(
             generation=int(generation),
             baseline_done=baseline == "1",
-            epoch=int(epoch or 0),
+            incarnation=incarnation,
             watermark=watermark or None,
             last_full_at=float(last_full_at) if last_full_at else None,
+            removals_held=bool(held),
         )
+
+    async def tracked(self) -> int:
+        return int(await awaited(self._redis.hget(self._meta, "tracked")) or 0)
 
     def _key(self, bucket: int) -> str:
         return keys.state_bucket(self._source, bucket)
@@ -142,9 +163,11 @@ class StateStore:
     async def _layout(self) -> tuple[int, int]:
         """(bucket count, tracked) as committed; notices state left in the old layout."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING])
+            pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones"])
             pipe.exists(self._counts)
-            (bucket_count, tracked, migrating), counted = await pipe.execute()
+            (bucket_count, tracked, migrating, tombstones), counted = await pipe.execute()
+        # Tombstones (codec `g`) are stored fields but not tracked enrollments.
+        self._tombstones = int(tombstones or 0)
         # Enrollments tracked but never counted were stored by a version before the counts.
         self._legacy = migrating == "1" or (int(tracked or 0) > 0 and not counted)
         return int(bucket_count or 1), int(tracked or 0)
@@ -321,7 +344,9 @@ class StateStore:
         if self._legacy:
             async for enrollment_id, value in legacy_state.leftovers(self._redis, self._source):
                 if not seen.has(enrollment_id):
-                    yield enrollment_id, codec.decode(value, enrollment_id=enrollment_id)
+                    stored = codec.decode(value, enrollment_id=enrollment_id)
+                    if not stored.gone:
+                        yield enrollment_id, stored
             # Each of those is now rewritten or forgotten by the caller's commit.
             self._legacy_done = True
 
@@ -330,12 +355,13 @@ class StateStore:
     ) -> AsyncIterator[tuple[str, Stored]]:
         seen_buckets = seen.per_bucket(bucket_count)
         group_counts: dict[str, str] = await awaited(self._redis.hgetall(self._counts))
-        if not self._legacy and sum(int(n) for n in group_counts.values()) != tracked:
+        stored_fields = tracked + self._tombstones
+        if not self._legacy and sum(int(n) for n in group_counts.values()) != stored_fields:
             # Counts that disagree with the stored total (state older than the counts): trust
             # neither and look at every bucket.
             seen_buckets = None
             group_counts = {
-                str(g): str(tracked) for g in range(buckets.group_of(bucket_count - 1) + 1)
+                str(g): str(stored_fields) for g in range(buckets.group_of(bucket_count - 1) + 1)
             }
         suspects: list[int] = []
         for group_text, stored_text in group_counts.items():
@@ -364,10 +390,9 @@ class StateStore:
                 for field, value in entries.items():
                     enrollment_id = buckets.unpack_id(field)
                     if not seen.has(enrollment_id):
-                        yield (
-                            enrollment_id,
-                            codec.decode(value.decode(), enrollment_id=enrollment_id),
-                        )
+                        stored = codec.decode(value.decode(), enrollment_id=enrollment_id)
+                        if not stored.gone:
+                            yield enrollment_id, stored
 
     async def stored(self) -> dict[str, str]:
         """Every stored enrollment's encoded value (inspection and tests; reads everything)."""
@@ -422,15 +447,20 @@ class StateStore:
             doomed = [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
             for start in range(0, len(doomed), _SCAN_CHUNK):
                 deleted += await self._redis.delete(*doomed[start : start + _SCAN_CHUNK])
-        # Generation and epoch survive, the epoch moved on: enrollments stored after a reset are
-        # new births, so their event ids never repeat earlier ones.
+        # A new incarnation: ids after a reset never repeat earlier ones. `previous_incarnation`
+        # tells running daemons this was a reset, not a data loss (worker/continuity.py).
+        old = await awaited(self._redis.hget(self._meta, "incarnation"))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._counts)
+            pipe.delete(keys.quarantine(self._source))
             # What the source remembers (e.g. when it last listed archived sequences) goes too,
             # so the new baseline is a whole listing.
             pipe.delete(keys.provider_memory(self._source))
             pipe.hdel(self._meta, *_RESET_FIELDS)
-            pipe.hincrby(self._meta, "epoch", 1)
+            pipe.hset(
+                self._meta,
+                mapping={"incarnation": new_incarnation(), "previous_incarnation": old or ""},
+            )
             await pipe.execute()
         self._bucket_count = None
         return deleted

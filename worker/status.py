@@ -16,7 +16,10 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from worker import keys
+from worker.continuity import REASONS
 from worker.outbox import Attempts, Outbox
+from worker.quarantine import first_error
+from worker.redaction import scrub, scrub_optional
 from worker.redis_io import awaited
 
 # A destination is failing after this many failed attempts in a row (SPEC §7).
@@ -46,7 +49,7 @@ async def record_poll(
             pipe.hset(meta, "last_ok_at", repr(at))
             pipe.hdel(meta, "last_error")
         else:
-            pipe.hset(meta, "last_error", (error or "")[:500])
+            pipe.hset(meta, "last_error", scrub(error or "")[:500])
         await pipe.execute()
 
 
@@ -78,6 +81,12 @@ class SourceStatus:
     last_poll_requests: int | None = None
     # The provider API version in use, where a provider has several (Reply.io v3/v4).
     api_version: str | None = None
+    # Records quarantined now, and the latest listing's first error (enrollment_id, field,
+    # error); a suspect mass removal being held; a detected loss of stored state.
+    quarantined: int = 0
+    quarantine_error: dict[str, str | None] | None = None
+    removals_held: dict[str, str | int] | None = None
+    state_lost: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +118,8 @@ def moment(value: str | float | None) -> datetime | None:
 
 _SOURCE_FIELDS = (
     "last_poll_at", "last_outcome", "last_ok_at", "last_error", "consecutive_failures",
-    "tracked", "events_total", "baseline", "health", "last_poll_requests",
+    "tracked", "events_total", "baseline", "health", "last_poll_requests", "quarantined",
+    "quarantine_first", "removals_held", "state_lost",
 )  # fmt: skip
 
 
@@ -138,7 +148,7 @@ async def source_status(redis: Redis, name: str, *, now: float | None = None) ->
         last_poll_at=moment(values["last_poll_at"]),
         last_outcome=values["last_outcome"],
         last_success_at=moment(values["last_ok_at"]),
-        last_error=values["last_error"],
+        last_error=scrub_optional(values["last_error"]),
         consecutive_failures=int(values["consecutive_failures"] or 0),
         tracked=int(values["tracked"] or 0),
         events_total=int(values["events_total"] or 0),
@@ -149,7 +159,31 @@ async def source_status(redis: Redis, name: str, *, now: float | None = None) ->
             int(values["last_poll_requests"]) if values["last_poll_requests"] else None
         ),
         api_version=api_version,
+        quarantined=int(values["quarantined"] or 0),
+        quarantine_error=first_error(values["quarantine_first"]),
+        removals_held=_held(values["removals_held"]),
+        state_lost=_lost(values["state_lost"]),
     )
+
+
+def _iso(at: str) -> str:
+    return datetime.fromtimestamp(float(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _held(raw: str | None) -> dict[str, str | int] | None:
+    """ "<absent>|<tracked>|<since>" (worker/pipeline.py) -> a dict for status."""
+    if not raw:
+        return None
+    absent, tracked, since = raw.split("|")
+    return {"absent": int(absent), "tracked": int(tracked), "since": _iso(since)}
+
+
+def _lost(raw: str | None) -> dict[str, str] | None:
+    """ "<reason>|<at>" (worker/continuity.py) -> a dict for status."""
+    if not raw:
+        return None
+    reason, at = raw.split("|")
+    return {"reason": reason, "detail": REASONS.get(reason, reason), "at": _iso(at)}
 
 
 async def _most_attempts(redis: Redis, key: str) -> int:
@@ -190,7 +224,7 @@ async def destination_status(
         dead=dead,
         last_outcome=last_outcome,
         last_success_at=moment(health[1]),
-        last_error=health[2] if last_outcome == "failed" else None,
+        last_error=scrub_optional(health[2]) if last_outcome == "failed" else None,
     )
 
 

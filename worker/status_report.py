@@ -57,6 +57,7 @@ def _source_lines(s: SourceStatus, now: datetime) -> list[str]:
         lines.append(f"    {version}last poll sent {sent}")
     if s.last_error:
         lines.append(f"    last error: {s.last_error}")
+    lines += [f"    {note}" for note in _source_notes(s)]
     if s.poll_in_progress is not None:
         p = s.poll_in_progress
         lines.append(
@@ -67,6 +68,26 @@ def _source_lines(s: SourceStatus, now: datetime) -> list[str]:
         wait = (s.next_poll_due_at - now).total_seconds()
         lines.append(f"    next poll {'in ' + duration(wait) if wait > 0 else 'due now'}")
     return lines
+
+
+def _source_notes(s: SourceStatus) -> list[str]:
+    """Quarantine, held removals and state loss, one line each (SPEC §5, issue 9)."""
+    notes = []
+    if s.quarantined and s.quarantine_error:
+        q = s.quarantine_error
+        notes.append(
+            f"{plural(s.quarantined, 'record')} quarantined; first: enrollment "
+            f"{q['enrollment_id'] or '(id unreadable)'}, field {q['field']!r}: {q['error']}"
+        )
+    if s.removals_held:
+        h = s.removals_held
+        notes.append(
+            f"REMOVALS HELD since {h['since']}: {h['absent']} of {h['tracked']} "
+            "enrollments absent (suspect listing; removed only if 3 listings in a row agree)"
+        )
+    if s.state_lost:
+        notes.append(f"STATE LOST at {s.state_lost['at']}: {s.state_lost['detail']}")
+    return notes
 
 
 def _destination_lines(d: DestinationStatus, now: datetime) -> list[str]:

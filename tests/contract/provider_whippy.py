@@ -32,6 +32,7 @@ class WhippyHarness:
 
     provider = "whippy"
     signals = frozenset({"opted_out", "replied"})
+    bad_field = "updated_at"
 
     def __init__(self) -> None:
         self.clock = ManualClock()

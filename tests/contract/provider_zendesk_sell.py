@@ -24,6 +24,7 @@ class ZendeskSellHarness:
     provider = "zendesk_sell"
     signals: frozenset[str] = frozenset()  # Sell exposes no replied/bounced/opted-out signal
     listing_path = "/v2/sequence_enrollments"
+    bad_field = "state"
 
     def __init__(self, *, links: bool = False) -> None:
         """`links`: whether listings carry `meta.links` (the official fixture has none)."""

@@ -43,6 +43,8 @@ class ProviderHarness(Protocol):
     # Which optional signals the provider exposes (SPEC §5): "opted_out", "replied", ...
     signals: frozenset[str]
     listing_path: str  # requests to this path list enrollments (the target of page faults)
+    # A required raw field (not the id) whose absence fails normalization of that record.
+    bad_field: str
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -87,6 +89,7 @@ class UnifyHarness:
     provider = "unify"
     signals = frozenset({"opted_out", "replied", "bounced"})
     listing_path = "/sequences/v1/enrollments"
+    bad_field = "person"
 
     def __init__(self) -> None:
         self.clock = ManualClock()

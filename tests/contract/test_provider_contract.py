@@ -150,7 +150,6 @@ FAULTS: list[tuple[str, dict[str, Any], type[SourceError] | None]] = [
     ("reset", {"times": 10}, SourceUnavailable),
     ("timeout", {"delay": 3.0, "times": 10}, SourceUnavailable),
     ("malformed_json", {}, MalformedResponse),
-    ("missing_field", {}, MalformedResponse),
     ("empty_page", {}, None),  # may be legal (cursor APIs): then the listing must be complete
     ("repeat_cursor", {}, MalformedResponse),
 ]

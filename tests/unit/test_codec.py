@@ -62,17 +62,17 @@ def test_roundtrip_state(state: State) -> None:
     assert stored == Stored(state=state, sequence_id="100", contact_id="12345")
 
 
-@pytest.mark.parametrize(("birth", "rev"), [(0, 0), (4, 2)])
-def test_missed_marker_roundtrip_and_blocks_the_fast_path(birth: int, rev: int) -> None:
+@pytest.mark.parametrize(("life", "rev"), [(0, 0), (4, 2)])
+def test_missed_marker_roundtrip_and_blocks_the_fast_path(life: int, rev: int) -> None:
     def at(*, missed: bool = False) -> str:
         return encode(
             REPLY_STATE, enrollment_id="100:12345", sequence_id="100", contact_id="12345",
-            birth=birth, rev=rev, missed=missed,
+            life=life, rev=rev, missed=missed,
         )  # fmt: skip
 
     value = at(missed=True)
     back = decode(value, enrollment_id="100:12345")
-    assert (back.missed, back.birth, back.rev, back.state) == (True, birth, rev, REPLY_STATE)
+    assert (back.missed, back.life, back.rev, back.state) == (True, life, rev, REPLY_STATE)
     assert not unchanged(value, encode_state(REPLY_STATE))  # it must be rewritten when seen
     cleared = at()
     assert unchanged(cleared, encode_state(REPLY_STATE))
@@ -255,18 +255,18 @@ def test_reason_appears_in_the_event_state_only_when_known() -> None:
     )
 
 
-@pytest.mark.parametrize(("birth", "rev"), [(0, 0), (0, 1), (3, 0), (2, 41), (2**40, 2**40)])
-def test_birth_and_revision_roundtrip(birth: int, rev: int) -> None:
+@pytest.mark.parametrize(("life", "rev"), [(0, 0), (0, 1), (3, 0), (2, 41), (2**40, 2**40)])
+def test_birth_and_revision_roundtrip(life: int, rev: int) -> None:
     value = encode(
         REPLY_STATE,
         enrollment_id="100:12345",
         sequence_id="100",
         contact_id="12345",
-        birth=birth,
+        life=life,
         rev=rev,
     )
     back = decode(value, enrollment_id="100:12345")
-    assert (back.birth, back.rev) == (birth, rev)
+    assert (back.life, back.rev) == (life, rev)
     assert back.state == REPLY_STATE
     assert value.startswith(encode_state(REPLY_STATE) + SEP)  # the diff's view is unchanged
 
@@ -275,12 +275,12 @@ def test_a_record_that_never_changed_costs_one_separator() -> None:
     fresh = encode(REPLY_STATE, enrollment_id="100:12345", sequence_id="100", contact_id="12345")
     assert fresh == encode_state(REPLY_STATE) + SEP
     back = decode(fresh, enrollment_id="100:12345")
-    assert (back.birth, back.rev, back.missed) == (0, 0, False)
+    assert (back.life, back.rev, back.missed) == (0, 0, False)
 
 
 @pytest.mark.parametrize("state", STATES[:40])
 def test_unchanged_recognises_exactly_the_same_state(state: State) -> None:
-    value = encode(state, enrollment_id="9", sequence_id="1", contact_id="2", birth=1, rev=3)
+    value = encode(state, enrollment_id="9", sequence_id="1", contact_id="2", life=1, rev=3)
     assert unchanged(value, encode_state(state))
     for other in STATES[40:60]:
         if other != state:
@@ -292,3 +292,36 @@ def test_unchanged_does_not_match_a_longer_raw_status() -> None:
     longer = State(status=Status.ACTIVE, raw_status="Active2")
     value = encode(longer, enrollment_id="1:2", sequence_id="1", contact_id="2")
     assert not unchanged(value, encode_state(short))
+
+
+@pytest.mark.parametrize(
+    ("missed", "gone", "high_step", "fired"),
+    [
+        (0, False, None, frozenset()),
+        (2, False, None, frozenset()),
+        (3, False, 7, frozenset({"replied", "opted_out"})),
+        (0, True, 5, frozenset({"bounced"})),
+    ],
+)
+def test_history_marks_roundtrip(
+    missed: int, gone: bool, high_step: int | None, fired: frozenset[str]
+) -> None:
+    stale = replace(REPLY_STATE, step=1)  # below every high-water mark used here
+    value = encode(
+        stale, enrollment_id="100:12345", sequence_id="100", contact_id="12345",
+        life=3, rev=9, missed=missed, gone=gone, high_step=high_step, fired=fired,
+    )  # fmt: skip
+    back = decode(value, enrollment_id="100:12345")
+    assert (back.life, back.rev, back.missed, back.gone) == (3, 9, missed, gone)
+    assert (back.high_step, back.fired, back.state) == (high_step, fired, stale)
+    # Absent or tombstoned records must be rewritten when listed; marks alone do not force it.
+    assert unchanged(value, encode_state(stale)) == (not missed and not gone)
+
+
+def test_marks_the_state_already_shows_are_not_stored() -> None:
+    state = State(status=Status.ACTIVE, raw_status="Active", step=4, replied=True)
+    value = encode(
+        state, enrollment_id="9", sequence_id="1", contact_id="2",
+        high_step=4, fired=frozenset({"replied"}),
+    )  # fmt: skip
+    assert value == encode(state, enrollment_id="9", sequence_id="1", contact_id="2")

@@ -19,7 +19,7 @@ def test_contact_type_roundtrip(contact_type: str, missed: bool) -> None:
         sequence_id="21124",
         contact_id="1988695232",
         contact_type=contact_type,
-        birth=3,
+        life=3,
         rev=1,
         missed=missed,
     )
@@ -28,7 +28,7 @@ def test_contact_type_roundtrip(contact_type: str, missed: bool) -> None:
         sequence_id="21124",
         contact_id="1988695232",
         contact_type=contact_type,
-        birth=3,
+        life=3,
         rev=1,
         missed=missed,
     )

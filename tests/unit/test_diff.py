@@ -6,7 +6,7 @@ from itertools import product
 
 import pytest
 
-from worker.diff import status_event, transitions
+from worker.diff import Marks, status_event, transitions
 from worker.enrollment import State, Status
 from worker.events import EventType as E
 
@@ -199,3 +199,16 @@ def test_transitions_is_pure_and_repeatable() -> None:
     first = transitions(before, after)
     assert transitions(before, after) == first
     assert transitions(after, after) == []
+
+
+def test_flags_fire_once_per_life_and_steps_only_above_the_high_water_mark() -> None:
+    fresh = State(status=A, raw_status="Active", step=3, opted_out=True, replied=False)
+    marks = Marks().seeing(fresh)
+    stale = State(status=A, raw_status="Active", step=2, opted_out=False, replied=False)
+    assert transitions(fresh, stale, seen=marks) == []  # a stale page: silent
+    marks = marks.seeing(stale)
+    assert (marks.high_step, marks.fired) == (3, frozenset({"opted_out"}))
+    back = State(status=A, raw_status="Active", step=3, opted_out=True, replied=True)
+    assert transitions(stale, back, seen=marks) == [E.REPLIED]  # only what is new
+    further = State(status=A, raw_status="Active", step=4, opted_out=True, replied=True)
+    assert transitions(back, further, seen=marks.seeing(back)) == [E.STEP_ADVANCED]

@@ -200,6 +200,8 @@ def test_event_types_are_the_spec_names_plus_opt_in_health_notices() -> None:
     assert set(ALL_EVENT_TYPES) == {t.value for t in EventType} | {
         "source.failing",
         "source.recovered",
+        "source.state_lost",
+        "source.removals_held",
     }
 
 

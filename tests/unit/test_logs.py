@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
 import structlog
 
-from worker.logs import REDACTED, SecretRedactor, configure
+from worker.logs import SecretRedactor, configure
+from worker.redaction import REDACTED, Scrubber
 
 API_KEY = "rk_live_5f2e9a77c1d04b1f"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -92,9 +95,10 @@ def test_non_secret_values_pass_through_unchanged() -> None:
 def stream() -> Iterator[io.StringIO]:
     """A StringIO log stream; global logging config is put back afterwards."""
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
     out = io.StringIO()
     yield out
+    sys.excepthook = hook
     structlog.reset_defaults()
     for handler in list(root.handlers):
         if handler not in handlers:
@@ -182,3 +186,65 @@ def test_stream_not_a_terminal_defaults_to_json(stream: io.StringIO) -> None:
     (line,) = _lines(stream)
     assert line["event"] == "hello"
     assert line["token"] == REDACTED
+
+
+@pytest.mark.parametrize("logger", ["arq.worker", "asyncio"])
+def test_stdlib_logging_goes_through_the_same_processors(stream: io.StringIO, logger: str) -> None:
+    configure(secrets=SECRETS, stream=stream, json=True)
+    try:
+        _fail_with_local_secret()
+    except RuntimeError:
+        logging.getLogger(logger).exception("job failed posting to %s", SLACK_URL)
+    logging.getLogger(logger).info("below warning: dropped")
+    text = stream.getvalue()
+    for secret in (*SECRETS, LOCAL_SECRET):
+        assert secret not in text
+    (line,) = _lines(stream)  # JSON, one line
+    assert line["event"] == f"job failed posting to {REDACTED}"
+    assert (line["level"], line["logger"]) == ("error", logger)
+    assert line["exception"][0]["exc_type"] == "RuntimeError"
+
+
+def test_secret_shapes_are_redacted_even_when_not_configured(stream: io.StringIO) -> None:
+    configure(secrets=(), stream=stream, json=True)
+    other_slack = "https://hooks.slack.com/services/T999/B999/abcdefABCDEF1234"
+    structlog.get_logger().warning("echo", body=f"bad: {other_slack} and whsec_QUJDREVGR0g=")
+    (line,) = _lines(stream)
+    assert line["body"] == f"bad: {REDACTED} and {REDACTED}"
+
+
+def test_errors_are_scrubbed_when_made() -> None:
+    from worker import redaction
+    from worker.errors import DeliveryPermanent, SourceRejected
+
+    redaction.configure([API_KEY, WEBHOOK_SECRET])
+    try:
+        bare = WEBHOOK_SECRET.removeprefix("whsec_")
+        exc = SourceRejected(f"rejected: {API_KEY} {bare} {SLACK_URL}", source="s", where="p1")
+        for leaked in (API_KEY, bare, SLACK_URL):
+            assert leaked not in str(exc)
+        assert API_KEY not in exc.detail
+        assert WEBHOOK_SECRET not in str(DeliveryPermanent(f"HTTP 422: {WEBHOOK_SECRET}"))
+    finally:
+        redaction.configure(())
+
+
+def test_echoed_forms_of_a_secret_are_redacted_too() -> None:
+    scrub = Scrubber([SLACK_URL, API_KEY])
+    token = SLACK_URL.rpartition("/")[2]
+    text = scrub(f"url={quote(SLACK_URL, safe='')} token={token} key={quote(API_KEY)}")
+    assert token not in text
+    assert API_KEY not in text
+    assert "hooks.slack.com" not in text
+
+
+def test_an_uncaught_exception_is_one_redacted_log_entry(stream: io.StringIO) -> None:
+    configure(secrets=SECRETS, stream=stream, json=True)
+    try:
+        _fail_with_local_secret()
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    (line,) = _lines(stream)
+    assert (line["event"], line["level"]) == ("uncaught_exception", "critical")
+    for secret in (*SECRETS, LOCAL_SECRET):
+        assert secret not in stream.getvalue()

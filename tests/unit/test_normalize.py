@@ -10,8 +10,8 @@ import pytest
 
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.errors import MalformedResponse
-from worker.normalize import NORMALIZERS, replyio, unify
-from worker.normalize.fields import RecordError
+from worker.normalize import NORMALIZERS, fields, replyio, unify
+from worker.normalize.fields import RecordError, UnreadableId
 from worker.sources.base import RawPage
 
 _DROP: Any = object()  # marks a field to delete from the example record
@@ -586,3 +586,49 @@ def test_unify_bad_fields_raise_naming_the_field(changes: dict[str, Any], field:
         unify_n(unify_with(**changes))
     assert isinstance(info.value, MalformedResponse)
     assert "li@example.org" not in str(info.value)
+
+
+@pytest.mark.parametrize("provider", sorted(NORMALIZERS))
+@pytest.mark.parametrize("record", [None, "100:1", 7, ["id"]])
+def test_a_record_that_is_not_an_object_has_an_unreadable_id(provider: str, record: Any) -> None:
+    page = RawPage(records=[record], where="page 1", sequence=SequenceRef(id="100"))
+    with pytest.raises(UnreadableId, match="not an object"):
+        NORMALIZERS[provider](record, page=page)
+
+
+# Records whose id reads fine but which lack everything else.
+READABLE_IDS: dict[str, dict[str, Any]] = {
+    "replyio": {"contactId": 7, "sequenceId": 100},
+    "unify": {"id": "e-7"},
+    "whippy": {"sequence_id": "100", "contact": {"id": "7"}},
+    "zendesk_sell": {"id": 7},
+}
+
+
+@pytest.mark.parametrize("provider", sorted(NORMALIZERS))
+def test_a_record_error_names_its_enrollment_when_the_id_is_readable(provider: str) -> None:
+    readable = READABLE_IDS[provider]
+    page = RawPage(records=[readable], where="page 1", sequence=SequenceRef(id="100"))
+    with pytest.raises(RecordError) as info:
+        NORMALIZERS[provider](readable, page=page)
+    assert not isinstance(info.value, UnreadableId)
+    assert info.value.enrollment_id in ("100:7", "e-7", "7")
+    assert info.value.field
+
+
+def test_an_unforeseen_error_in_a_normalizer_is_a_record_error_naming_the_enrollment() -> None:
+    record = copy.deepcopy(READABLE_IDS["replyio"]) | {"status": "Active", "email": "x@y.z"}
+    record["currentStep"] = {"not": "a number"}  # optional_int catches this one ...
+    page = RawPage(records=[record], where="page 1", sequence=SequenceRef(id="100"))
+    with pytest.raises(RecordError):
+        NORMALIZERS["replyio"](record, page=page)
+
+    def broken(record: Any, *, page: RawPage) -> Enrollment:
+        raise ValueError(f"cannot parse {record['secret']}")  # ... this one nobody foresaw
+
+    wrapped = fields.naming_records(replyio.enrollment_id)(broken)
+    with pytest.raises(RecordError) as info:
+        wrapped(record | {"secret": "s3cr3t-value"}, page=page)
+    assert info.value.enrollment_id == "100:7"
+    assert "ValueError" in str(info.value)
+    assert "s3cr3t-value" not in str(info.value)

@@ -2,18 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Mapping
+from functools import wraps
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import MalformedResponse
 
+if TYPE_CHECKING:
+    from worker.enrollment import Enrollment
+    from worker.sources.base import RawPage
+
+_FIELD_IN_MESSAGE = re.compile(r"record field '([^']*)'")
+
 
 class RecordError(MalformedResponse):
-    """A record lacks a required field or has one of the wrong type."""
+    """A record lacks a required field or has one of the wrong type.
+
+    `field` names the bad field; `enrollment_id` is the record's enrollment id when it could be
+    read (the record is then quarantined alone), None when it could not (the listing is then
+    incomplete: no absence removals).
+    """
+
+    def __init__(
+        self, message: str, *, field: str | None = None, enrollment_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        found = _FIELD_IN_MESSAGE.search(message)
+        self.field = field or (found.group(1) if found else None)
+        self.enrollment_id = enrollment_id
+
+
+class UnreadableId(RecordError):
+    """The record's enrollment id itself cannot be read."""
 
 
 def _fail(field: str, problem: str) -> RecordError:
-    return RecordError(f"record field {field!r} {problem}")
+    return RecordError(f"record field {field!r} {problem}", field=field)
+
+
+_UNFORESEEN = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+NormalizeFn = Callable[..., "Enrollment"]
+IdReader = Callable[[Mapping[str, Any], "RawPage"], str]
+
+
+def naming_records(read_id: IdReader) -> Callable[[NormalizeFn], NormalizeFn]:
+    """Decorates a normalizer so its RecordErrors say which enrollment they are about.
+
+    On failure the record's id is read with `read_id`: if that works too, the error carries the
+    enrollment id; if not, an UnreadableId is raised instead.
+    """
+
+    def decorate(normalize: NormalizeFn) -> NormalizeFn:
+        @wraps(normalize)
+        def wrapper(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+            if not isinstance(record, Mapping):
+                raise UnreadableId("record is not an object")
+            try:
+                try:
+                    return normalize(record, page=page)
+                except _UNFORESEEN as unforeseen:
+                    # A value no check anticipated: still this record's problem, not the page's.
+                    # The message names the kind only: an exception's text may quote the value.
+                    raise RecordError(
+                        f"record could not be normalized ({type(unforeseen).__name__})"
+                    ) from None
+            except RecordError as exc:
+                if exc.enrollment_id is None and not isinstance(exc, UnreadableId):
+                    try:
+                        exc.enrollment_id = read_id(record, page)
+                    except RecordError as unreadable:
+                        raise UnreadableId(unreadable.detail, field=unreadable.field) from None
+                raise
+
+        return wrapper
+
+    return decorate
 
 
 def _name(field: str, within: str | None) -> str:

@@ -48,14 +48,23 @@ def _key(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum())
 
 
-def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+def _ids(record: Mapping[str, Any], page: RawPage) -> tuple[str, str]:
     contact_id = fields.required_id(record, "contactId")
     if "sequenceId" in record:
-        sequence_id = fields.required_id(record, "sequenceId")
-    elif page.sequence is not None:
-        sequence_id = page.sequence.id
-    else:
-        raise fields.RecordError("record field 'sequenceId' is missing")
+        return fields.required_id(record, "sequenceId"), contact_id
+    if page.sequence is not None:
+        return page.sequence.id, contact_id
+    raise fields.RecordError("record field 'sequenceId' is missing")
+
+
+def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
+    sequence_id, contact_id = _ids(record, page)
+    return f"{sequence_id}:{contact_id}"
+
+
+@fields.naming_records(enrollment_id)
+def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+    sequence_id, contact_id = _ids(record, page)
     if isinstance(record.get("status"), Mapping):
         state = _extended_state(record)
     elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:

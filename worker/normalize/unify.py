@@ -108,9 +108,13 @@ def updated_at(record: Mapping[str, Any]) -> str:
     raise fields.RecordError("record field 'updated_at' is not an RFC 3339 time with a zone")
 
 
+def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
+    return fields.required_id(record, "id")
+
+
+@fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
-    del page  # Unify records carry their own sequence
-    enrollment_id = fields.required_id(record, "id")
+    enrollment_id = fields.required_id(record, "id")  # Unify records carry their own sequence
     sequence = fields.required_object(record, "sequence")
     person = fields.required_object(record, "person")
     raw_status = _raw_status(record)

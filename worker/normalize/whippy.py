@@ -37,6 +37,13 @@ STATUS_TABLE: Mapping[str, Status] = {
 UNKNOWN_STATUS = Status.ACTIVE
 
 
+def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
+    contact = fields.required_object(record, "contact")
+    contact_id = fields.required_id(contact, "id", within="contact")
+    return f"{fields.required_id(record, 'sequence_id')}:{contact_id}"
+
+
+@fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     sequence_id = fields.required_id(record, "sequence_id")
     contact = fields.required_object(record, "contact")

@@ -66,6 +66,11 @@ def _sequence(record: Mapping[str, Any], page: RawPage) -> SequenceRef:
     return SequenceRef(id=sequence_id, name=name)
 
 
+def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
+    return fields.required_id(record, "id")
+
+
+@fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     enrollment_id = fields.required_id(record, "id")
     raw_status = fields.required_str(record, "state")

@@ -22,6 +22,7 @@ import orjson
 import structlog
 
 from worker.errors import MalformedResponse, SourceError, SourceRejected, SourceUnavailable
+from worker.redaction import scrub
 from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter, Windowed
 from worker.sources.metering import count_request
 
@@ -283,6 +284,7 @@ class ProviderClient:
         cleaned = " ".join(_CONTROL.sub(" ", said).split())
         for secret in self._secrets:
             cleaned = cleaned.replace(secret, "[redacted]")
+        cleaned = scrub(cleaned)  # before truncation: a cut secret would no longer match
         if len(cleaned) > _MESSAGE_LIMIT:
             cleaned = cleaned[: _MESSAGE_LIMIT - 1].rstrip() + "…"
         return cleaned or None

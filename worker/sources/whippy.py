@@ -121,17 +121,33 @@ class WhippySource:
     async def _sequence_page(self, sequence: SequenceRef) -> RawPage:
         path = f"/v1/sequences/{quote(sequence.id, safe='')}"
         folded: dict[str, _Contact] = {}
+        # Rows naming no readable contact cannot be folded, and some contact's other rows may then
+        # fold into a state it never had: the sequence's contacts are left as stored this poll,
+        # and only those rows are passed on, which the normalizer quarantines as records whose id
+        # is unreadable (so the listing is incomplete and removes nothing).
+        unfoldable: list[Mapping[str, Any]] = []
         pages = 0
         label = f"sequence {sequence.id}, contacts"
         async with aclosing(self._pager.pages(f"{path}/contacts", label=label)) as listing:
             async for rows, where in listing:
                 pages += 1
                 for index, row in enumerate(rows):
-                    contact, contact_id = self._contact(row, where=f"{where}, record {index}")
+                    try:
+                        contact, contact_id = self._contact(row, where=f"{where}, record {index}")
+                    except MalformedResponse:
+                        if not isinstance(row, Mapping):
+                            raise
+                        unfoldable.append(row)
+                        continue
                     entry = folded.get(contact_id)
                     if entry is None:
                         folded[contact_id] = entry = _Contact(contact)
                     entry.add(contact, row)
+        if unfoldable:
+            orphans = [
+                {"sequence_id": sequence.id, "contact": None, "rows": [r]} for r in unfoldable
+            ]
+            return RawPage(records=orphans, where=f"{label} ({pages} pages)", sequence=sequence)
         if not folded:  # nothing to label or reply to: spare the steps and replies requests
             return RawPage(records=[], where=f"{label} ({pages} pages)", sequence=sequence)
         responded = await self._responded(path, sequence)
