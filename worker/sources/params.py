@@ -8,11 +8,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 from worker.sources.limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from worker.sources.base import Source
+    from worker.sources.shared_limiter import Quota
 
 
 class SourceMemory(Protocol):
@@ -57,3 +61,16 @@ class SourceParams:
     memory: SourceMemory | None = field(default=None, repr=False)  # None: this process only
     full_sync_interval: float = 86_400.0  # how often rarely-changing parts are listed too
     api_version: str = "auto"  # replyio only: "auto" | "v3" | "v4"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderInfo:
+    """What the registry knows of one provider: data its module declares as `PROVIDER`."""
+
+    slug: str
+    default_base_url: str
+    requests_per_second: float
+    incremental: bool
+    build: Callable[[SourceParams], Source] = field(repr=False)
+    # The documented quota windows, shared by every worker through Redis.
+    quotas: tuple[Quota, ...] = ()

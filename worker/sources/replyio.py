@@ -28,7 +28,8 @@ from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for
 from worker.sources.pagination import allow_list, optional_str, require_id
 from worker.sources.paging import OffsetPager, OffsetPaging
-from worker.sources.params import LocalMemory, SourceMemory, SourceParams
+from worker.sources.params import LocalMemory, ProviderInfo, SourceMemory, SourceParams
+from worker.sources.shared_limiter import Quota
 
 DEFAULT_BASE_URL = "https://api.reply.io"
 REQUESTS_PER_SECOND = 100 / 60  # 100 requests/minute per user
@@ -244,3 +245,13 @@ def build(params: SourceParams) -> ReplyioSource:
         memory=params.memory,
         full_sync_interval=params.full_sync_interval,
     )
+
+
+PROVIDER = ProviderInfo(
+    slug="replyio",
+    default_base_url=DEFAULT_BASE_URL,
+    requests_per_second=REQUESTS_PER_SECOND,
+    incremental=False,
+    build=build,
+    quotas=(Quota(requests=100, per_seconds=60), Quota(requests=3000, per_seconds=3600)),
+)

@@ -8,17 +8,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from worker.errors import MalformedResponse
 from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for
-from worker.sources.pagination import (
-    PageGuard,
-    allow_list,
-    check_page_size,
-    optional_str,
-    require_list,
-    require_object,
-)
+from worker.sources.pagination import allow_list, require_list, require_object
+from worker.sources.paging import CursorPager, CursorPaging
+from worker.sources.params import ProviderInfo
+from worker.sources.shared_limiter import Quota
 
 if TYPE_CHECKING:
     from worker.sources.params import SourceParams
@@ -28,6 +23,13 @@ REQUESTS_PER_SECOND = 100_000 / 300  # 100,000 requests per 5 minutes per key
 AUTH_HEADER = "x-api-key"
 MAX_PAGE_SIZE = 100
 _ENROLLMENTS = "/sequences/v1/enrollments"
+PAGING = CursorPaging(
+    limit_param="limit",
+    cursor_param="cursor",
+    items_key="enrollments",
+    next_key="next_cursor",
+    max_page_size=MAX_PAGE_SIZE,
+)
 
 
 class UnifySource:
@@ -40,12 +42,12 @@ class UnifySource:
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int = 100_000,
     ) -> None:
-        check_page_size(page_size, MAX_PAGE_SIZE)
         self.name = name
         self._client = client
         self._sequences = allow_list(sequences)
-        self._page_size = page_size
-        self._max_pages = max_pages
+        self._pager = CursorPager(
+            client, PAGING, source=name, page_size=page_size, max_pages=max_pages
+        )
 
     def __repr__(self) -> str:
         return f"UnifySource(name={self.name!r})"
@@ -69,34 +71,14 @@ class UnifySource:
     async def _listing(
         self, sequence_id: str | None, updated_after: str | None
     ) -> AsyncIterator[RawPage]:
-        guard = PageGuard(self._max_pages, source=self.name)
-        cursor: str | None = None
-        while True:
-            number = guard.pages + 1
-            where = f"enrollments page {number}"
-            if sequence_id is not None:
-                where = f"sequence {sequence_id}, {where}"
-            guard.advance(cursor, where=where)
-            params: dict[str, str | int] = {"limit": self._page_size}
-            if sequence_id is not None:
-                params["sequence_id"] = sequence_id
-            if updated_after is not None:
-                params["updated_after"] = updated_after
-            if cursor is not None:
-                params["cursor"] = cursor
-            doc = await self._client.get_json(_ENROLLMENTS, params=params, where=where)
-            obj = require_object(doc, source=self.name, where=where)
-            records = require_list(obj, "enrollments", source=self.name, where=where)
-            next_cursor = optional_str(obj, "next_cursor", source=self.name, where=where)
-            if next_cursor == "":
-                # Neither "the end" (that is null) nor a cursor we can follow.
-                raise MalformedResponse(
-                    "field 'next_cursor' is an empty string", source=self.name, where=where
-                )
+        params: dict[str, str | int] = {}
+        if sequence_id is not None:
+            params["sequence_id"] = sequence_id
+        if updated_after is not None:
+            params["updated_after"] = updated_after
+        label = "enrollments" if sequence_id is None else f"sequence {sequence_id}, enrollments"
+        async for records, where in self._pager.pages(_ENROLLMENTS, label=label, params=params):
             yield RawPage(records=records, where=where)
-            if next_cursor is None:
-                return
-            cursor = next_cursor
 
 
 def build(params: SourceParams) -> UnifySource:
@@ -107,3 +89,13 @@ def build(params: SourceParams) -> UnifySource:
         headers={AUTH_HEADER: params.api_key},
     )
     return UnifySource(name=params.name, client=client, sequences=params.sequences)
+
+
+PROVIDER = ProviderInfo(
+    slug="unify",
+    default_base_url=DEFAULT_BASE_URL,
+    requests_per_second=REQUESTS_PER_SECOND,
+    incremental=True,
+    build=build,
+    quotas=(Quota(requests=100_000, per_seconds=300),),
+)

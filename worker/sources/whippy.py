@@ -45,7 +45,8 @@ from worker.sources.pagination import (
     require_object,
 )
 from worker.sources.paging import OffsetPager, OffsetPaging
-from worker.sources.params import SourceParams
+from worker.sources.params import ProviderInfo, SourceParams
+from worker.sources.shared_limiter import Quota
 
 DEFAULT_BASE_URL = "https://api.whippy.co"
 REQUESTS_PER_SECOND = 20.0  # documented 25 req/s per key and per organization: keep headroom
@@ -269,3 +270,13 @@ def build(params: SourceParams) -> WhippySource:
         describe_error=error_text,
     )
     return WhippySource(name=params.name, client=client, sequences=params.sequences)
+
+
+PROVIDER = ProviderInfo(
+    slug="whippy",
+    default_base_url=DEFAULT_BASE_URL,
+    requests_per_second=REQUESTS_PER_SECOND,
+    incremental=False,
+    build=build,
+    quotas=(Quota(requests=20, per_seconds=1),),  # under the documented 25/s
+)

@@ -52,6 +52,8 @@ from worker.sources.pagination import (
     require_list,
     require_object,
 )
+from worker.sources.params import ProviderInfo
+from worker.sources.shared_limiter import Quota
 
 if TYPE_CHECKING:
     from worker.sources.params import SourceParams
@@ -366,3 +368,13 @@ def build(params: SourceParams) -> ZendeskSellSource:
         describe_error=lambda doc: error_text(doc, secrets=(token,)),
     )
     return ZendeskSellSource(name=params.name, client=client, sequences=params.sequences)
+
+
+PROVIDER = ProviderInfo(
+    slug="zendesk_sell",
+    default_base_url=DEFAULT_BASE_URL,
+    requests_per_second=REQUESTS_PER_SECOND,
+    incremental=False,
+    build=build,
+    quotas=(Quota(requests=10, per_seconds=1), Quota(requests=36_000, per_seconds=3600)),
+)
