@@ -22,6 +22,9 @@ MAX_RETRY_AFTER_S = 24 * 3600
 # A parked delivery waits behind a retrying one of the same enrollment: it stays in the due
 # zset (so it still counts as pending) at its original score plus this, past any real due time.
 PARKED_OFFSET_MS = 10**13
+# Sub-millisecond step between events detected together, so the due set keeps their detection
+# order; a double near PARKED_OFFSET_MS still resolves about 0.002 ms, so parking keeps it too.
+ORDER_STEP_MS = 0.01
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,15 +51,22 @@ class Publishable(Protocol):
     def to_json(self) -> bytes: ...
 
 
-def enqueue(batch: Batch, event: Publishable, *, routes: Sequence[Route], now_ms: int) -> int:
-    """Adds the event and one pending delivery per matching destination; returns that count."""
+def enqueue(
+    batch: Batch, event: Publishable, *, routes: Sequence[Route], now_ms: int, order: int = 0
+) -> int:
+    """Adds the event and one pending delivery per matching destination; returns that count.
+
+    `order` is the event's place among those detected together (one poll): equal scores would
+    sort by event id, so a change's `replied` could reach a destination after its `finished`.
+    """
     targets = [r.destination for r in routes if r.wants(source=event.source, event_type=event.type)]
     if not targets:
         return 0
     batch.hset(keys.events(event.source), event.id, event.to_json())
     batch.hincr(keys.event_refs(event.source), event.id, len(targets))
+    score = now_ms + order * ORDER_STEP_MS
     for destination in targets:
-        batch.zadd(keys.due(event.source, destination), event.id, now_ms)
+        batch.zadd(keys.due(event.source, destination), event.id, score)
     return len(targets)
 
 

@@ -168,7 +168,11 @@ class _Poll:
             detected_at=detected,
         )
         self.result.deliveries += enqueue(
-            batch, event, routes=self.routes, now_ms=int(detected.timestamp() * 1000)
+            batch,
+            event,
+            routes=self.routes,
+            now_ms=int(detected.timestamp() * 1000),
+            order=self.result.events,  # this poll's events so far: detection order
         )
         self.result.events += 1
         self.result.event_ids.append(event.id)

@@ -228,3 +228,34 @@ async def test_unknown_status_value_is_kept_raw_without_crashing(
     assert all(e["data"]["current"]["raw_status"] == "SNOOZED_BY_VENDOR" for e in events)
     await poll(store, runtime)
     assert await drain(store) == []
+
+
+@pytest.fixture(
+    params=sorted(n for n, h in HARNESSES.items() if "opted_out" in getattr(h, "signals", ()))
+)
+def opting_out_harness(request: pytest.FixtureRequest) -> Iterator[ProviderHarness]:
+    """Providers where one change can imply two events (opted out, then finished)."""
+    h = HARNESSES[request.param]()
+    h.start()
+    yield h
+    h.stop()
+
+
+async def test_one_change_reaches_a_destination_in_detection_order(
+    store: Redis, opting_out_harness: ProviderHarness, sleeps: Sleeps
+) -> None:
+    """The two events of one change share their detection millisecond: their order in the
+    outbox is the order they were detected in, not the order of their ids."""
+    harness = opting_out_harness
+    runtime = harness.runtime(name=SOURCE, sleep=sleeps)
+    ids = harness.seed(12)
+    await poll(store, runtime)
+    for enrollment_id in ids:
+        harness.opt_out(enrollment_id)
+        harness.finish(enrollment_id)
+    await poll(store, runtime)
+    seen: dict[str, list[str]] = {}
+    for event in await drain(store):
+        seen.setdefault(event["data"]["enrollment_id"], []).append(event["type"])
+    expected = ["enrollment.opted_out", "enrollment.finished"]
+    assert seen == {enrollment_id: expected for enrollment_id in ids}

@@ -276,3 +276,28 @@ async def test_once_stopping_no_new_send_starts_and_what_was_sent_is_acked(
     assert 20 <= result.delivered <= 20 + 4  # the sends under way when it flipped finish
     assert result.delivered == len(recorder.sent)
     assert await store.zcard(keys.due(SOURCE, DESTINATION)) == 200 - result.delivered
+
+
+async def test_events_detected_in_the_same_millisecond_keep_their_detection_order(
+    store: Redis,
+) -> None:
+    """One poll's events share a millisecond; their ids must not decide the order (nor parking)."""
+    recorder, clock = Recorder(), Clock()
+    # 5 enrollments x 6 changes, all detected in one millisecond, in this order.
+    detected = [make_event(n, s) for n in range(5) for s in range(6)]
+    batch = Batch()
+    for order, event in enumerate(detected):
+        enqueue(batch, event, routes=ROUTES, now_ms=1_000, order=order)
+        recorder.key_of[event.id] = event.enrollment_id
+    await store.set(keys.lease(SOURCE), "t")
+    await batch.commit(store, lease_key=keys.lease(SOURCE), token="t", ttl_ms=60_000)
+    ids = [e.id for e in detected]
+    assert ids != sorted(ids)  # ids alone would reorder them
+    recorder.retriable.add(detected[0].id)  # enrollment 0's later events get parked, then freed
+    await deliver(store, recorder, clock)
+    recorder.retriable.clear()
+    clock.now += 3600
+    await deliver(store, recorder, clock)
+    for n in range(5):
+        mine = [e.id for e in detected if e.enrollment_id == f"1:{n}"]
+        assert [i for i in recorder.sent if i in mine] == mine
