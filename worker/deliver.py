@@ -9,11 +9,10 @@ enrollment whose delivery is being retried holds its later deliveries back (Outb
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -166,7 +165,7 @@ async def _deliver_source(
         return
     outbox = Outbox(redis, source=source, destination=destination.name)
     try:
-        async with _kept_alive(redis, held, stop):
+        async with lease.kept_alive(redis, held, on_lost=stop.lose):
             await _drain(
                 redis, outbox, destination, held=held, slots=slots, stop=stop, clock=clock, rng=rng,
                 result=result,
@@ -279,31 +278,6 @@ async def _park_waiting(outbox: Outbox, batch: list[Due], holders: dict[str, str
     await outbox.park([(d.key, d.event.id) for d in waiting])
     parked = {d.event.id for d in waiting}
     return [d for d in batch if d.event.id not in parked]
-
-
-@contextlib.asynccontextmanager
-async def _kept_alive(redis: Redis, held: lease.Lease, stop: Stop) -> AsyncIterator[None]:
-    """Renews the lock in the background while a batch is in flight; a failed renewal stops
-    new sends at once (the batch loop also renews, once per batch)."""
-
-    async def renew_forever() -> None:
-        while True:
-            await asyncio.sleep(held.ttl_ms / 3000)
-            try:
-                renewed = await lease.renew(redis, held)
-            except Exception:  # noqa: S112 (Redis away: the next renewal tries again)
-                continue
-            if not renewed:
-                stop.reason = "lock lost"
-                return
-
-    task = asyncio.create_task(renew_forever())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _record_health(

@@ -65,6 +65,10 @@ class Stop:
     def reason(self, value: str | None) -> None:
         self._reason = value
 
+    def lose(self) -> None:
+        """The lock was found gone: no new send may start."""
+        self._reason = "lock lost"
+
 
 class Acker:
     """Acks delivered events in chunks: every ACK_EVERY events or ACK_INTERVAL_S seconds, and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -46,15 +46,27 @@ async def release(redis: Redis, lease: Lease) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kept_alive(redis: Redis, lease: Lease) -> AsyncIterator[None]:
-    """Renew the lease in the background while a long listing waits on the provider."""
+async def kept_alive(
+    redis: Redis, lease: Lease, *, on_lost: Callable[[], None] | None = None
+) -> AsyncIterator[None]:
+    """Renew the lease in the background while a long listing or drain runs; `on_lost` is
+    called once if a renewal finds the lease gone (someone else may hold it now)."""
 
     async def renew_forever() -> None:
-        while True:
+        me = asyncio.current_task()
+        # A cancel that lands inside a Redis call can come out as another error (a read timer
+        # firing with it) and be swallowed below; `cancelling()` still remembers it, so the
+        # loop ends instead of renewing forever under a caller that waits for it.
+        while me is None or not me.cancelling():
             await asyncio.sleep(lease.ttl_ms / 3000)
-            with contextlib.suppress(Exception):
-                if not await renew(redis, lease):
-                    return
+            try:
+                renewed = await renew(redis, lease)
+            except Exception:  # noqa: S112 (Redis away: the next renewal tries again)
+                continue
+            if not renewed:
+                if on_lost is not None:
+                    on_lost()
+                return
 
     task = asyncio.create_task(renew_forever())
     try:
