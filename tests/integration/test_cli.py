@@ -7,7 +7,7 @@ private server; `run` fails any test whose output shows a secret or a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from tests.integration._cli_helpers import (
     Setup,
     make_setup,
     run,
-    running_fakes,
     stderr_lines,
 )
 from worker import keys
@@ -37,21 +36,6 @@ STEP_ADVANCED, PAUSED, RESUMED = (
 )  # fmt: skip
 REPLIED, OPTED_OUT, FINISHED = "enrollment.replied", "enrollment.opted_out", "enrollment.finished"
 ENROLLED, REMOVED = "enrollment.enrolled", "enrollment.removed"
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
-
-
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    """A client on the suite's Redis, emptied first so every test starts clean."""
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis import Redis
 
-from tests.integration._cli_helpers import Fakes, Setup, make_setup, run, running_fakes
+from tests.integration._cli_helpers import Fakes, Setup, make_setup, run
 from worker.fakes.faults import FaultKind
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture

@@ -43,14 +43,6 @@ QUIET_PERIOD = 6.0  # more than a tick: time for a late duplicate to show up
 
 
 @pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def world() -> Iterator[SoakWorld]:
     soak = SoakWorld(random.Random(SEED))
     soak.start()

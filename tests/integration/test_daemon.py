@@ -24,7 +24,6 @@ from tests.integration._cli_helpers import (
     assert_no_secrets,
     command,
     make_setup,
-    running_fakes,
     wait_until,
 )
 from worker import keys
@@ -82,20 +81,6 @@ class Daemon:
         text = self.output
         assert "Traceback" not in text, text[-3000:]
         assert_no_secrets(text, self.setup.secrets, where="the daemon's output")
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
-
-
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration._cli_helpers import Fakes, Setup, make_setup, running_fakes, wait_until
+from tests.integration._cli_helpers import Fakes, Setup, make_setup, wait_until
 from tests.integration._daemon_proc import Daemons
 from tests.integration._redis_proc import RedisProcess
 from worker import keys
 from worker.fakes.replyio import ContactStatus
 
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture

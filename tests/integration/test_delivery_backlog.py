@@ -6,7 +6,6 @@ receiver verifying every POST.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from tests.integration._cli_helpers import Fakes, Setup, make_setup, run, running_fakes
+from tests.integration._cli_helpers import Fakes, Setup, make_setup, run
 from tests.integration._daemon_proc import Daemons
 from worker import keys
 from worker.batch import Batch
@@ -25,20 +24,6 @@ from worker.outbox import Route, enqueue
 SOURCE = "reply"
 BACKLOG = 2_500  # 2.5x the old per-round cap of 1,000
 DRAIN_TIMEOUT = 60.0
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
-
-
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from tests.integration._cli_helpers import (
     assert_no_secrets,
     make_setup,
     run,
-    running_fakes,
 )
 from worker.fakes.server import FakeServer, Request, Response
 
@@ -43,20 +42,6 @@ class EchoingApp:
         return Response.json(
             {"status": "invalid_request", "detail": f"rejected: {self.echoed}"}, status=422
         )
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
-
-
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import cast
 import pytest
 from redis import Redis
 
-from tests.integration._cli_helpers import Fakes, Seen, Setup, make_setup, running_fakes, wait_until
+from tests.integration._cli_helpers import Fakes, Seen, Setup, make_setup, wait_until
 from tests.integration._daemon_proc import Daemon, Daemons
 from tests.integration._soak_world import SoakWorld
 from worker import keys
@@ -33,20 +33,6 @@ DELIVERY_TIMEOUT = 20.0
 SOURCES = ("reply", "unify")
 # Kills in the three-daemon run; the soak's variable makes it a long soak too.
 KILLS = int(os.environ.get("SEQWATCH_SOAK_ITERATIONS", "6"))
-
-
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture

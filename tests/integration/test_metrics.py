@@ -23,7 +23,6 @@ from tests.integration._cli_helpers import (
     config_text,
     make_setup,
     run,
-    running_fakes,
     wait_until,
 )
 from tests.integration._daemon_proc import Daemon
@@ -74,20 +73,6 @@ def value(
     found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
 ) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
-
-
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from tests.integration._cli_helpers import (
     Setup,
     make_setup,
     run,
-    running_fakes,
     stderr_lines,
     wait_until,
 )
@@ -32,12 +31,6 @@ from worker.daemon import Backoff
 STARTUP_TIMEOUT = 20.0
 DELIVERY_TIMEOUT = 30.0
 OUTAGE_S = 6.0
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture
