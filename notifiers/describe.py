@@ -36,6 +36,16 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _positive(value: Any) -> int | None:
+    number = _int(value)
+    return number if number is not None and number > 0 else None
+
+
+def step_of(step: int, total: int | None) -> str:
+    """'2 of 5' where the sequence's step count is known (and consistent), else '2'."""
+    return f"{step} of {total}" if total is not None and 0 < step <= total else str(step)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Facts:
     """The human-relevant parts of one event document, each None when unknown."""
@@ -52,6 +62,8 @@ class Facts:
     sequence_name: str | None = None
     enrollment_id: str | None = None
     step: int | None = None
+    previous_step: int | None = None
+    steps_total: int | None = None  # the sequence's step count, where the provider says
     error: str | None = None
     failures: int | None = None
     destination: str | None = None
@@ -70,7 +82,12 @@ class Facts:
         return f"sequence {self.sequence_id}" if self.sequence_id else "unknown sequence"
 
 
-def _what(event_type: str, previous: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+def _what(
+    event_type: str,
+    previous: Mapping[str, Any],
+    current: Mapping[str, Any],
+    steps_total: int | None = None,
+) -> str:
     before, after = text(previous.get("status")), text(current.get("status"))
     match event_type:
         case "enrollment.enrolled":
@@ -79,7 +96,7 @@ def _what(event_type: str, previous: Mapping[str, Any], current: Mapping[str, An
             to_step, from_step = _int(current.get("step")), _int(previous.get("step"))
             if to_step is None:
                 return "advanced a step"
-            return f"advanced to step {to_step}" + (
+            return f"advanced to step {step_of(to_step, steps_total)}" + (
                 f" (from {from_step})" if from_step is not None else ""
             )
         case "enrollment.replied":
@@ -130,11 +147,12 @@ def facts(document: Mapping[str, Any]) -> Facts:
         kind = "test"
     else:
         kind = "other"
+    steps_total = _positive(sequence.get("steps_total"))
     return Facts(
         event_type=text(event_type, 100) or "unknown",
         kind=kind,
         source=text(data.get("source")),
-        what=_what(event_type, previous, current),
+        what=_what(event_type, previous, current, steps_total),
         contact_id=text(contact.get("id")),
         contact_name=text(contact.get("name")),
         email=text(contact.get("email")),
@@ -143,6 +161,8 @@ def facts(document: Mapping[str, Any]) -> Facts:
         sequence_name=text(sequence.get("name")),
         enrollment_id=text(data.get("enrollment_id")),
         step=_int(current.get("step")),
+        previous_step=_int(previous.get("step")),
+        steps_total=steps_total,
         error=text(data.get("error"), _MAX_ERROR),
         failures=_int(data.get("consecutive_failures")),
         destination=text(data.get("destination")),
@@ -151,7 +171,7 @@ def facts(document: Mapping[str, Any]) -> Facts:
 
 
 def describe(document: Mapping[str, Any], *, label: str | None = None) -> str:
-    """E.g. 'John Doe advanced to step 3 (from 2) in Q4 outbound [reply-emea]'.
+    """E.g. 'John Doe advanced to step 3 of 5 (from 2) in Q4 outbound [reply-emea]'.
 
     `label` is the source's display name, shown instead of its slug when configured.
     """

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import orjson
 
 from notifiers.base import OutboundEvent, Pacer
-from notifiers.describe import Facts, describe, facts
+from notifiers.describe import Facts, describe, facts, step_of
 from notifiers.netguard import guarded_client
 from notifiers.webhook import check_reply, check_url, post_once
 from worker.errors import DeliveryPermanent
@@ -113,14 +113,24 @@ def _when(moment: datetime | None) -> str | None:
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
+def _step(f: Facts) -> str | None:
+    """'step 2 of 5' ('step 2' without a known total); a step advance 'step 1 → 2 of 5'."""
+    if f.step is None:
+        return None
+    moved = f.event_type == "enrollment.step_advanced" and f.previous_step not in (None, f.step)
+    return f"step {f'{f.previous_step} → ' if moved else ''}{step_of(f.step, f.steps_total)}"
+
+
 def _enrollment_text(f: Facts, display: SourceDisplay, source: str) -> str:
     who = escape(f.who)
     link = _record_link(f, display)
-    first = [f"<{link}|{who}>" if link else f"*{who}*", escape(f.what)]
+    # A step advance names its steps once, in the context line where every step is shown.
+    advanced = f.event_type == "enrollment.step_advanced" and f.step is not None
+    first = [f"<{link}|{who}>" if link else f"*{who}*", "advanced" if advanced else escape(f.what)]
     details = [escape(x) for x in (f.email if f.contact_name else None, f.company) if x]
     context = [escape(f.sequence)]
-    if f.step is not None and f.event_type != "enrollment.step_advanced":
-        context.append(f"step {f.step}")
+    if (step := _step(f)) is not None:
+        context.append(step)
     context.append(escape(source))
     line = " ".join(first) + (f" ({', '.join(details)})" if details else "")
     return line + "\n" + " · ".join(context)

@@ -49,6 +49,15 @@ class State:
 class SequenceRef:
     id: str
     name: str | None = None
+    # How many steps the sequence has, where the provider says (Zendesk Sell, Whippy). It only
+    # describes: never stored, never part of the diff or of an event id.
+    steps_total: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"id": self.id, "name": self.name}
+        if self.steps_total is not None:
+            fields["steps_total"] = self.steps_total  # only where known: the SPEC keys stay
+        return fields
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -130,7 +130,7 @@ class Event:
                 "source": self.source,
                 "provider": self.provider,
                 "enrollment_id": self.enrollment_id,
-                "sequence": {"id": self.sequence.id, "name": self.sequence.name},
+                "sequence": self.sequence.as_dict(),
                 "contact": self.contact.as_dict(),
                 "previous": self.previous.as_dict() if self.previous else None,
                 "current": self.current.as_dict() if self.current else None,

@@ -62,7 +62,11 @@ def event_schema() -> dict[str, Any]:
                 "source": {"type": "string", "minLength": 1},
                 "provider": {"type": "string", "minLength": 1},
                 "enrollment_id": {"type": "string", "minLength": 1},
-                "sequence": _object({"id": {"type": "string"}, "name": _NULLABLE_STR}),
+                "sequence": _object(
+                    {"id": {"type": "string"}, "name": _NULLABLE_STR},
+                    # present only where the provider says how many steps the sequence has
+                    {"steps_total": {"type": "integer", "minimum": 1}},
+                ),
                 "contact": _object(
                     {
                         "id": _NULLABLE_STR,

@@ -27,6 +27,7 @@ SEQUENCE = 100
 
 class ReplyioHarness:
     provider = "replyio"
+    steps_total: int | None = None  # steps only in the per-sequence GET, never read
     signals = frozenset({"opted_out", "replied", "bounced"})
     version = "v3"
     versions = VERSIONS

@@ -33,6 +33,7 @@ class WhippyHarness:
     provider = "whippy"
     signals = frozenset({"opted_out", "replied"})
     bad_field = "updated_at"
+    steps_total: int | None = STEPS  # from GET /v1/sequences/{id}, which the source reads anyway
 
     def __init__(self) -> None:
         self.clock = ManualClock()

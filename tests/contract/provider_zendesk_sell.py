@@ -25,6 +25,7 @@ class ZendeskSellHarness:
     signals: frozenset[str] = frozenset()  # Sell exposes no replied/bounced/opted-out signal
     listing_path = "/v2/sequence_enrollments"
     bad_field = "state"
+    steps_total: int | None = 5  # the sequence summary: add_sequence(steps=5) below
 
     def __init__(self, *, links: bool = False) -> None:
         """`links`: whether listings carry `meta.links` (the official fixture has none)."""

@@ -45,6 +45,8 @@ class ProviderHarness(Protocol):
     listing_path: str  # requests to this path list enrollments (the target of page faults)
     # A required raw field (not the id) whose absence fails normalization of that record.
     bad_field: str
+    # The step count events carry as sequence.steps_total (None: the provider has none).
+    steps_total: int | None
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -87,6 +89,7 @@ def _client(
 
 class UnifyHarness:
     provider = "unify"
+    steps_total: int | None = None  # the enrollment has no step, so no count either
     signals = frozenset({"opted_out", "replied", "bounced"})
     listing_path = "/sequences/v1/enrollments"
     bad_field = "person"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +13,11 @@ from redis.asyncio import Redis
 
 from tests.contract.providers import API_KEY, HARNESSES, PAGE_SIZE, ProviderHarness, Sleeps
 from worker import keys
+from worker.enrollment import Enrollment
 from worker.errors import MalformedResponse, SourceError, SourceUnavailable
 from worker.outbox import Outbox, Route
 from worker.pipeline import PollResult, SourceRuntime, poll_source
+from worker.sources.base import RawPage
 from worker.state import StateStore
 
 SOURCE = "contract-src"
@@ -125,6 +128,50 @@ async def test_each_change_emits_exactly_its_event(
     assert types(await drain(store)) == [(c, "enrollment.resumed")]
     await poll(store, runtime)
     assert await drain(store) == []
+
+
+async def test_events_carry_the_step_count_where_the_provider_has_one(
+    store: Redis, harness: ProviderHarness, runtime: SourceRuntime, baselined: list[str]
+) -> None:
+    new = harness.enroll()
+    harness.finish(baselined[0])
+    await poll(store, runtime)
+    events = await drain(store)
+    assert types(events) == sorted([(new, "enrollment.enrolled"),
+                                    (baselined[0], "enrollment.finished")])  # fmt: skip
+    for event in events:
+        sequence = event["data"]["sequence"]
+        if harness.steps_total is None:
+            assert set(sequence) == {"id", "name"}  # exactly the SPEC keys
+        else:
+            assert sequence["steps_total"] == harness.steps_total
+
+
+async def test_the_step_count_only_describes(
+    store: Redis, harness: ProviderHarness, runtime: SourceRuntime, baselined: list[str]
+) -> None:
+    """A sequence that gains or loses steps is no change: steps_total is neither stored nor
+    diffed, so it moves no event, no stored byte and no later event id."""
+    normalize = runtime.normalize
+
+    def counted(total: int) -> SourceRuntime:
+        def normalized(record: Any, *, page: RawPage) -> Enrollment:
+            enrollment = normalize(record, page=page)
+            sequence = dataclasses.replace(enrollment.sequence, steps_total=total)
+            return dataclasses.replace(enrollment, sequence=sequence)
+
+        return dataclasses.replace(runtime, normalize=normalized)
+
+    before = await snapshot(store)
+    for total in (7, 2):
+        result = await poll(store, counted(total))
+        assert (result.events, result.enrollments) == (0, len(baselined))
+        assert await snapshot(store) == before
+    harness.finish(baselined[0])
+    await poll(store, counted(9))
+    (event,) = await drain(store)
+    assert event["data"]["sequence"]["steps_total"] == 9
+    assert event["data"]["current"]["status"] == "finished"
 
 
 async def test_absence_removes_only_after_two_complete_listings(

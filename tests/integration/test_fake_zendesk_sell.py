@@ -388,7 +388,7 @@ async def test_source_steps_with_either_position_field(
 
 
 async def test_source_states_and_allow_list(sell: Sell, http: httpx.AsyncClient) -> None:
-    other = sell.world.add_sequence("Webinar")
+    other = sell.world.add_sequence("Webinar", steps=4)
     a, b = sell.world.enroll(other), sell.world.enroll(other)
     sell.world.block(a)
     sell.world.finish(b)
@@ -400,6 +400,7 @@ async def test_source_states_and_allow_list(sell: Sell, http: httpx.AsyncClient)
     assert (got[str(a)].state.status.value, got[str(a)].state.reason) == ("blocked", None)
     assert (got[str(b)].state.status.value, got[str(b)].state.reason) == ("finished", "manual")
     assert got[str(b)].sequence.name == "Webinar"
+    assert got[str(b)].sequence.steps_total == 4  # the summary's steps_total
     assert got[str(b)].contact.email is None
 
 

@@ -65,6 +65,22 @@ def _state(status: Status, step: int | None = 1) -> State:
             ),
             "John Doe advanced to step 2 in Q4 outbound [reply-emea]",
         ),
+        (
+            _event(
+                EventType.STEP_ADVANCED,
+                current=_state(Status.ACTIVE, 3),
+                sequence=SequenceRef(id="100", name="Q4 outbound", steps_total=5),
+            ),
+            "John Doe advanced to step 3 of 5 (from 1) in Q4 outbound [reply-emea]",
+        ),
+        (
+            _event(
+                EventType.STEP_ADVANCED,
+                current=_state(Status.ACTIVE, 7),
+                sequence=SequenceRef(id="100", name="Q4 outbound", steps_total=5),
+            ),
+            "John Doe advanced to step 7 (from 1) in Q4 outbound [reply-emea]",  # stale total
+        ),
         (_event(EventType.REPLIED), "John Doe replied in Q4 outbound [reply-emea]"),
         (_event(EventType.BOUNCED), "John Doe bounced in Q4 outbound [reply-emea]"),
         (_event(EventType.OPTED_OUT), "John Doe opted out in Q4 outbound [reply-emea]"),

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests._event_schema import problems_of
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.events import (
     ALL_EVENT_TYPES,
@@ -182,6 +183,20 @@ def test_unknown_contact_fields_are_null() -> None:
 def test_unknown_sequence_name_is_null() -> None:
     event = replace(make_event(), sequence=SequenceRef(id="100"))
     assert event.document()["data"]["sequence"] == {"id": "100", "name": None}
+
+
+def test_steps_total_is_in_the_sequence_only_where_known_and_matches_the_schema() -> None:
+    known = replace(make_event(), sequence=SequenceRef(id="100", name="Q4", steps_total=5))
+    doc = orjson.loads(known.to_json())
+    assert doc["data"]["sequence"] == {"id": "100", "name": "Q4", "steps_total": 5}
+    assert problems_of(doc) == []
+    assert "steps_total" not in make_event().document()["data"]["sequence"]
+    assert problems_of(make_event().document()) == []
+    # The schema holds consumers to an integer count of at least one.
+    for odd in ("5", 0, None, 2.5):
+        bad = orjson.loads(known.to_json())
+        bad["data"]["sequence"]["steps_total"] = odd
+        assert problems_of(bad), odd
 
 
 def test_event_types_are_the_spec_names_plus_opt_in_health_notices() -> None:

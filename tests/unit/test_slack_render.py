@@ -34,6 +34,7 @@ ACTIVE = State(status=Status.ACTIVE, raw_status="Active", step=1, opted_out=Fals
 def enrollment(event_type: EventType, **changes: Any) -> dict[str, Any]:
     previous = changes.pop("previous", ACTIVE)
     current = changes.pop("current", State(status=Status.ACTIVE, raw_status="Active", step=2))
+    sequence = changes.pop("sequence", SequenceRef(id="100", name="Q4 outbound"))
     contact = changes.pop(
         "contact",
         Contact(id="12345", email="john.doe@company.com", name="John Doe",
@@ -45,7 +46,7 @@ def enrollment(event_type: EventType, **changes: Any) -> dict[str, Any]:
         source=changes.pop("source", "reply-emea"),
         provider="replyio",
         enrollment_id="100:12345",
-        sequence=SequenceRef(id="100", name="Q4 outbound"),
+        sequence=sequence,
         contact=contact,
         previous=previous,
         current=current,
@@ -80,7 +81,7 @@ def test_an_enrollment_event_names_links_and_places_the_contact() -> None:
     ("event_type", "label", "what"),
     [
         (EventType.ENROLLED, ":inbox_tray: *Enrolled*", "enrolled"),
-        (EventType.STEP_ADVANCED, ":arrow_forward: *Step advanced*", "advanced to step 2 (from 1)"),
+        (EventType.STEP_ADVANCED, ":arrow_forward: *Step advanced*", "advanced"),
         (EventType.BOUNCED, ":warning: *Bounced*", "bounced"),
         (EventType.OPTED_OUT, ":no_entry_sign: *Opted out*", "opted out"),
         (EventType.PAUSED, ":double_vertical_bar: *Paused*", "was paused"),
@@ -95,6 +96,75 @@ def test_every_enrollment_type_renders(event_type: EventType, label: str, what: 
     text = section_text(build_message([enrollment(event_type)], max_lines=10))
     assert text.startswith(f"{label} · *John Doe* {what} (john.doe@company.com, ")
     assert text.endswith(f" · reply-emea · {DATE}")
+
+
+FIVE_STEPS = SequenceRef(id="100", name="Q4 outbound", steps_total=5)
+
+
+def test_the_step_reads_2_of_5_where_the_sequence_says_how_many() -> None:
+    message = build_message(
+        [enrollment(EventType.REPLIED, sequence=FIVE_STEPS)], max_lines=10, displays=DISPLAYS
+    )
+    assert section_text(message).endswith(f"\nQ4 outbound · step 2 of 5 · Reply EMEA · {DATE}")
+    # Only the step where the total is unknown (Reply.io), no step where the step is (Unify).
+    unknown_total = section_text(build_message([enrollment(EventType.REPLIED)], max_lines=10))
+    assert unknown_total.endswith(f"\nQ4 outbound · step 2 · reply-emea · {DATE}")
+    no_step = State(status=Status.ACTIVE, raw_status="IN_PROGRESS", replied=True)
+    unify = enrollment(EventType.REPLIED, previous=None, current=no_step)
+    assert section_text(build_message([unify], max_lines=10)).endswith(
+        f"\nQ4 outbound · reply-emea · {DATE}"
+    )
+
+
+def test_a_step_advance_reads_from_and_to_with_the_total() -> None:
+    doc = enrollment(EventType.STEP_ADVANCED, sequence=FIVE_STEPS)
+    message = build_message([doc], max_lines=10, displays=DISPLAYS)
+    assert section_text(message) == (
+        ":arrow_forward: *Step advanced* · "
+        "<https://app.example.com/sequences/100/contacts/12345|John Doe> advanced "
+        "(john.doe@company.com, Tech Solutions Inc)\n"
+        f"Q4 outbound · step 1 → 2 of 5 · Reply EMEA · {DATE}"
+    )
+    # The plain-text fallback (and the console line) say the same in words.
+    assert (
+        message["text"] == "John Doe advanced to step 2 of 5 (from 1) in Q4 outbound [Reply EMEA]"
+    )
+    assert describe(doc) == "John Doe advanced to step 2 of 5 (from 1) in Q4 outbound [reply-emea]"
+
+
+@pytest.mark.parametrize(
+    ("previous_step", "step", "total", "shown", "said"),
+    [
+        (1, 3, None, "step 1 → 3", "advanced to step 3 (from 1)"),
+        (None, 2, 5, "step 2 of 5", "advanced to step 2 of 5"),
+        (5, 6, 5, "step 5 → 6", "advanced to step 6 (from 5)"),  # a total behind the step
+        (1, None, 5, None, "advanced a step"),
+    ],
+)  # fmt: skip
+def test_a_step_advance_shows_only_what_is_known(
+    previous_step: int | None, step: int | None, total: int | None, shown: str | None, said: str
+) -> None:
+    doc = enrollment(
+        EventType.STEP_ADVANCED,
+        previous=State(status=Status.ACTIVE, raw_status="Active", step=previous_step),
+        current=State(status=Status.ACTIVE, raw_status="Active", step=step),
+        sequence=SequenceRef(id="100", name="Q4 outbound", steps_total=total),
+    )
+    text = section_text(build_message([doc], max_lines=10))
+    first, context = text.split("\n")
+    assert first.startswith(":arrow_forward: *Step advanced* · *John Doe* ")
+    assert ("advanced a step" in first) is (step is None)
+    assert context == " · ".join(x for x in ("Q4 outbound", shown, "reply-emea", DATE) if x)
+    assert describe(doc) == f"John Doe {said} in Q4 outbound [reply-emea]"
+
+
+def test_step_totals_from_a_document_are_read_tolerantly() -> None:
+    for odd in ("5", 0, -1, True, None):
+        doc = enrollment(EventType.REPLIED)
+        doc["data"]["sequence"]["steps_total"] = odd
+        assert section_text(build_message([doc], max_lines=10)).endswith(
+            f"\nQ4 outbound · step 2 · reply-emea · {DATE}"
+        ), odd
 
 
 def test_an_unknown_contact_without_a_link_template_reads_plainly() -> None:
@@ -149,7 +219,7 @@ def test_names_cannot_format_mention_or_link() -> None:
 
 
 def test_a_burst_across_sources_is_one_digest_within_limits() -> None:
-    docs = [enrollment(EventType.STEP_ADVANCED) for _ in range(30)]
+    docs = [enrollment(EventType.STEP_ADVANCED, sequence=FIVE_STEPS) for _ in range(30)]
     docs += [enrollment(EventType.REPLIED, source="unify-main") for _ in range(25)]
     message = build_message(docs, max_lines=10, displays=DISPLAYS)
     header, counts, *lines, more = Block.parse_all(message["blocks"])
@@ -160,5 +230,7 @@ def test_a_burst_across_sources_is_one_digest_within_limits() -> None:
     assert counts.text is not None
     assert counts.text.text == "*Step advanced*: 30 · *Replied*: 25"
     assert len(lines) == 10
+    assert all(isinstance(line, SectionBlock) for line in lines)
+    assert "\nQ4 outbound · step 1 → 2 of 5 · Reply EMEA · " in section_text(message, 2)
     assert more.to_dict()["elements"][0]["text"] == "+45 more"
     assert message["text"] == "seqwatch: 55 events (Step advanced: 30 · Replied: 25)"

@@ -72,7 +72,7 @@ def on(step_id: str, status: str, **changes: Any) -> dict[str, Any]:
 def test_readme_example_folds_into_one_enrollment() -> None:
     enrollment = whippy.normalize(folded(FINISHED_ROW, ACTIVE_ROW), page=PAGE)
     assert enrollment.enrollment_id == f"{SEQ}:{CONTACT['id']}"
-    assert enrollment.sequence == SequenceRef(id=SEQ, name="Q4 outreach")
+    assert enrollment.sequence == SequenceRef(id=SEQ, name="Q4 outreach", steps_total=3)
     assert enrollment.contact == Contact(
         id=CONTACT["id"], email=None, name="Giovanni Torp", phone="+13603094336"
     )
@@ -195,7 +195,20 @@ def test_replied_only_from_the_responded_listing_never_a_row_field() -> None:
 
 def test_sequence_name_only_from_the_matching_page() -> None:
     other = RawPage(records=[], where="x", sequence=SequenceRef(id="other", name="Other"))
-    assert whippy.normalize(folded(ACTIVE_ROW), page=other).sequence == SequenceRef(id=SEQ)
+    got = whippy.normalize(folded(ACTIVE_ROW), page=other).sequence
+    assert got == SequenceRef(id=SEQ, steps_total=3)
+
+
+def test_steps_total_is_the_last_step_of_the_sequence_definition() -> None:
+    def total(steps: dict[str, int]) -> int | None:
+        return whippy.normalize(folded(ACTIVE_ROW, steps=steps), page=PAGE).sequence.steps_total
+
+    assert total(STEPS) == 3
+    assert total({STEP_2: 1}) == 2  # so the step (2) is never above the total
+    assert total({STEP_1: 0, STEP_2: 1, STEP_3: 4}) == 5  # steps are numbered position + 1
+    assert total({}) is None  # no definition, no total
+    # Descriptive only: the diffed state does not depend on it.
+    assert state(ACTIVE_ROW, steps={STEP_2: 1}) == state(ACTIVE_ROW)
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ def sell_with(base: dict[str, Any] = ACTIVE, **changes: Any) -> dict[str, Any]:
 def test_example_records() -> None:
     assert sell(FINISHED) == Enrollment(
         enrollment_id="92593",
-        sequence=SequenceRef(id="21124", name="My sequence name"),
+        sequence=SequenceRef(id="21124", name="My sequence name", steps_total=3),
         contact=Contact(id="1988695232", email=None, name=None, company=None, type="lead"),
         state=State(
             status=Status.FINISHED,
@@ -182,6 +182,26 @@ def test_sequence_shapes() -> None:
     assert bare.sequence == SequenceRef(id="7", name="Bare")
     flat = sell(sell_with(sequence=_DROP, sequence_id=8))
     assert flat.sequence == SequenceRef(id="8", name=None)
+
+
+@pytest.mark.parametrize(
+    ("value", "total"),
+    [(3, 3), (1, 1), (_DROP, None), (None, None), (0, None), (-2, None), ("3", None), (True, None),
+     (2.5, None)],
+)  # fmt: skip
+def test_steps_total_from_the_sequence_summary_describes_only(
+    value: Any, total: int | None
+) -> None:
+    summary: dict[str, Any] = copy.deepcopy(SEQUENCE)
+    if value is _DROP:
+        del summary["data"]["steps_total"]
+    else:
+        summary["data"]["steps_total"] = value
+    got = sell(sell_with(sequence=summary))
+    assert got.sequence.steps_total == total  # an odd value is unknown, never a record error
+    assert got.state == sell(ACTIVE).state  # descriptive: the diffed state is the same
+    shown = {"steps_total": total} if total else {}  # the key only where known
+    assert got.sequence.as_dict() == {"id": "21124", "name": "My sequence name", **shown}
 
 
 def test_sequence_name_from_the_looked_up_names() -> None:

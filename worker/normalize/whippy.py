@@ -57,7 +57,7 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
-        sequence=SequenceRef(id=sequence_id, name=name),
+        sequence=SequenceRef(id=sequence_id, name=name, steps_total=_steps_total(steps)),
         contact=Contact(
             id=contact_id,
             email=fields.optional_text(contact, "email", within="contact"),
@@ -85,6 +85,12 @@ def _steps(record: Mapping[str, Any]) -> Mapping[str, int]:
         if isinstance(position, bool) or not isinstance(position, int):
             raise fields.RecordError(f"record field 'steps.{step_id}' is not an integer")
     return steps
+
+
+def _steps_total(steps: Mapping[str, int]) -> int | None:
+    """The last step's number (steps are numbered position + 1, so step <= steps_total)."""
+    last = max(steps.values(), default=-1) + 1
+    return last if last >= 1 else None
 
 
 def _rows(record: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:

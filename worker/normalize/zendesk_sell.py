@@ -50,6 +50,7 @@ def step(record: Mapping[str, Any]) -> int | None:
 
 def _sequence(record: Mapping[str, Any], page: RawPage) -> SequenceRef:
     sequence = nested(record, "sequence")
+    steps_total = None
     if sequence is None:
         if "sequence" in record:
             raise fields.RecordError("record field 'sequence' is not an object")
@@ -59,11 +60,20 @@ def _sequence(record: Mapping[str, Any], page: RawPage) -> SequenceRef:
     else:
         sequence_id = fields.required_id(sequence, "id", within="sequence.data")
         name = fields.optional_str(sequence, "name", within="sequence.data")
+        steps_total = _steps_total(sequence.get("steps_total"))
     if name is None:
         names = page.extra.get(SEQUENCE_NAMES)
         found = names.get(sequence_id) if isinstance(names, Mapping) else None
         name = found if isinstance(found, str) else None
-    return SequenceRef(id=sequence_id, name=name)
+    return SequenceRef(id=sequence_id, name=name, steps_total=steps_total)
+
+
+def _steps_total(value: Any) -> int | None:
+    """The summary's documented `steps_total`. It only describes (Slack's "step 2 of 5"): a
+    missing or odd value reads as unknown instead of failing the record."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
 
 
 def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
