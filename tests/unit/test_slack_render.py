@@ -6,7 +6,9 @@ in full where a person would notice a difference.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -234,3 +236,65 @@ def test_a_burst_across_sources_is_one_digest_within_limits() -> None:
     assert "\nQ4 outbound · step 1 → 2 of 5 · Reply EMEA · " in section_text(message, 2)
     assert more.to_dict()["elements"][0]["text"] == "+45 more"
     assert message["text"] == "seqwatch: 55 events (Step advanced: 30 · Replied: 25)"
+
+
+def _readme_burst() -> list[dict[str, Any]]:
+    """The five events of the README's verbatim Slack sample."""
+
+    def event(n: int, event_type: EventType, source: str, provider: str, **fields: Any) -> Any:
+        return Event(
+            id=f"evt_{n:032x}", type=event_type, source=source, provider=provider,
+            detected_at=AT + timedelta(seconds=1 + n), **fields,
+        ).document()  # fmt: skip
+
+    def reply(status: Status = Status.ACTIVE, **flags: Any) -> State:
+        return State(status=status, raw_status="Active", step=2, opted_out=False, **flags)
+
+    def unify(**flags: Any) -> State:
+        return State(status=Status.ACTIVE, raw_status="IN_PROGRESS", **flags)
+
+    def whippy(step: int) -> State:
+        return State(status=Status.ACTIVE, raw_status="active", step=step, step_id=f"s{step}")
+
+    return [
+        event(0, EventType.REPLIED, "reply-emea", "replyio", enrollment_id="100:12345",
+              sequence=SequenceRef(id="100", name="Q4 outbound"),
+              contact=Contact(id="12345", email="john.doe@company.com", name="John Doe",
+                              company="Tech Solutions Inc"),
+              previous=reply(), current=reply(replied=True)),
+        event(1, EventType.STEP_ADVANCED, "whippy-sms", "whippy", enrollment_id="7f3e:c-0042",
+              sequence=SequenceRef(id="7f3e", name="Spring promo", steps_total=4),
+              contact=Contact(id="c-0042", name="Ana Reyes", phone="+14155550142"),
+              previous=whippy(1), current=whippy(2)),
+        event(2, EventType.BOUNCED, "unify-main", "unify", enrollment_id="enr_1",
+              sequence=SequenceRef(id="s-9", name="Enterprise expansion"),
+              contact=Contact(id="p-3", email="omar@stark.io", name="Omar Haddad"),
+              previous=unify(bounced=False), current=unify(bounced=True)),
+        event(3, EventType.OPTED_OUT, "reply-emea", "replyio", enrollment_id="200:22002",
+              sequence=SequenceRef(id="200", name="Webinar follow-up"),
+              contact=Contact(id="22002", email="kim@hooli.com", name="Kim *Park*",
+                              company="Hooli"),
+              previous=reply(), current=State(status=Status.ACTIVE, raw_status="Active", step=2,
+                                              opted_out=True)),
+        HealthEvent(
+            id="evt_" + "f" * 32, type=HealthType.FAILING, source="unify-main", provider="unify",
+            consecutive_failures=3, detected_at=AT + timedelta(seconds=9),
+            error="source 'unify-main': HTTP 503 from the provider (after 5 attempts)",
+        ).document(),
+    ]  # fmt: skip
+
+
+def test_the_readme_slack_sample_is_what_build_message_renders() -> None:
+    displays = {
+        **DISPLAYS,
+        "unify-main": SourceDisplay(label="Unify"),
+        "whippy-sms": SourceDisplay(label="Whippy SMS"),
+    }
+    message = build_message(_readme_burst(), max_lines=10, displays=displays)
+    for index in range(5):
+        section_text(message, index)  # valid Block Kit, within Slack's limits
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    sample = readme.split("A burst of five events from three sources", 1)[1]
+    sample = sample.split("```json\n", 1)[1].split("```", 1)[0]
+    assert json.loads(sample) == message
+    assert "step 1 → 2 of 4 · Whippy SMS" in message["blocks"][1]["text"]["text"]
