@@ -215,7 +215,8 @@ async def test_whippy_step_contact_updated_sample(http: httpx.AsyncClient, respo
     row = samples["step_contact_updated"]
     [giovanni], app = await whippy_listing(copy.deepcopy(row), http, responded=responded)
     assert giovanni.enrollment_id == f"{row['sequence_id']}:{row['contact']['id']}"
-    assert giovanni.sequence == SequenceRef(id=row["sequence_id"], name="Sequence")
+    # The sample sequence's one step (position 0) is the whole sequence: steps_total 1.
+    assert giovanni.sequence == SequenceRef(id=row["sequence_id"], name="Sequence", steps_total=1)
     # email "" is null; the E.164 phone is kept.
     assert giovanni.contact == Contact(
         id=row["contact"]["id"], email=None, name="Giovanni Torp", phone="+13603094336"

@@ -85,7 +85,7 @@ def sell_expected(name: str | None = "My sequence name") -> list[Enrollment]:
     return [
         Enrollment(
             enrollment_id=str(eid),
-            sequence=SequenceRef(id="21124", name=name),
+            sequence=SequenceRef(id="21124", name=name, steps_total=3),  # the summary's
             contact=Contact(id="1988695232", type="lead"),
             state=State(
                 status=Status.FINISHED,
