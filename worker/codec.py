@@ -329,6 +329,18 @@ def unchanged(value: str, encoded_state: str) -> bool:
     return value.startswith(encoded_state) and len(value) > end and not ord(value[end]) & _REWRITE
 
 
+def same_state(value: str, encoded_state: str) -> bool:
+    """True when the stored `value`, in either format, holds the state `encoded_state` and no
+    tombstone: nothing about the enrollment is news, though a text-format value still needs
+    its rewrite (`unchanged` says so)."""
+    if unchanged(value, encoded_state):
+        return True
+    if not value or value[0] >= "\x80":
+        return False
+    old = _decode_text(value, enrollment_id="")
+    return not old.gone and encode_state(old.state) == encoded_state
+
+
 def _skip_state(value: str) -> int:
     """Where the state key of `value` ends."""
     head = ord(value[0])

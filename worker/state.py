@@ -49,11 +49,13 @@ _RESET_FIELDS = (
 )
 _SCAN_CHUNK = 256
 # Names per source (loaded by every poll): heads and value ids stop being shared past
-# min(MAX_NAMES, NAMES_BASE + tracked / NAMES_PER), so a small source loads a small dictionary.
-# The sequences of packed pair fields are always named (a field must not depend on a cap).
+# min(MAX_NAMES, NAMES_BASE + tracked / NAMES_PER), so a small source loads a small dictionary
+# and the dictionary (~30-100 B a name) costs at most a few bytes per enrollment. The sequences
+# of packed pair fields are always named (a field must not depend on a cap).
 MAX_NAMES = 4096
 NAMES_BASE = 64
-NAMES_PER = 4
+NAMES_PER = 32
+_SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
 # Names field: "1" when pair fields may refer to names (the source's state began with them),
 # "0" when it holds pair fields written before (those stay as they are).
 _PAIRS = "pairs"
@@ -151,6 +153,7 @@ class StateStore:
         # The dictionary of names (see the module docstring), learnt with the layout.
         self._names_key = keys.state_names(source)
         self._names: dict[int, str] = {}
+        self._by_ref: dict[str, str] = {}  # one-byte head reference -> its name
         self._index: dict[str, int] = {}
         self._next_name = 0
         self._fresh: dict[int | str, str] = {}  # not committed yet: goes with each user
@@ -211,6 +214,7 @@ class StateStore:
         self._names_loaded = True
         self._names = {int(k): v for k, v in stored.items() if k.isdigit()}
         self._index = {name: index for index, name in self._names.items()}
+        self._by_ref = {codec.head_ref(i): n for i, n in self._names.items() if i < _SHORT_REFS}
         self._next_name = max(self._names, default=-1) + 1
         self._fresh = {}
         pairs = stored.get(_PAIRS)
@@ -239,6 +243,8 @@ class StateStore:
             self._next_name += 1
             self._names[index] = self._fresh[index] = name
             self._index[name] = index
+            if index < _SHORT_REFS:
+                self._by_ref[codec.head_ref(index)] = name
         self._name_used(batch, index)
         return index
 
@@ -364,10 +370,22 @@ class StateStore:
             values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
             )
-        expand = self._expand
-        return [
-            None if v is None else expand(v.decode("latin-1")) for v in cast("list[bytes]", values)
-        ]
+        # The head put back: inlined for one-byte references (every value of most sources).
+        by_ref, expand = self._by_ref, self._expand
+        out: list[str | None] = []
+        for raw in cast("list[bytes | None]", values):
+            if raw is None:
+                out.append(None)
+                continue
+            value = raw.decode("latin-1")
+            first = value[:1]
+            head = by_ref.get(first)
+            if head is not None:
+                value = head + value[1:]
+            elif first < " " or first >= "\xe0":
+                value = expand(value)
+            out.append(value)
+        return out
 
     def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
         moves = []

@@ -16,6 +16,7 @@ from tests._text_format import text_value
 from tests.contract.providers import HARNESSES, ProviderHarness, Sleeps
 from tests.contract.test_provider_contract import ROUTES, drain, types
 from worker import buckets, codec, keys, lease
+from worker import state as state_store_module
 from worker.batch import Batch
 from worker.enrollment import State, Status
 from worker.pipeline import poll_source
@@ -199,3 +200,37 @@ async def test_a_name_commits_with_every_value_that_uses_it(
         stored = check.decode(value, enrollment_id=enrollment_id)
         assert stored.sequence_id == enrollment_id.partition(":")[0]
     assert (await StateStore(store, source=SOURCE).stored()).keys() == found.keys()
+
+
+async def test_past_its_share_of_names_a_value_is_kept_whole_and_still_reads_back(
+    store: Redis, held: lease.Lease
+) -> None:
+    """Every enrollment in its own state: no head is shared, so only the first few get a name
+    (a small source loads a small dictionary); the rest are stored whole."""
+    ids = [f"100:{k}" for k in range(300)]
+    states = {
+        i: State(status=Status.ACTIVE, raw_status="Active", step=k) for k, i in enumerate(ids)
+    }
+    writer = StateStore(store, source=SOURCE)
+    await writer.load(ids)
+    batch = Batch()
+    for enrollment_id in ids:
+        value = codec.encode(
+            states[enrollment_id], enrollment_id=enrollment_id, sequence_id="100",
+            contact_id=enrollment_id[4:],
+        )  # fmt: skip
+        writer.put(batch, enrollment_id, value)
+    writer.count(batch, "tracked", len(ids))
+    await commit(store, batch, held)
+    names = await store.hlen(keys.state_names(SOURCE))  # type: ignore[misc]
+    assert names <= state_store_module.NAMES_BASE + 1  # + the "pairs" decision
+    raw = await raw_state(store)
+    assert sum(len(v) <= 2 for v in raw.values()) == state_store_module.NAMES_BASE  # references
+    reader = StateStore(store, source=SOURCE)
+    found = await reader.load(ids)
+    for enrollment_id in ids:
+        assert codec.unchanged(found[enrollment_id], codec.encode_state(states[enrollment_id]))
+        assert (
+            reader.decode(found[enrollment_id], enrollment_id=enrollment_id).state
+            == (states[enrollment_id])
+        )

@@ -19,6 +19,7 @@ from worker.codec import (
     head_ref,
     intern_ids,
     read_head_ref,
+    same_state,
     state_text,
     unchanged,
 )
@@ -470,3 +471,17 @@ def test_a_value_split_at_its_head_comes_back_whole(
     assert value[:cut] + stored[found[1] :] == value
     assert read_head_ref(value) is None  # a whole value is never taken for a reference
     assert head_end("afff\x1f2\x1f\x1fActive\x1f") == 0
+
+
+@pytest.mark.parametrize(("old", "enrollment_id", "expected"), OLD_VALUES)
+def test_a_text_format_value_holds_the_same_state_unless_a_tombstone(
+    old: str, enrollment_id: str, expected: Stored
+) -> None:
+    as_read = old.encode().decode("latin-1")
+    assert same_state(as_read, encode_state(expected.state))
+    assert not same_state(as_read, encode_state(replace(expected.state, step=99)))
+    tomb = as_read.replace(".m", ".g") if ".m" in as_read else None
+    if tomb is not None:
+        assert not same_state(tomb, encode_state(expected.state))
+    new = encode(expected.state, enrollment_id="1:2", sequence_id="1", contact_id="2", missed=1)
+    assert same_state(new, encode_state(expected.state)) is False  # as `unchanged` says
