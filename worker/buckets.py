@@ -11,7 +11,8 @@ instead of 36, a pair of them (`<uuid>:<uuid>`) 33 instead of 73, an id of digit
 (`5000:10048271`) half a byte per character; any other id is stored as its own UTF-8 (a
 0xFC-0xFF first byte can never start one). A source whose state began with this layout also
 packs a pair whose first UUID (the sequence) is in its dictionary of names (worker/state.py)
-as that name's index and the second UUID: 18 bytes instead of 33.
+as that name's index and the second UUID: 18 bytes instead of 33, and a UUID id in its 16
+bytes alone (`pack_id_v2`: no other field of such a source is 16 bytes long).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _UUID = b"\xff"
 _UUID_PAIR = b"\xfe"
 _PAIR_REF = b"\xfc"  # then the sequence's index in the source's names (varint), the contact UUID
 _DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
+_PADDED = b"\xfb"  # v2: a 16-byte field that is not a UUID, made 17 bytes
 _MAX_DIGITS = 64
 
 
@@ -111,6 +113,25 @@ def pack_pair_ref(index: int, contact: bytes) -> bytes:
         index >>= 7
     out.append(index)
     return bytes(out) + contact
+
+
+def pack_id_v2(enrollment_id: str) -> str | bytes:
+    """`pack_id` for a source whose state began with the v2 packing (worker/state.py)."""
+    field = pack_id(enrollment_id)
+    if isinstance(field, str):
+        raw = field.encode()
+        return _PADDED + raw if len(raw) == 16 else field
+    if len(field) == 17 and field[:1] == _UUID:
+        return field[1:]
+    return _PADDED + field if len(field) == 16 else field
+
+
+def unpack_id_v2(field: bytes, names: Mapping[int, str] | None = None) -> str:
+    if len(field) == 16:
+        return _uuid_text(field)
+    if field[:1] == _PADDED:
+        field = field[1:]
+    return unpack_id(field, names)
 
 
 def unpack_id(field: bytes, names: Mapping[int, str] | None = None) -> str:

@@ -56,9 +56,10 @@ MAX_NAMES = 4096
 NAMES_BASE = 64
 NAMES_PER = 32
 _SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
-# Names field: "1" when pair fields may refer to names (the source's state began with them),
-# "0" when it holds pair fields written before (those stay as they are).
-_PAIRS = "pairs"
+# Names field: "2" when the source's state began with the v2 field packing (pair ids refer to
+# their sequence's name, UUIDs in 16 bytes: buckets.pack_id_v2), "1" when it holds fields
+# packed before (those stay as they are).
+_PACKING = "packing"
 _LOAD_SCRIPT = files("worker").joinpath("load_page.lua").read_text()
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
@@ -159,7 +160,7 @@ class StateStore:
         self._fresh: dict[int | str, str] = {}  # not committed yet: goes with each user
         self._names_batch: Batch | None = None
         self._names_written: set[int | str] = set()
-        self._pairs = False
+        self._v2 = False
         self._names_loaded = False
 
     @property
@@ -217,11 +218,11 @@ class StateStore:
         self._by_ref = {codec.head_ref(i): n for i, n in self._names.items() if i < _SHORT_REFS}
         self._next_name = max(self._names, default=-1) + 1
         self._fresh = {}
-        pairs = stored.get(_PAIRS)
-        if pairs is None:  # decided once, by the first commit: packed pairs only from the start
-            pairs = "1" if empty else "0"
-            self._fresh[_PAIRS] = pairs
-        self._pairs = pairs == "1"
+        packing = stored.get(_PACKING)
+        if packing is None:  # decided once, by the first commit: v2 only from the start
+            packing = "2" if empty else "1"
+            self._fresh[_PACKING] = packing
+        self._v2 = packing == "2"
 
     def _name_used(self, batch: Batch, name: int | str) -> None:
         """A fresh name goes into every batch that uses it, so it commits with its first user
@@ -250,7 +251,7 @@ class StateStore:
 
     def _field(self, enrollment_id: str, batch: Batch | None = None) -> str | bytes:
         """The hash field of an enrollment; with `batch`, a new name may be taken for it."""
-        if self._pairs:
+        if self._v2:
             parts = buckets.pair_parts(enrollment_id)
             if parts is not None:
                 sequence, contact = parts
@@ -261,9 +262,12 @@ class StateStore:
                 )
                 if index is not None:
                     return buckets.pack_pair_ref(index, contact)
+            return buckets.pack_id_v2(enrollment_id)
         return buckets.pack_id(enrollment_id)
 
     def _unpack(self, field: bytes) -> str:
+        if self._v2:
+            return buckets.unpack_id_v2(field, self._names)
         return buckets.unpack_id(field, self._names)
 
     def _expand(self, value: str) -> str:
@@ -310,7 +314,7 @@ class StateStore:
         prefix = self._key_prefix
         names: list[str] = []
         args: list[str | bytes | int] = []
-        pack = self._field if self._pairs else buckets.pack_id
+        pack = self._field if self._v2 else buckets.pack_id
         for bucket, members in by_bucket.items():
             names.append(f"{prefix}{bucket}")
             args.append(len(members))
@@ -403,8 +407,8 @@ class StateStore:
         already land in the grown layout."""
         growth, self._growth = self._growth, None
         carried, self._carried = self._carried, {}
-        if _PAIRS in self._fresh:
-            self._name_used(batch, _PAIRS)
+        if _PACKING in self._fresh:
+            self._name_used(batch, _PACKING)
         if self._legacy_done:
             # Still rewrites or forgets old-layout copies for the rest of this poll.
             batch.hdel(self._meta, legacy_state.MIGRATING)

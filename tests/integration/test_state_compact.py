@@ -155,7 +155,7 @@ async def test_pair_ids_keep_their_sequence_once_and_everything_reads_back(
     assert len(raw) == len(ids)
     assert {len(f) for f in raw} == {18}  # a tag, the sequence's name, the contact's 16 bytes
     assert max(len(v) for v in raw.values()) <= 2  # the head's name (and nothing else)
-    assert await store.hget(keys.state_names(SOURCE), "pairs") == "1"  # type: ignore[misc]
+    assert await store.hget(keys.state_names(SOURCE), "packing") == "2"  # type: ignore[misc]
     assert await store.hlen(keys.state_names(SOURCE)) <= 10  # type: ignore[misc]
 
     reader = StateStore(store, source=SOURCE)
@@ -223,7 +223,7 @@ async def test_past_its_share_of_names_a_value_is_kept_whole_and_still_reads_bac
     writer.count(batch, "tracked", len(ids))
     await commit(store, batch, held)
     names = await store.hlen(keys.state_names(SOURCE))  # type: ignore[misc]
-    assert names <= state_store_module.NAMES_BASE + 1  # + the "pairs" decision
+    assert names <= state_store_module.NAMES_BASE + 1  # + the "packing" decision
     raw = await raw_state(store)
     assert sum(len(v) <= 2 for v in raw.values()) == state_store_module.NAMES_BASE  # references
     reader = StateStore(store, source=SOURCE)

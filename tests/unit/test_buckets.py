@@ -9,33 +9,52 @@ import pytest
 
 from worker import buckets
 
+IDS = [
+    "5000:10048271",
+    "42",
+    "0",
+    "007",
+    ":",
+    "1::2:",
+    "1" * 64,
+    "1" * 65,
+    "\uff11\uff12",  # full-width digits are not ASCII digits: stored as they are
+    "",
+    "seq:ünïcode",
+    "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "0F8FAD5B-D9CB-469F-A165-70867728950E",  # not canonical: stored as it is
+    "0f8fad5b-d9cb-469f-a165-70867728950e:7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "0f8fad5b-d9cb-469f-a165-70867728950e:not-a-uuid-but-thirty-six-chars-long",
+    "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+    "\xff\xfe",
+]
 
-@pytest.mark.parametrize(
-    "enrollment_id",
-    [
-        "5000:10048271",
-        "42",
-        "0",
-        "007",
-        ":",
-        "1::2:",
-        "1" * 64,
-        "1" * 65,
-        "\uff11\uff12",  # full-width digits are not ASCII digits: stored as they are
-        "",
-        "seq:ünïcode",
-        "0f8fad5b-d9cb-469f-a165-70867728950e",
-        "0F8FAD5B-D9CB-469F-A165-70867728950E",  # not canonical: stored as it is
-        "0f8fad5b-d9cb-469f-a165-70867728950e:7c9e6679-7425-40de-944b-e07fc1f90ae7",
-        "0f8fad5b-d9cb-469f-a165-70867728950e:not-a-uuid-but-thirty-six-chars-long",
-        "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
-        "\xff\xfe",
-    ],
-)
+
+@pytest.mark.parametrize("enrollment_id", IDS)
 def test_every_id_round_trips_through_its_field_name(enrollment_id: str) -> None:
     field = buckets.pack_id(enrollment_id)
     raw = field if isinstance(field, bytes) else field.encode()
     assert buckets.unpack_id(raw) == enrollment_id
+
+
+@pytest.mark.parametrize(
+    "enrollment_id",
+    [
+        *IDS,
+        "1" * 29,  # packs to 16 bytes: padded, so only a UUID is 16 bytes
+        "1" * 30,
+        "sixteen-chars-id",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+    ],
+)
+def test_every_id_round_trips_through_its_v2_field_and_only_a_uuid_is_16_bytes(
+    enrollment_id: str,
+) -> None:
+    field = buckets.pack_id_v2(enrollment_id)
+    raw = field if isinstance(field, bytes) else field.encode()
+    assert buckets.unpack_id_v2(raw) == enrollment_id
+    is_uuid = enrollment_id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # the canonical one
+    assert (len(raw) == 16) == is_uuid
 
 
 def test_uuid_ids_are_packed_to_raw_bytes() -> None:
