@@ -234,3 +234,46 @@ async def test_past_its_share_of_names_a_value_is_kept_whole_and_still_reads_bac
             reader.decode(found[enrollment_id], enrollment_id=enrollment_id).state
             == (states[enrollment_id])
         )
+
+
+async def test_uuid_ids_in_16_bytes_survive_splits_and_the_sweep(
+    store: Redis, held: lease.Lease
+) -> None:
+    """Unify's shape: UUID ids, a sequence and a person UUID in each value."""
+    ids = [str(uuid.UUID(int=50_000 + k, version=4)) for k in range(3_000)]
+    person = {i: str(uuid.UUID(int=90_000 + k, version=4)) for k, i in enumerate(ids)}
+    unify = State(status=Status.ACTIVE, raw_status="IN_PROGRESS", replied=False, bounced=False)
+    writer = StateStore(store, source=SOURCE)
+    for first in range(0, len(ids), 1000):
+        page = ids[first : first + 1000]
+        await writer.load(page)
+        batch = Batch()
+        for k, enrollment_id in enumerate(page):
+            value = codec.encode(
+                unify, enrollment_id=enrollment_id, sequence_id=SEQUENCES[k % 3],
+                contact_id=person[enrollment_id],
+            )  # fmt: skip
+            writer.put(batch, enrollment_id, value)
+        writer.count(batch, "tracked", len(page))
+        await commit(store, batch, held)
+    raw = await raw_state(store)
+    assert {len(f) for f in raw} == {16}
+    assert {len(v) for v in raw.values()} == {17}  # the head's name and the person's UUID
+    assert await store.hlen(keys.state_names(SOURCE)) <= 3 + 3 + 1  # type: ignore[misc]
+    assert int(await store.hget(keys.meta(SOURCE), "buckets")) > 32  # type: ignore[misc]
+
+    reader = StateStore(store, source=SOURCE)
+    found = await reader.load(ids)
+    assert all(codec.unchanged(found[i], codec.encode_state(unify)) for i in ids)
+    assert reader.decode(found[ids[4]], enrollment_id=ids[4]) == codec.Stored(
+        state=unify, sequence_id=SEQUENCES[1], contact_id=person[ids[4]]
+    )
+    seen = SeenIds()
+    for enrollment_id in ids[1:]:
+        seen.add(enrollment_id)
+    [(missing, stored)] = [x async for x in StateStore(store, source=SOURCE).unseen(seen)]
+    assert (missing, stored.sequence_id, stored.contact_id) == (
+        ids[0],
+        SEQUENCES[0],
+        person[ids[0]],
+    )
