@@ -154,7 +154,7 @@ class StateStore:
         # The dictionary of names (see the module docstring), learnt with the layout.
         self._names_key = keys.state_names(source)
         self._names: dict[int, str] = {}
-        self._by_ref: dict[str, str] = {}  # one-byte head reference -> its name
+        self._by_ref: dict[bytes, str] = {}  # one-byte head reference -> its name
         self._index: dict[str, int] = {}
         self._next_name = 0
         self._fresh: dict[int | str, str] = {}  # not committed yet: goes with each user
@@ -215,7 +215,11 @@ class StateStore:
         self._names_loaded = True
         self._names = {int(k): v for k, v in stored.items() if k.isdigit()}
         self._index = {name: index for index, name in self._names.items()}
-        self._by_ref = {codec.head_ref(i): n for i, n in self._names.items() if i < _SHORT_REFS}
+        self._by_ref = {
+            codec.head_ref(i).encode("latin-1"): n
+            for i, n in self._names.items()
+            if i < _SHORT_REFS
+        }
         self._next_name = max(self._names, default=-1) + 1
         self._fresh = {}
         packing = stored.get(_PACKING)
@@ -245,7 +249,7 @@ class StateStore:
             self._names[index] = self._fresh[index] = name
             self._index[name] = index
             if index < _SHORT_REFS:
-                self._by_ref[codec.head_ref(index)] = name
+                self._by_ref[codec.head_ref(index).encode("latin-1")] = name
         self._name_used(batch, index)
         return index
 
@@ -269,6 +273,12 @@ class StateStore:
         if self._v2:
             return buckets.unpack_id_v2(field, self._names)
         return buckets.unpack_id(field, self._names)
+
+    def _expand_raw(self, raw: bytes) -> str:
+        head = self._by_ref.get(raw[:1])
+        if head is not None:
+            return head + raw[1:].decode("latin-1")
+        return self._expand(raw.decode("latin-1"))
 
     def _expand(self, value: str) -> str:
         """A value as read from a bucket, its head (if kept in the names) put back."""
@@ -374,22 +384,12 @@ class StateStore:
             values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
             )
-        # The head put back: inlined for one-byte references (every value of most sources).
-        by_ref, expand = self._by_ref, self._expand
-        out: list[str | None] = []
-        for raw in cast("list[bytes | None]", values):
-            if raw is None:
-                out.append(None)
-                continue
-            value = raw.decode("latin-1")
-            first = value[:1]
-            head = by_ref.get(first)
-            if head is not None:
-                value = head + value[1:]
-            elif first < " " or first >= "\xe0":
-                value = expand(value)
-            out.append(value)
-        return out
+        # A value that is a head reference alone (every value of many sources) is one lookup.
+        whole, expand = self._by_ref.get, self._expand_raw
+        return [
+            None if raw is None else whole(raw) or expand(raw)
+            for raw in cast("list[bytes | None]", values)
+        ]
 
     def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
         moves = []
@@ -523,9 +523,7 @@ class StateStore:
                 for field, value in entries.items():
                     enrollment_id = self._unpack(field)
                     if not seen.has(enrollment_id):
-                        stored = self.decode(
-                            self._expand(value.decode("latin-1")), enrollment_id=enrollment_id
-                        )
+                        stored = self.decode(self._expand_raw(value), enrollment_id=enrollment_id)
                         if not stored.gone:
                             yield enrollment_id, stored
 
@@ -539,7 +537,7 @@ class StateStore:
                 "HGETALL", key, NEVER_DECODE=True
             )
             found.update(
-                (self._unpack(f), codec.expand_ids(self._expand(v.decode("latin-1")), self._names))
+                (self._unpack(f), codec.expand_ids(self._expand_raw(v), self._names))
                 for f, v in entries.items()
             )
         return found
