@@ -21,8 +21,14 @@ hand it around as text and write it back byte for byte. Three parts, each self-d
   and the contact's type where the provider has one (Zendesk Sell's lead/contact). Each is an
   id item: a UUID in 16 bytes, a canonical integer as a varint, or text. In Redis the store
   replaces the sequence id and the type by a reference into the source's own small dictionary
-  of names (`intern_ids`, `expand_ids`; worker/state.py keeps the dictionary); `encode` itself
-  never writes a reference.
+  of names (`intern_ids`, `expand_ids`; worker/state.py keeps the dictionary), and the value's
+  head, shared by many enrollments, by another (`head_end`, `head_ref`): most values are then
+  one byte, plus the contact id where it must be kept. `encode` itself never writes a
+  reference, and `StateStore.load` puts the head back, so `unchanged` sees a whole key.
+
+The WORDS table and the step id encodings may grow: a state then encodes differently, its stored
+value no longer matches `unchanged`, is decoded, found equal state to state, and rewritten
+silently once.
 
 An unchanged enrollment is recognised from the raw stored value (`unchanged`), so the common
 case of a re-poll costs neither a decode nor a write.
