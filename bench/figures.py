@@ -60,7 +60,8 @@ class MemoryRow:
     used_delta: int
     buckets: int
     encodings: dict[str, int]  # OBJECT ENCODING -> number of state buckets
-    value_bytes: float  # mean length of the stored values
+    value_bytes: float  # mean length of the values as stored in Redis
+    field_bytes: float = 0.0  # mean length of the hash fields (packed enrollment ids)
 
     @property
     def bytes_per_enrollment(self) -> float:

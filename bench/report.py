@@ -58,7 +58,8 @@ def layout_line(layout: StateLayout) -> str:
 
 
 MEMORY_HEADER = (
-    f"  {'ids':<28} {'N':>8} {'B/enrollment':>12} {'value B':>8} {'buckets':>8}  encodings"
+    f"  {'ids':<28} {'N':>8} {'B/enrollment':>12} {'field B':>8} {'value B':>8} {'buckets':>8}"
+    "  encodings"
 )
 
 
@@ -66,7 +67,7 @@ def memory_line(row: MemoryRow) -> str:
     encodings = ", ".join(f"{k} {v}" for k, v in sorted(row.encodings.items()))
     return (
         f"  {row.kind:<28} {row.size:>8} {row.bytes_per_enrollment:>12.1f} "
-        f"{row.value_bytes:>8.1f} {row.buckets:>8}  {encodings}"
+        f"{row.field_bytes:>8.1f} {row.value_bytes:>8.1f} {row.buckets:>8}  {encodings}"
     )
 
 

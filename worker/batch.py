@@ -44,7 +44,7 @@ class Batch:
         self._ops += ["D", str(self._index(key)), field]
 
     def hset_counted(
-        self, key: str, field: str | bytes, value: str, *, counts: str, group: int
+        self, key: str, field: str | bytes, value: str | bytes, *, counts: str, group: int
     ) -> None:
         """HSET that adds 1 to `group` in the hash `counts` when it creates the field."""
         self._ops += [

@@ -9,12 +9,16 @@ never a stop-the-world rehash.
 Ids are the hash field names, packed where that pays: a canonical lowercase UUID takes 17 bytes
 instead of 36, a pair of them (`<uuid>:<uuid>`) 33 instead of 73, an id of digits and colons
 (`5000:10048271`) half a byte per character; any other id is stored as its own UTF-8 (a
-0xFD/0xFE/0xFF first byte can never start one).
+0xFC-0xFF first byte can never start one). A source whose state began with this layout also
+packs a pair whose first UUID (the sequence) is in its dictionary of names (worker/state.py)
+as that name's index and the second UUID: 18 bytes instead of 33, and a UUID id in its 16
+bytes alone (`pack_id_v2`: no other field of such a source is 16 bytes long).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 
 # Mean enrollments per bucket. A bucket not yet split in the current round holds up to twice the
 # mean: 2 x 48 plus random spread stays under the listpack limit of 128.
@@ -27,7 +31,9 @@ MAX_SPLITS_PER_COMMIT = 64
 
 _UUID = b"\xff"
 _UUID_PAIR = b"\xfe"
+_PAIR_REF = b"\xfc"  # then the sequence's index in the source's names (varint), the contact UUID
 _DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
+_PADDED = b"\xfb"  # v2: a 16-byte field that is not a UUID, made 17 bytes
 _MAX_DIGITS = 64
 
 
@@ -89,7 +95,60 @@ def pack_id(enrollment_id: str) -> str | bytes:
     return enrollment_id
 
 
-def unpack_id(field: bytes) -> str:
+def pair_parts(enrollment_id: str) -> tuple[str, bytes] | None:
+    """(sequence UUID, contact UUID bytes) of a `<uuid>:<uuid>` id, else None."""
+    if len(enrollment_id) != 73 or enrollment_id[36] != ":":
+        return None
+    second = _uuid_bytes(enrollment_id[37:])
+    if second is None or _uuid_bytes(enrollment_id[:36]) is None:
+        return None
+    return enrollment_id[:36], second
+
+
+def pack_pair_ref(index: int, contact: bytes) -> bytes:
+    """The field of a `<uuid>:<uuid>` id whose sequence is name `index` of the source."""
+    out = bytearray(_PAIR_REF)
+    while index >= 128:
+        out.append(index & 0x7F | 0x80)
+        index >>= 7
+    out.append(index)
+    return bytes(out) + contact
+
+
+def pack_id_v2(enrollment_id: str) -> str | bytes:
+    """`pack_id` for a source whose state began with the v2 packing (worker/state.py)."""
+    field = pack_id(enrollment_id)
+    if isinstance(field, str):
+        raw = field.encode()
+        return _PADDED + raw if len(raw) == 16 else field
+    if len(field) == 17 and field[:1] == _UUID:
+        return field[1:]
+    return _PADDED + field if len(field) == 16 else field
+
+
+def unpack_id_v2(field: bytes, names: Mapping[int, str] | None = None) -> str:
+    if len(field) == 16:
+        return _uuid_text(field)
+    if field[:1] == _PADDED:
+        field = field[1:]
+    return unpack_id(field, names)
+
+
+def unpack_id(field: bytes, names: Mapping[int, str] | None = None) -> str:
+    """`names`: the source's names (needed only for fields packed by `pack_pair_ref`)."""
+    if field[:1] == _PAIR_REF:
+        if names is None:
+            raise ValueError("a field packed with a name needs the source's names (StateStore)")
+        index = shift = 0
+        at = 1
+        while True:
+            byte = field[at]
+            at += 1
+            index |= (byte & 0x7F) << shift
+            if byte < 128:
+                break
+            shift += 7
+        return f"{names[index]}:{_uuid_text(field[at:])}"
     if field[:1] == _UUID and len(field) == 17:
         return _uuid_text(field[1:])
     if field[:1] == _UUID_PAIR and len(field) == 33:

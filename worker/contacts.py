@@ -91,7 +91,8 @@ async def with_contacts(
         if (ref := _ref(enrollment.contact)) is not None
         and not (
             (value := stored.get(enrollment_id)) is not None
-            and codec.unchanged(value, codec.encode_state(enrollment.state))
+            # (A value the text format wrote, same state: no news either, no lookup.)
+            and codec.same_state(value, codec.encode_state(enrollment.state))
         )
     }
     if not changed:

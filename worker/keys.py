@@ -23,6 +23,12 @@ def state_counts(source: str) -> str:
     return f"{_tag(source)}:stc"
 
 
+def state_names(source: str) -> str:
+    """The source's dictionary of names (sequence ids, contact types) that stored values and
+    fields refer to by index (worker/state.py); append-only, index -> name."""
+    return f"{_tag(source)}:stn"
+
+
 def legacy_state_pattern(source: str) -> str:
     """SCAN pattern of the fixed 16,384-bucket layout used before the buckets were sized."""
     return f"{_tag(source)}:state:*"

@@ -211,7 +211,7 @@ class _Poll:
             value = stored.get(enrollment_id)
             if value is not None and codec.unchanged(value, after):
                 continue  # the common case: no decode, no write
-            known = codec.decode(value, enrollment_id=enrollment_id) if value else None
+            known = self.store.decode(value, enrollment_id=enrollment_id) if value else None
             life = _life(known, enrollment.state)
             new += known is None or known.gone
             revived += known is not None and known.gone
@@ -239,7 +239,11 @@ class _Poll:
                 continue
             # Keyed by the enrollment's own stored history (committed with it), not by any
             # source-wide counter: see worker/events.py.
-            change_key = f"{life.number}.{rev}|{before}|{after}"
+            # In the text format, so ids survive a change of the stored format (events.py).
+            text = codec.state_text
+            change_key = (
+                f"{life.number}.{rev}|{text(previous) if previous else ''}|{text(enrollment.state)}"
+            )
             seen = life.marks if previous else None
             for event_type in transitions(previous, enrollment.state, seen=seen):
                 self._emit(
@@ -347,7 +351,7 @@ class _Poll:
                 previous=stored.state,
                 current=None,
                 change_key=(
-                    f"{stored.life}.{stored.rev + 1}|{codec.encode_state(stored.state)}|absent"
+                    f"{stored.life}.{stored.rev + 1}|{codec.state_text(stored.state)}|absent"
                 ),
             )
         self.store.count(batch, "tracked", -gone)

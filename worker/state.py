@@ -3,6 +3,15 @@
 The bucket layout (worker.buckets) lives entirely in here: callers speak in enrollment ids and
 encoded values. A store serves one poll; it learns the layout at its first `load` and grows it
 by splitting buckets inside the poll's own page commits.
+
+Values are byte strings held one character per byte (worker/codec.py). In Redis the store
+keeps what many enrollments repeat once, in the source's dictionary of names
+(keys.state_names), and refers to it by index: the sequence ids and contact types values
+carry, the head of each value (state key, history byte, sequence: see `codec.head_end`), and
+the sequence part of `<uuid>:<uuid>` ids. `load` hands values back with their head in place,
+so `codec.unchanged` compares them to a state key as they are. The dictionary is append-only,
+read with the layout (no extra round trip), and a name is written in the same atomic commit as
+every value or field that first refers to it, so no snapshot refers to a missing name.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from redis.exceptions import NoScriptError
 from worker import buckets, codec, keys, legacy_state
 from worker.batch import Batch
 from worker.codec import Stored
+from worker.errors import StoreError
 from worker.redis_io import awaited
 
 _RESET_FIELDS = (
@@ -38,6 +48,18 @@ _RESET_FIELDS = (
     legacy_state.MIGRATING,
 )
 _SCAN_CHUNK = 256
+# Names per source (loaded by every poll): heads and value ids stop being shared past
+# min(MAX_NAMES, NAMES_BASE + tracked / NAMES_PER), so a small source loads a small dictionary
+# and the dictionary (~30-100 B a name) costs at most a few bytes per enrollment. The sequences
+# of packed pair fields are always named (a field must not depend on a cap).
+MAX_NAMES = 4096
+NAMES_BASE = 64
+NAMES_PER = 32
+_SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
+# Names field: "2" when the source's state began with the v2 field packing (pair ids refer to
+# their sequence's name, UUIDs in 16 bytes: buckets.pack_id_v2), "1" when it holds fields
+# packed before (those stay as they are).
+_PACKING = "packing"
 _LOAD_SCRIPT = files("worker").joinpath("load_page.lua").read_text()
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
@@ -101,7 +123,7 @@ class SeenIds:
 @dataclass(frozen=True, slots=True)
 class _Move:
     field: bytes
-    value: str
+    value: bytes
     source: int
     target: int
 
@@ -129,6 +151,17 @@ class StateStore:
         self._legacy = False
         self._carried: dict[str, str] = {}  # met by the last load, moved by the next commit
         self._legacy_done = False
+        # The dictionary of names (see the module docstring), learnt with the layout.
+        self._names_key = keys.state_names(source)
+        self._names: dict[int, str] = {}
+        self._by_ref: dict[bytes, str] = {}  # one-byte head reference -> its name
+        self._index: dict[str, int] = {}
+        self._next_name = 0
+        self._fresh: dict[int | str, str] = {}  # not committed yet: goes with each user
+        self._names_batch: Batch | None = None
+        self._names_written: set[int | str] = set()
+        self._v2 = False
+        self._names_loaded = False
 
     @property
     def source(self) -> str:
@@ -160,17 +193,107 @@ class StateStore:
     def _key(self, bucket: int) -> str:
         return keys.state_bucket(self._source, bucket)
 
-    async def _layout(self) -> tuple[int, int]:
-        """(bucket count, tracked) as committed; notices state left in the old layout."""
+    async def _layout(self, *, names: bool = True) -> tuple[int, int]:
+        """(bucket count, tracked) as committed; notices state left in the old layout. With
+        `names`, reads the source's names too."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones"])
             pipe.exists(self._counts)
-            (bucket_count, tracked, migrating, tombstones), counted = await pipe.execute()
+            if names:
+                pipe.hgetall(self._names_key)
+            (bucket_count, tracked, migrating, tombstones), counted, *found = await pipe.execute()
         # Tombstones (codec `g`) are stored fields but not tracked enrollments.
         self._tombstones = int(tombstones or 0)
         # Enrollments tracked but never counted were stored by a version before the counts.
         self._legacy = migrating == "1" or (int(tracked or 0) > 0 and not counted)
+        if names:
+            empty = not counted and not tracked and not self._tombstones and not self._legacy
+            self._learn_names(found[0], empty=empty)
         return int(bucket_count or 1), int(tracked or 0)
+
+    def _learn_names(self, stored: dict[str, str], *, empty: bool) -> None:
+        self._names_loaded = True
+        self._names = {int(k): v for k, v in stored.items() if k.isdigit()}
+        self._index = {name: index for index, name in self._names.items()}
+        self._by_ref = {
+            codec.head_ref(i).encode("latin-1"): n
+            for i, n in self._names.items()
+            if i < _SHORT_REFS
+        }
+        self._next_name = max(self._names, default=-1) + 1
+        self._fresh = {}
+        packing = stored.get(_PACKING)
+        if packing is None:  # decided once, by the first commit: v2 only from the start
+            packing = "2" if empty else "1"
+            self._fresh[_PACKING] = packing
+        self._v2 = packing == "2"
+
+    def _name_used(self, batch: Batch, name: int | str) -> None:
+        """A fresh name goes into every batch that uses it, so it commits with its first user
+        whichever batch that turns out to be."""
+        if batch is not self._names_batch:
+            self._names_batch, self._names_written = batch, set()
+        if name in self._fresh and name not in self._names_written:
+            self._names_written.add(name)
+            batch.hset(self._names_key, str(name), self._fresh[name])
+
+    def _intern(self, batch: Batch, name: str, *, capped: bool = True) -> int | None:
+        index = self._index.get(name)
+        if index is None:
+            if capped and len(self._index) >= min(
+                MAX_NAMES, NAMES_BASE + self._tracked // NAMES_PER
+            ):
+                return None
+            index = self._next_name
+            self._next_name += 1
+            self._names[index] = self._fresh[index] = name
+            self._index[name] = index
+            if index < _SHORT_REFS:
+                self._by_ref[codec.head_ref(index).encode("latin-1")] = name
+        self._name_used(batch, index)
+        return index
+
+    def _field(self, enrollment_id: str, batch: Batch | None = None) -> str | bytes:
+        """The hash field of an enrollment; with `batch`, a new name may be taken for it."""
+        if self._v2:
+            parts = buckets.pair_parts(enrollment_id)
+            if parts is not None:
+                sequence, contact = parts
+                index = (
+                    self._index.get(sequence)
+                    if batch is None
+                    else self._intern(batch, sequence, capped=False)
+                )
+                if index is not None:
+                    return buckets.pack_pair_ref(index, contact)
+            return buckets.pack_id_v2(enrollment_id)
+        return buckets.pack_id(enrollment_id)
+
+    def _unpack(self, field: bytes) -> str:
+        if self._v2:
+            return buckets.unpack_id_v2(field, self._names)
+        return buckets.unpack_id(field, self._names)
+
+    def _expand_raw(self, raw: bytes) -> str:
+        head = self._by_ref.get(raw[:1])
+        if head is not None:
+            return head + raw[1:].decode("latin-1")
+        return self._expand(raw.decode("latin-1"))
+
+    def _expand(self, value: str) -> str:
+        """A value as read from a bucket, its head (if kept in the names) put back."""
+        found = codec.read_head_ref(value) if value else None
+        if found is None:
+            return value
+        index, rest = found
+        head = self._names.get(index)
+        if head is None:
+            raise StoreError(f"stored state of {self._source!r} refers to a missing name")
+        return head + value[rest:]
+
+    def decode(self, value: str, *, enrollment_id: str) -> Stored:
+        """A value returned by `load`, decoded (its names resolved)."""
+        return codec.decode(value, enrollment_id=enrollment_id, names=self._names)
 
     async def load(self, enrollment_ids: Iterable[str]) -> dict[str, str]:
         """Stored values (still encoded) of the given enrollments: one round trip, one command.
@@ -201,7 +324,7 @@ class StateStore:
         prefix = self._key_prefix
         names: list[str] = []
         args: list[str | bytes | int] = []
-        pack = buckets.pack_id
+        pack = self._field if self._v2 else buckets.pack_id
         for bucket, members in by_bucket.items():
             names.append(f"{prefix}{bucket}")
             args.append(len(members))
@@ -217,7 +340,11 @@ class StateStore:
         self._carried = {}
         if self._legacy and len(found) < position:
             missing = (i for members in by_bucket.values() for i in members if i not in found)
-            self._carried = await legacy_state.find(self._redis, self._source, missing)
+            # Held one character per byte, like the values read from the buckets.
+            self._carried = {
+                i: v.encode().decode("latin-1")
+                for i, v in (await legacy_state.find(self._redis, self._source, missing)).items()
+            }
             found.update(self._carried)
         await self._plan_growth(new=position - len(found))
         return found
@@ -248,30 +375,30 @@ class StateStore:
 
     async def _read(self, names: list[str], args: list[str | bytes | int]) -> list[str | None]:
         """One EVALSHA over the page's buckets (the script is sent in full only if Redis
-        does not have it yet, e.g. after a restart)."""
+        does not have it yet, e.g. after a restart). Values come back one char per byte."""
         try:
-            return cast(
-                "list[str | None]",
-                await awaited(
-                    self._redis.evalsha(_LOAD_SHA, len(names), *names, *cast("list[str]", args))
-                ),
+            values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", _LOAD_SHA, len(names), *names, *args, NEVER_DECODE=True
             )
         except NoScriptError:
-            return cast(
-                "list[str | None]",
-                await awaited(
-                    self._redis.eval(_LOAD_SCRIPT, len(names), *names, *cast("list[str]", args))
-                ),
+            values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
             )
+        # A value that is a head reference alone (every value of many sources) is one lookup.
+        whole, expand = self._by_ref.get, self._expand_raw
+        return [
+            None if raw is None else whole(raw) or expand(raw)
+            for raw in cast("list[bytes | None]", values)
+        ]
 
     def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
         moves = []
         for source, entries in snapshots.items():
             for field, value in entries.items():
-                enrollment_id = buckets.unpack_id(field)
+                enrollment_id = self._unpack(field)
                 target = buckets.bucket_for(buckets.hash_of(enrollment_id), bucket_count)
                 if target != source:
-                    moves.append(_Move(field, value.decode(), source, target))
+                    moves.append(_Move(field, value, source, target))
         return moves
 
     def _grow(self, batch: Batch) -> None:
@@ -280,6 +407,8 @@ class StateStore:
         already land in the grown layout."""
         growth, self._growth = self._growth, None
         carried, self._carried = self._carried, {}
+        if _PACKING in self._fresh:
+            self._name_used(batch, _PACKING)
         if self._legacy_done:
             # Still rewrites or forgets old-layout copies for the rest of this poll.
             batch.hdel(self._meta, legacy_state.MIGRATING)
@@ -314,8 +443,8 @@ class StateStore:
             bucket = self._place(enrollment_id)
             batch.hset_counted(
                 self._key(bucket),
-                buckets.pack_id(enrollment_id),
-                value,
+                self._field(enrollment_id, batch),
+                self._compact(batch, value),
                 counts=self._counts,
                 group=buckets.group_of(bucket),
             )
@@ -333,7 +462,8 @@ class StateStore:
         Otherwise the per-group counts (kept by every commit) name the groups holding more than
         was seen, one HLEN per bucket of those groups names the buckets, and only those are read.
         """
-        bucket_count, tracked = await self._layout()
+        # The names are read only if a bucket has to be.
+        bucket_count, tracked = await self._layout(names=False)
         self._bucket_count = bucket_count
         if tracked <= seen.total():
             # Everything was seen, so every old-layout enrollment was met and carried over.
@@ -344,7 +474,7 @@ class StateStore:
         if self._legacy:
             async for enrollment_id, value in legacy_state.leftovers(self._redis, self._source):
                 if not seen.has(enrollment_id):
-                    stored = codec.decode(value, enrollment_id=enrollment_id)
+                    stored = self.decode(value, enrollment_id=enrollment_id)
                     if not stored.gone:
                         yield enrollment_id, stored
             # Each of those is now rewritten or forgotten by the caller's commit.
@@ -376,6 +506,9 @@ class StateStore:
             if int(stored_text) > seen_in_group:
                 suspects += members
         for start in range(0, len(suspects), _SCAN_CHUNK):
+            if not self._names_loaded:
+                # The source holds state (it is being swept), so it is not a new one.
+                self._learn_names(await awaited(self._redis.hgetall(self._names_key)), empty=False)
             chunk = suspects[start : start + _SCAN_CHUNK]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for bucket in chunk:
@@ -388,31 +521,47 @@ class StateStore:
                     "HGETALL", self._key(bucket), NEVER_DECODE=True
                 )
                 for field, value in entries.items():
-                    enrollment_id = buckets.unpack_id(field)
+                    enrollment_id = self._unpack(field)
                     if not seen.has(enrollment_id):
-                        stored = codec.decode(value.decode(), enrollment_id=enrollment_id)
+                        stored = self.decode(self._expand_raw(value), enrollment_id=enrollment_id)
                         if not stored.gone:
                             yield enrollment_id, stored
 
     async def stored(self) -> dict[str, str]:
-        """Every stored enrollment's encoded value (inspection and tests; reads everything)."""
+        """Every stored enrollment's value as `codec.encode` wrote it, names resolved
+        (inspection and tests; reads everything)."""
+        await self._layout()
         found: dict[str, str] = {}
         async for key in self._redis.scan_iter(match=keys.state_pattern(self._source)):
             entries: dict[bytes, bytes] = await self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "HGETALL", key, NEVER_DECODE=True
             )
-            found.update({buckets.unpack_id(f): v.decode() for f, v in entries.items()})
+            found.update(
+                (self._unpack(f), codec.expand_ids(self._expand_raw(v), self._names))
+                for f, v in entries.items()
+            )
         return found
 
+    def _compact(self, batch: Batch, value: str) -> bytes:
+        """`value` as Redis keeps it: names by index, one byte per character."""
+        value = codec.intern_ids(value, lambda name: self._intern(batch, name))
+        cut = codec.head_end(value)
+        if cut:
+            index = self._intern(batch, value[:cut])
+            if index is not None:
+                value = codec.head_ref(index) + value[cut:]
+        return value.encode("latin-1")
+
     def put(self, batch: Batch, enrollment_id: str, value: str) -> None:
+        """Stores `value` (from codec.encode) for the enrollment."""
         self._grow(batch)
         if self._legacy:
             batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
         bucket = self._place(enrollment_id)
         batch.hset_counted(
             self._key(bucket),
-            buckets.pack_id(enrollment_id),
-            value,
+            self._field(enrollment_id, batch),
+            self._compact(batch, value),
             counts=self._counts,
             group=buckets.group_of(bucket),
         )
@@ -424,7 +573,7 @@ class StateStore:
         bucket = self._place(enrollment_id)
         batch.hdel_counted(
             self._key(bucket),
-            buckets.pack_id(enrollment_id),
+            self._field(enrollment_id),
             counts=self._counts,
             group=buckets.group_of(bucket),
         )
@@ -452,6 +601,7 @@ class StateStore:
         old = await awaited(self._redis.hget(self._meta, "incarnation"))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._counts)
+            pipe.delete(self._names_key)
             pipe.delete(keys.quarantine(self._source))
             # What the source remembers (e.g. when it last listed archived sequences) goes too,
             # so the new baseline is a whole listing.

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
+from tests._text_format import text_value
 from tests.contract.provider_replyio import ReplyioHarness
 from tests.contract.providers import Sleeps
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
@@ -31,7 +32,8 @@ def now() -> datetime:
 
 
 async def rewrite_in_the_old_layout(store: Redis) -> None:
-    """What an earlier version left: plain ids in 16,384 fixed buckets, no counts, no layout."""
+    """What an earlier version left: plain ids in 16,384 fixed buckets, no counts, no layout,
+    text-format values."""
     stored = await StateStore(store, source=SOURCE).stored()
     async with store.pipeline(transaction=True) as pipe:
         async for key in store.scan_iter(match=keys.state_pattern(SOURCE)):
@@ -40,7 +42,10 @@ async def rewrite_in_the_old_layout(store: Redis) -> None:
         pipe.hdel(keys.meta(SOURCE), "buckets")
         for enrollment_id, value in stored.items():
             bucket = zlib.crc32(enrollment_id.encode()) % 16384
-            pipe.hset(f"seqwatch:{{{SOURCE}}}:state:{bucket}", enrollment_id, value)
+            old = text_value(
+                codec.decode(value, enrollment_id=enrollment_id), enrollment_id=enrollment_id
+            )
+            pipe.hset(f"seqwatch:{{{SOURCE}}}:state:{bucket}", enrollment_id, old)
         await pipe.execute()
 
 

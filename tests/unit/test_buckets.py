@@ -9,33 +9,52 @@ import pytest
 
 from worker import buckets
 
+IDS = [
+    "5000:10048271",
+    "42",
+    "0",
+    "007",
+    ":",
+    "1::2:",
+    "1" * 64,
+    "1" * 65,
+    "\uff11\uff12",  # full-width digits are not ASCII digits: stored as they are
+    "",
+    "seq:ünïcode",
+    "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "0F8FAD5B-D9CB-469F-A165-70867728950E",  # not canonical: stored as it is
+    "0f8fad5b-d9cb-469f-a165-70867728950e:7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "0f8fad5b-d9cb-469f-a165-70867728950e:not-a-uuid-but-thirty-six-chars-long",
+    "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+    "\xff\xfe",
+]
 
-@pytest.mark.parametrize(
-    "enrollment_id",
-    [
-        "5000:10048271",
-        "42",
-        "0",
-        "007",
-        ":",
-        "1::2:",
-        "1" * 64,
-        "1" * 65,
-        "\uff11\uff12",  # full-width digits are not ASCII digits: stored as they are
-        "",
-        "seq:ünïcode",
-        "0f8fad5b-d9cb-469f-a165-70867728950e",
-        "0F8FAD5B-D9CB-469F-A165-70867728950E",  # not canonical: stored as it is
-        "0f8fad5b-d9cb-469f-a165-70867728950e:7c9e6679-7425-40de-944b-e07fc1f90ae7",
-        "0f8fad5b-d9cb-469f-a165-70867728950e:not-a-uuid-but-thirty-six-chars-long",
-        "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
-        "\xff\xfe",
-    ],
-)
+
+@pytest.mark.parametrize("enrollment_id", IDS)
 def test_every_id_round_trips_through_its_field_name(enrollment_id: str) -> None:
     field = buckets.pack_id(enrollment_id)
     raw = field if isinstance(field, bytes) else field.encode()
     assert buckets.unpack_id(raw) == enrollment_id
+
+
+@pytest.mark.parametrize(
+    "enrollment_id",
+    [
+        *IDS,
+        "1" * 29,  # packs to 16 bytes: padded, so only a UUID is 16 bytes
+        "1" * 30,
+        "sixteen-chars-id",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+    ],
+)
+def test_every_id_round_trips_through_its_v2_field_and_only_a_uuid_is_16_bytes(
+    enrollment_id: str,
+) -> None:
+    field = buckets.pack_id_v2(enrollment_id)
+    raw = field if isinstance(field, bytes) else field.encode()
+    assert buckets.unpack_id_v2(raw) == enrollment_id
+    is_uuid = enrollment_id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # the canonical one
+    assert (len(raw) == 16) == is_uuid
 
 
 def test_uuid_ids_are_packed_to_raw_bytes() -> None:
@@ -44,6 +63,34 @@ def test_uuid_ids_are_packed_to_raw_bytes() -> None:
     assert len(buckets.pack_id(f"{one}:{two}")) == 33
     assert len(buckets.pack_id("5000:10048271")) == 8
     assert len(buckets.pack_id("40000123")) == 5
+
+
+@pytest.mark.parametrize("index", [0, 127, 128, 5000])
+def test_a_pair_whose_sequence_has_a_name_packs_to_the_name_and_the_contact(index: int) -> None:
+    sequence, contact = str(uuid.uuid4()), str(uuid.uuid4())
+    parts = buckets.pair_parts(f"{sequence}:{contact}")
+    assert parts is not None
+    assert parts[0] == sequence
+    field = buckets.pack_pair_ref(index, parts[1])
+    assert len(field) == (18 if index < 128 else 19)
+    assert buckets.unpack_id(field, {index: sequence}) == f"{sequence}:{contact}"
+    with pytest.raises(ValueError, match="names"):
+        buckets.unpack_id(field)
+    # Never the field of another id.
+    assert field not in {buckets.pack_id(f"{sequence}:{contact}"), buckets.pack_id(contact)}
+
+
+@pytest.mark.parametrize(
+    "enrollment_id",
+    [
+        "5000:10048271",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "0F8FAD5B-D9CB-469F-A165-70867728950E:7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "0f8fad5b-d9cb-469f-a165-70867728950e:not-a-uuid-but-thirty-six-chars-long",
+    ],
+)
+def test_only_canonical_uuid_pairs_have_pair_parts(enrollment_id: str) -> None:
+    assert buckets.pair_parts(enrollment_id) is None
 
 
 def test_growing_by_one_bucket_moves_ids_only_from_the_split_source_to_the_new_bucket() -> None:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from itertools import product
+from itertools import pairwise, product
 
 import pytest
 
-from worker.codec import SEP, Stored, decode, encode, encode_state, unchanged
+from worker.codec import (
+    SEP,
+    Stored,
+    decode,
+    encode,
+    encode_state,
+    encode_state_fields,
+    expand_ids,
+    head_end,
+    head_ref,
+    intern_ids,
+    read_head_ref,
+    same_state,
+    state_text,
+    unchanged,
+)
 from worker.enrollment import State, Status
 
 FLAGS = (None, False, True)
@@ -110,8 +125,7 @@ def test_ids_are_elided_only_when_derivable() -> None:
         sequence_id="100",
         contact_id="12345",
     )
-    assert "12345" not in derivable
-    assert derivable.count(SEP) == 4
+    assert derivable == encode_state(REPLY_STATE) + "\x00"  # the state and an empty history
 
     kept = encode(
         REPLY_STATE,
@@ -119,8 +133,10 @@ def test_ids_are_elided_only_when_derivable() -> None:
         sequence_id=SEQ_UUID,
         contact_id=PERSON_UUID,
     )
-    assert kept.split(SEP)[-2:] == [SEQ_UUID, PERSON_UUID]
-    assert ENROLL_UUID not in kept  # the key already holds it
+    # Both UUIDs in 16 bytes and a tag each; the enrollment id is not repeated (the field).
+    assert len(kept) == len(derivable) + 2 * 17
+    assert bytes.fromhex(PERSON_UUID.replace("-", "")).decode("latin-1") in kept
+    assert bytes.fromhex(ENROLL_UUID.replace("-", "")).decode("latin-1") not in kept
 
 
 def test_same_state_same_string() -> None:
@@ -133,8 +149,10 @@ def test_history_and_ids_do_not_affect_encode_state() -> None:
     one = encode(REPLY_STATE, rev=1, enrollment_id="1:2", sequence_id="1", contact_id="2")
     two = encode(REPLY_STATE, rev=2, enrollment_id="1:2", sequence_id="1", contact_id="2")
     assert one != two
-    assert one.startswith(encode_state(REPLY_STATE) + SEP)
-    assert two.startswith(encode_state(REPLY_STATE) + SEP)
+    assert one.startswith(encode_state(REPLY_STATE))
+    assert two.startswith(encode_state(REPLY_STATE))
+    assert unchanged(one, encode_state(REPLY_STATE))
+    assert unchanged(two, encode_state(REPLY_STATE))
 
 
 def test_every_distinct_state_has_a_distinct_encoding() -> None:
@@ -175,8 +193,39 @@ def test_any_watched_field_change_changes_the_string(changed: State) -> None:
     assert encode_state(changed) != encode_state(BASE)
 
 
-def test_separator_inside_values_cannot_shift_fields() -> None:
-    """The separator is replaced (by a space) rather than corrupting later fields."""
+def test_no_state_key_is_a_prefix_of_another() -> None:
+    """`unchanged` compares a stored value's start with a key: a key that began another one
+    would make a changed state look unchanged."""
+    keys = sorted({encode_state(s) for s in [*STATES, *(c for _, c in CHANGES)]})
+    for shorter, longer in pairwise(keys):
+        assert not longer.startswith(shorter)
+
+
+@pytest.mark.parametrize("state", [*STATES[::7], *(c for _, c in CHANGES)])
+def test_encode_state_fields_is_encode_state(state: State) -> None:
+    assert encode_state_fields(
+        state.status, state.raw_status, state.step, state.step_id,
+        state.replied, state.bounced, state.opted_out, state.reason,
+    ) == encode_state(state)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        State(status=Status.ACTIVE, raw_status="Active", step=-3),
+        State(status=Status.ACTIVE, raw_status="Active", step=10**12),
+        State(status=Status.ACTIVE, raw_status="x" * 300, step_id="7" * 40),
+        State(status=Status.ACTIVE, raw_status="a", step_id="00012"),  # not canonical: text
+        State(status=Status.ACTIVE, raw_status="a", step_id="8276E83F-21B1-4F16-B3A3-1A1A7C8E46F1"),
+        State(status=Status.ACTIVE, raw_status="", step_id="", reason=""),
+    ],
+)
+def test_unusual_values_roundtrip_exactly(state: State) -> None:
+    assert roundtrip(state).state == state
+
+
+def test_separators_inside_values_survive() -> None:
+    """Lengths, not separators, delimit values: they come back exactly."""
     state = State(
         status=Status.PAUSED,
         raw_status=f"Out{SEP}Of{SEP}Office",
@@ -192,11 +241,7 @@ def test_separator_inside_values_cannot_shift_fields() -> None:
         sequence_id=f"seq{SEP}1",
         contact_id=f"con{SEP}2",
     )
-    assert stored == Stored(
-        state=replace(state, raw_status="Out Of Office", step_id="st ep"),
-        sequence_id="seq 1",
-        contact_id="con 2",
-    )
+    assert stored == Stored(state=state, sequence_id=f"seq{SEP}1", contact_id=f"con{SEP}2")
 
 
 def test_unicode_values_roundtrip() -> None:
@@ -211,7 +256,7 @@ def test_typical_replyio_state_is_small() -> None:
         sequence_id="100",
         contact_id="12345",
     )
-    assert len(value.encode()) < 40
+    assert len(value) <= 6  # one byte per character
 
 
 def test_typical_unify_state_adds_only_its_ids() -> None:
@@ -228,7 +273,7 @@ def test_typical_unify_state_adds_only_its_ids() -> None:
         sequence_id=SEQ_UUID,
         contact_id=PERSON_UUID,
     )
-    assert len(value.encode()) < 40 + len(SEQ_UUID) + len(PERSON_UUID)
+    assert len(value) <= 4 + 17 + 17
 
 
 @pytest.mark.parametrize("reason", [None, "", "manual", "unsubscribed\x1etricky\x1fvalue"])
@@ -236,8 +281,7 @@ def test_reason_survives_the_round_trip_and_counts_as_a_change(reason: str | Non
     state = State(status=Status.FINISHED, raw_status="finished", step=2, reason=reason)
     value = encode(state, enrollment_id="9", sequence_id="1", contact_id="2")
     back = decode(value, enrollment_id="9").state
-    expected = None if reason is None else reason.replace("\x1e", " ").replace("\x1f", " ")
-    assert back.reason == expected
+    assert back.reason == reason
     assert back.raw_status == "finished"
     assert encode_state(state) != encode_state(State(status=Status.FINISHED, raw_status="x"))
     if reason is not None:
@@ -268,12 +312,12 @@ def test_birth_and_revision_roundtrip(life: int, rev: int) -> None:
     back = decode(value, enrollment_id="100:12345")
     assert (back.life, back.rev) == (life, rev)
     assert back.state == REPLY_STATE
-    assert value.startswith(encode_state(REPLY_STATE) + SEP)  # the diff's view is unchanged
+    assert unchanged(value, encode_state(REPLY_STATE))  # the diff's view is unchanged
 
 
-def test_a_record_that_never_changed_costs_one_separator() -> None:
+def test_a_record_that_never_changed_costs_one_byte() -> None:
     fresh = encode(REPLY_STATE, enrollment_id="100:12345", sequence_id="100", contact_id="12345")
-    assert fresh == encode_state(REPLY_STATE) + SEP
+    assert fresh == encode_state(REPLY_STATE) + "\x00"
     back = decode(fresh, enrollment_id="100:12345")
     assert (back.life, back.rev, back.missed) == (0, 0, False)
 
@@ -325,3 +369,119 @@ def test_marks_the_state_already_shows_are_not_stored() -> None:
         high_step=4, fired=frozenset({"replied"}),
     )  # fmt: skip
     assert value == encode(state, enrollment_id="9", sequence_id="1", contact_id="2")
+
+
+# Values written by the text format (main before the binary one), with what they hold.
+OLD_VALUES = [
+    (
+        "annf\x1f2\x1f\x1fActive\x1f",
+        "100:12345",
+        Stored(state=REPLY_STATE, sequence_id="100", contact_id="12345"),
+    ),
+    (
+        "stfn\x1f3\x1fétape-1\x1fPausé ⏸\x1f2.5.h4.fb",
+        "7:a:b",
+        Stored(
+            state=State(
+                status=Status.PAUSED, raw_status="Pausé ⏸", step=3, step_id="étape-1",
+                replied=True, bounced=False,
+            ),
+            sequence_id="7", contact_id="a:b", life=2, rev=5, high_step=4,
+            fired=frozenset({"bounced"}),
+        ),
+    ),
+    (
+        f"afff\x1f\x1f\x1fIN_PROGRESS\x1f0.0.m\x1f{SEQ_UUID}\x1f{PERSON_UUID}",
+        ENROLL_UUID,
+        Stored(
+            state=State(
+                status=Status.ACTIVE, raw_status="IN_PROGRESS", replied=False, bounced=False,
+                opted_out=False,
+            ),
+            sequence_id=SEQ_UUID, contact_id=PERSON_UUID, missed=1,
+        ),
+    ),
+    (
+        "fnnn\x1f2\x1f\x1ffinished\x1emanual\x1f1.3.m2\x1f21124\x1f1988695232\x1flead",
+        "92593",
+        Stored(
+            state=State(status=Status.FINISHED, raw_status="finished", step=2, reason="manual"),
+            sequence_id="21124", contact_id="1988695232", contact_type="lead", life=1, rev=3,
+            missed=2,
+        ),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "enrollment_id", "expected"), OLD_VALUES)
+def test_text_format_values_still_decode(old: str, enrollment_id: str, expected: Stored) -> None:
+    assert decode(old, enrollment_id=enrollment_id) == expected
+    # As the store reads them: one character per byte.
+    as_read = old.encode().decode("latin-1")
+    assert decode(as_read, enrollment_id=enrollment_id) == expected
+    # Never taken for an unchanged new-format value, even for the very same state...
+    assert not unchanged(as_read, encode_state(expected.state))
+    # ...and event change keys still hash the text form of the state.
+    assert old.startswith(state_text(expected.state) + SEP)
+
+
+def test_interned_ids_need_and_use_the_names() -> None:
+    value = encode(
+        REPLY_STATE, enrollment_id="92593", sequence_id=SEQ_UUID, contact_id="1988695232",
+        contact_type="lead", life=1, rev=2,
+    )  # fmt: skip
+    names: dict[int, str] = {}
+
+    def intern(name: str) -> int:
+        names.setdefault(len(names) + 300 if name == "lead" else len(names), name)
+        return next(i for i, n in names.items() if n == name)
+
+    packed = intern_ids(value, intern)
+    assert set(names.values()) == {SEQ_UUID, "lead"}  # the contact id is never interned
+    assert len(packed) < len(value) - 16
+    assert expand_ids(packed, names) == value
+    assert decode(packed, enrollment_id="92593", names=names) == decode(
+        value, enrollment_id="92593"
+    )
+    with pytest.raises(ValueError, match="dictionary"):
+        decode(packed, enrollment_id="92593")
+    assert intern_ids("afff\x1f2\x1f\x1fActive\x1f", intern) == "afff\x1f2\x1f\x1fActive\x1f"
+
+
+@pytest.mark.parametrize("index", [0, 31, 32, 62, 63, 200, 100_000])
+@pytest.mark.parametrize(
+    ("sequence_id", "contact_id", "rev"),
+    [("100", "12345", 0), (SEQ_UUID, PERSON_UUID, 0), (SEQ_UUID, PERSON_UUID, 3), (None, None, 0)],
+)
+def test_a_value_split_at_its_head_comes_back_whole(
+    index: int, sequence_id: str | None, contact_id: str | None, rev: int
+) -> None:
+    value = encode(
+        REPLY_STATE, enrollment_id="100:12345", sequence_id=sequence_id,
+        contact_id=contact_id, rev=rev,
+    )  # fmt: skip
+    cut = head_end(value)
+    assert value[:cut].startswith(encode_state(REPLY_STATE))
+    if rev:
+        assert cut == len(encode_state(REPLY_STATE))  # numbers are not shared
+    stored = head_ref(index) + value[cut:]
+    found = read_head_ref(stored)
+    assert found is not None
+    assert found[0] == index
+    assert value[:cut] + stored[found[1] :] == value
+    assert read_head_ref(value) is None  # a whole value is never taken for a reference
+    assert head_end("afff\x1f2\x1f\x1fActive\x1f") == 0
+
+
+@pytest.mark.parametrize(("old", "enrollment_id", "expected"), OLD_VALUES)
+def test_a_text_format_value_holds_the_same_state_unless_a_tombstone(
+    old: str, enrollment_id: str, expected: Stored
+) -> None:
+    as_read = old.encode().decode("latin-1")
+    assert same_state(as_read, encode_state(expected.state))
+    assert not same_state(as_read, encode_state(replace(expected.state, step=99)))
+    tomb = as_read.replace(".m", ".g") if ".m" in as_read else None
+    if tomb is not None:
+        assert not same_state(tomb, encode_state(expected.state))
+    new = encode(expected.state, enrollment_id="1:2", sequence_id="1", contact_id="2", missed=1)
+    assert same_state(new, encode_state(expected.state)) is False  # as `unchanged` says
