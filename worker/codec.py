@@ -70,15 +70,36 @@ def _clean(value: str | None) -> str:
 
 def encode_state(state: State) -> str:
     """The history-free part: equal strings mean nothing the diff watches has changed."""
-    flags = _FLAG[state.replied] + _FLAG[state.bounced] + _FLAG[state.opted_out]
-    step = "" if state.step is None else str(state.step)
+    return encode_state_fields(
+        state.status,
+        state.raw_status,
+        state.step,
+        state.step_id,
+        state.replied,
+        state.bounced,
+        state.opted_out,
+        state.reason,
+    )
+
+
+def encode_state_fields(
+    status: Status,
+    raw_status: str,
+    step: int | None,
+    step_id: str | None,
+    replied: bool | None,
+    bounced: bool | None,
+    opted_out: bool | None,
+    reason: str | None,
+) -> str:
+    """`encode_state` from a State's fields, in its field order: an unchanged record is
+    recognised without building the State (worker/normalize: `peek`)."""
     return SEP.join(
         (
-            _STATUS_TO_CODE[state.status] + flags,
-            step,
-            _clean(state.step_id),
-            _clean(state.raw_status)
-            + ("" if state.reason is None else REASON_SEP + _clean(state.reason)),
+            _STATUS_TO_CODE[status] + _FLAG[replied] + _FLAG[bounced] + _FLAG[opted_out],
+            "" if step is None else str(step),
+            _clean(step_id),
+            _clean(raw_status) + ("" if reason is None else REASON_SEP + _clean(reason)),
         )
     )
 

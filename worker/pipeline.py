@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -121,7 +122,8 @@ class _Poll:
         self.now = now
         self.store = StateStore(redis, source=runtime.name)
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
-        self.watermark: str | None = None
+        self.watermark: str | None = None  # the newest updated_at seen, and its moment
+        self._newest: datetime | None = None
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
@@ -178,39 +180,82 @@ class _Poll:
         self.result.event_ids.append(event.id)
         self.result.by_type[event.type.value] += 1
 
-    def _normalize(self, page: RawPage) -> dict[str, Enrollment]:
-        """The page's enrollments; records that fail are quarantined (SPEC §5), not fatal."""
-        current: dict[str, Enrollment] = {}
+    def _normalize(self, record: Mapping[str, Any], page: RawPage) -> Enrollment | None:
+        """The record's enrollment; one that fails is quarantined (SPEC §5), not fatal."""
+        try:
+            return self.rt.normalize(record, page=page)
+        except RecordError as exc:
+            self.quarantine.add(exc, where=page.where)
+            if exc.enrollment_id is not None and self.seen is not None:
+                self.seen.add(exc.enrollment_id)  # seen: never swept as absent
+            return None
+
+    def _saw(self, updated_at: str | None) -> None:
+        if updated_at is None:
+            return
+        moment = datetime.fromisoformat(updated_at)
+        if self._newest is None or moment > self._newest:
+            self._newest, self.watermark = moment, updated_at
+
+    def _read(self, page: RawPage) -> tuple[dict[str, str], dict[str, _Found]]:
+        """The page's readable enrollments: id -> encoded state, and id -> its Enrollment or,
+        where the provider's `peek` read the record, the record itself (normalized only if it
+        changed: most records of a re-poll never build an Enrollment)."""
+        peek = self.rt.normalize.peek
+        states: dict[str, str] = {}
+        found: dict[str, _Found] = {}
+        encode = codec.encode_state_fields
         for record in page.records:
-            try:
-                enrollment = self.rt.normalize(record, page=page)
-            except RecordError as exc:
-                self.quarantine.add(exc, where=page.where)
-                if exc.enrollment_id is not None and self.seen is not None:
-                    self.seen.add(exc.enrollment_id)  # seen: never swept as absent
-                continue
-            current[enrollment.enrollment_id] = enrollment
+            if peek is not None:
+                try:
+                    enrollment_id, updated_at, fields = peek(record, page=page)
+                except Exception:  # noqa: S110 (anything odd: the full path decides)
+                    pass
+                else:
+                    states[enrollment_id] = encode(*fields)
+                    found[enrollment_id] = record
+                    self._saw(updated_at)
+                    continue
+            enrollment = self._normalize(record, page)
+            if enrollment is not None:
+                states[enrollment.enrollment_id] = codec.encode_state(enrollment.state)
+                found[enrollment.enrollment_id] = enrollment
+                self._saw(enrollment.updated_at)
+        return states, found
+
+    def _changed(
+        self, page: RawPage, changed: Mapping[str, str | None], found: dict[str, _Found]
+    ) -> dict[str, Enrollment]:
+        """The changed enrollments, normalized in full now."""
+        current: dict[str, Enrollment] = {}
+        for enrollment_id in changed:
+            item = found[enrollment_id]
+            enrollment = item if isinstance(item, Enrollment) else self._normalize(item, page)
+            if enrollment is not None:
+                current[enrollment_id] = enrollment
         return current
 
     async def page(self, page: RawPage) -> None:
-        current = self._normalize(page)
-        stored = await self.store.load(current)
+        states, found = self._read(page)
+        stored = await self.store.changed(states, seen=self.seen)
+        current = self._changed(page, stored, found)
+        for enrollment_id in stored.keys() - current.keys():
+            del states[enrollment_id]  # `peek` read it, the full normalizer quarantined it
         if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
             current = await with_contacts(
-                self.redis, self.rt.source, name=self.rt.name, current=current, stored=stored
+                self.redis,
+                self.rt.source,
+                name=self.rt.name,
+                current=current,
+                stored={i: value for i, value in stored.items() if value is not None},
             )
         batch = Batch()
-        self.quarantine.settle(batch, normalized=current)
+        self.quarantine.settle(batch, normalized=states)
         events_before = self.result.events
         new = revived = 0
         for enrollment_id, enrollment in current.items():
-            if self.seen is not None:
-                self.seen.add(enrollment_id)
-            self.watermark = _later(self.watermark, enrollment.updated_at)
-            after = codec.encode_state(enrollment.state)
-            value = stored.get(enrollment_id)
-            if value is not None and codec.unchanged(value, after):
-                continue  # the common case: no decode, no write
+            after = states[enrollment_id]
+            value = stored[enrollment_id]
             known = codec.decode(value, enrollment_id=enrollment_id) if value else None
             life = _life(known, enrollment.state)
             new += known is None or known.gone
@@ -258,7 +303,7 @@ class _Poll:
         if len(batch):
             await self.commit(batch)
         self.result.pages += 1
-        self.result.enrollments += len(current)
+        self.result.enrollments += len(states)
         self.result.listed += len(page.records)
 
     async def finish(self, *, full: bool, started_at: float) -> None:
@@ -384,6 +429,10 @@ class _Poll:
             details={"absent": absent, "tracked": tracked, "listed": self.result.listed},
         )
         self.result.deliveries += notices.add(batch, notice, routes=self.routes)
+
+
+# A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
+_Found = Mapping[str, Any] | Enrollment
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import zlib
 from array import array
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import cast
@@ -72,8 +72,11 @@ class SeenIds:
         self._hashes: dict[int, array[int]] = {}
 
     def add(self, enrollment_id: str) -> None:
-        # buckets.hash_of, inlined: called for every enrollment of a complete listing.
-        slot = zlib.crc32(enrollment_id.encode()) & _SLOT_MASK
+        self.hashed(zlib.crc32(enrollment_id.encode()), enrollment_id)
+
+    def hashed(self, crc: int, enrollment_id: str) -> None:
+        """`add`, given the id's buckets.hash_of (the store computes it anyway)."""
+        slot = crc & _SLOT_MASK
         hashes = self._hashes.get(slot)
         if hashes is None:
             hashes = self._hashes[slot] = array("q")
@@ -178,6 +181,28 @@ class StateStore:
         Only when the page would outgrow the buckets does a second round trip read the buckets
         to split; their moves are written first by the next commit (see `_grow`).
         """
+        return {
+            enrollment_id: value
+            async for enrollment_id, value in self._values(enrollment_ids, None)
+            if value is not None
+        }
+
+    async def changed(
+        self, current: Mapping[str, str], *, seen: SeenIds | None = None
+    ) -> dict[str, str | None]:
+        """What a page changed: of `current` (enrollment id -> its codec.encode_state), those
+        whose stored state differs, with their stored value (None: not stored). All of them
+        are added to `seen` on the way (one hash of each id for both)."""
+        unchanged = codec.unchanged
+        return {
+            enrollment_id: value
+            async for enrollment_id, value in self._values(current, seen)
+            if value is None or not unchanged(value, current[enrollment_id])
+        }
+
+    async def _values(
+        self, enrollment_ids: Iterable[str], seen: SeenIds | None
+    ) -> AsyncIterator[tuple[str, str | None]]:
         if self._bucket_count is None:
             self._bucket_count, self._tracked = await self._layout()
         self._growth = None
@@ -186,9 +211,13 @@ class StateStore:
         high = 1 << (bucket_count - 1).bit_length()
         mask, half = high - 1, high >> 1
         crc32 = zlib.crc32
+        hashed = seen.hashed if seen is not None else None
         by_bucket: dict[int, list[str]] = {}
         for enrollment_id in enrollment_ids:
-            bucket = crc32(enrollment_id.encode()) & mask
+            crc = crc32(enrollment_id.encode())
+            if hashed is not None:
+                hashed(crc, enrollment_id)
+            bucket = crc & mask
             if bucket >= bucket_count:
                 bucket -= half
             members = by_bucket.get(bucket)
@@ -197,7 +226,7 @@ class StateStore:
             else:
                 members.append(enrollment_id)
         if not by_bucket:
-            return {}
+            return
         prefix = self._key_prefix
         names: list[str] = []
         args: list[str | bytes | int] = []
@@ -206,21 +235,23 @@ class StateStore:
             names.append(f"{prefix}{bucket}")
             args.append(len(members))
             args += map(pack, members)
-        values = iter(await self._read(names, args))
-        found = {
-            enrollment_id: value
-            for members in by_bucket.values()
-            for enrollment_id, value in zip(members, values, strict=False)
-            if value is not None
-        }
+        values = await self._read(names, args)
         position = len(args) - len(names)
         self._carried = {}
-        if self._legacy and len(found) < position:
-            missing = (i for members in by_bucket.values() for i in members if i not in found)
+        if self._legacy and None in values:
+            ids = [i for members in by_bucket.values() for i in members]
+            missing = (i for i, value in zip(ids, values, strict=True) if value is None)
             self._carried = await legacy_state.find(self._redis, self._source, missing)
-            found.update(self._carried)
-        await self._plan_growth(new=position - len(found))
-        return found
+            values = [
+                self._carried.get(i, v) if v is None else v
+                for i, v in zip(ids, values, strict=True)
+            ]
+        found = position - values.count(None)
+        await self._plan_growth(new=position - found)
+        flat = iter(values)
+        for members in by_bucket.values():
+            for enrollment_id in members:
+                yield enrollment_id, next(flat)
 
     async def _plan_growth(self, *, new: int) -> None:
         """Splits that keep every bucket small even if all of `new` get stored: their source

@@ -21,6 +21,7 @@ state keeps `reason = "AutoReplied"` so it stays visible.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
@@ -44,6 +45,7 @@ AUTO_REPLY_SUB_STATUS = "autoreplied"
 AUTO_REPLY_REASON = "AutoReplied"
 
 
+@lru_cache(maxsize=512)  # a handful of statuses, met on every record
 def _key(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum())
 
@@ -84,6 +86,74 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
             company=fields.optional_text(record, "company"),
         ),
         state=state,
+    )
+
+
+class _Odd(Exception):
+    """A value `peek` does not read plainly: the full normalizer decides about the record."""
+
+
+def _plain_id(value: Any) -> str:
+    """fields.required_id for the plain cases (int, non-empty str)."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str and value:
+        return value  # type: ignore[no-any-return]
+    raise _Odd
+
+
+_CONTACT_FIELDS = ("email", "firstName", "lastName", "company")
+
+
+def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
+    """What `normalize` would say about the record's id and state (worker/normalize)."""
+    contact_id = _plain_id(record["contactId"])
+    sequence_id = (
+        _plain_id(record["sequenceId"]) if "sequenceId" in record else page.sequence.id  # type: ignore[union-attr]
+    )
+    get = record.get
+    for name in _CONTACT_FIELDS:  # checked as normalize checks them: optional strings
+        value = get(name)
+        if value is not None and type(value) is not str:
+            raise _Odd
+    raw_status = get("status")
+    if type(raw_status) is not str:  # v3 or the extended state: one State, no more
+        if isinstance(raw_status, Mapping):
+            state = _extended_state(record)
+        elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+            state = _v3_state(record)
+        else:
+            raise _Odd
+        return f"{sequence_id}:{contact_id}", None, fields.state_fields(state)
+    if page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+        raise _Odd
+    step = get("currentStep")
+    opted_out = get("isOptedOut")
+    sub_status = get("subStatus")
+    if (
+        (step is not None and type(step) is not int)
+        or (opted_out is not None and opted_out is not True and opted_out is not False)
+        or (sub_status is not None and type(sub_status) is not str)
+    ):
+        raise _Odd
+    key = _key(raw_status)
+    auto = key in AUTO_REPLY_STATUSES or (
+        sub_status is not None and _key(sub_status) == AUTO_REPLY_SUB_STATUS
+    )
+    return (
+        f"{sequence_id}:{contact_id}",
+        None,
+        (
+            STATUS_TABLE.get(key, UNKNOWN_STATUS),
+            raw_status,
+            step,
+            None,
+            None,
+            None,
+            opted_out,
+            AUTO_REPLY_REASON if auto else None,
+        ),
     )
 
 
