@@ -19,7 +19,7 @@ from worker.continuity import SourceMemory
 from worker.diff import Marks, transitions
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.events import Event, EventType, HealthType, event_id
-from worker.normalize import Normalizer
+from worker.normalize import Normalizer, StateFields
 from worker.normalize.fields import RecordError
 from worker.outbox import Route, enqueue
 from worker.quarantine import Quarantine
@@ -124,6 +124,7 @@ class _Poll:
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
         self.watermark: str | None = None  # the newest updated_at seen, and its moment
         self._newest: datetime | None = None
+        self._keys: dict[StateFields, str] = {}  # state fields -> codec.encode_state_fields
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
@@ -191,6 +192,7 @@ class _Poll:
             return None
 
     def _saw(self, updated_at: str | None) -> None:
+        """Keeps the newest updated_at (incremental listings start from it)."""
         if updated_at is None:
             return
         moment = datetime.fromisoformat(updated_at)
@@ -204,7 +206,7 @@ class _Poll:
         peek = self.rt.normalize.peek
         states: dict[str, str] = {}
         found: dict[str, _Found] = {}
-        encode = codec.encode_state_fields
+        keys = self._keys
         for record in page.records:
             if peek is not None:
                 try:
@@ -212,9 +214,16 @@ class _Poll:
                 except Exception:  # noqa: S110 (anything odd: the full path decides)
                     pass
                 else:
-                    states[enrollment_id] = encode(*fields)
+                    # A source has few distinct states: each is encoded once per poll.
+                    key = keys.get(fields)
+                    if key is None:
+                        key = codec.encode_state_fields(*fields)
+                        if len(keys) < _KEYS_KEPT:
+                            keys[fields] = key
+                    states[enrollment_id] = key
                     found[enrollment_id] = record
-                    self._saw(updated_at)
+                    if updated_at is not None:
+                        self._saw(updated_at)
                     continue
             enrollment = self._normalize(record, page)
             if enrollment is not None:
@@ -431,6 +440,7 @@ class _Poll:
         self.result.deliveries += notices.add(batch, notice, routes=self.routes)
 
 
+_KEYS_KEPT = 4096
 # A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
 _Found = Mapping[str, Any] | Enrollment
 

@@ -181,11 +181,8 @@ class StateStore:
         Only when the page would outgrow the buckets does a second round trip read the buckets
         to split; their moves are written first by the next commit (see `_grow`).
         """
-        return {
-            enrollment_id: value
-            async for enrollment_id, value in self._values(enrollment_ids, None)
-            if value is not None
-        }
+        ids, values = await self._values(enrollment_ids, None)
+        return {i: value for i, value in zip(ids, values, strict=True) if value is not None}
 
     async def changed(
         self, current: Mapping[str, str], *, seen: SeenIds | None = None
@@ -193,16 +190,18 @@ class StateStore:
         """What a page changed: of `current` (enrollment id -> its codec.encode_state), those
         whose stored state differs, with their stored value (None: not stored). All of them
         are added to `seen` on the way (one hash of each id for both)."""
+        ids, values = await self._values(current, seen)
         unchanged = codec.unchanged
         return {
             enrollment_id: value
-            async for enrollment_id, value in self._values(current, seen)
+            for enrollment_id, value in zip(ids, values, strict=True)
             if value is None or not unchanged(value, current[enrollment_id])
         }
 
     async def _values(
         self, enrollment_ids: Iterable[str], seen: SeenIds | None
-    ) -> AsyncIterator[tuple[str, str | None]]:
+    ) -> tuple[list[str], list[str | None]]:
+        """The ids grouped by bucket, and their stored values in the same order."""
         if self._bucket_count is None:
             self._bucket_count, self._tracked = await self._layout()
         self._growth = None
@@ -211,12 +210,16 @@ class StateStore:
         high = 1 << (bucket_count - 1).bit_length()
         mask, half = high - 1, high >> 1
         crc32 = zlib.crc32
-        hashed = seen.hashed if seen is not None else None
+        # SeenIds.hashed, inlined: the seen set is kept by the same hash.
+        slots = seen._hashes if seen is not None else None
         by_bucket: dict[int, list[str]] = {}
         for enrollment_id in enrollment_ids:
             crc = crc32(enrollment_id.encode())
-            if hashed is not None:
-                hashed(crc, enrollment_id)
+            if slots is not None:
+                hashes = slots.get(crc & _SLOT_MASK)
+                if hashes is None:
+                    hashes = slots[crc & _SLOT_MASK] = array("q")
+                hashes.append(hash(enrollment_id))
             bucket = crc & mask
             if bucket >= bucket_count:
                 bucket -= half
@@ -226,7 +229,7 @@ class StateStore:
             else:
                 members.append(enrollment_id)
         if not by_bucket:
-            return
+            return [], []
         prefix = self._key_prefix
         names: list[str] = []
         args: list[str | bytes | int] = []
@@ -236,22 +239,15 @@ class StateStore:
             args.append(len(members))
             args += map(pack, members)
         values = await self._read(names, args)
-        position = len(args) - len(names)
+        ids = [i for members in by_bucket.values() for i in members]
         self._carried = {}
         if self._legacy and None in values:
-            ids = [i for members in by_bucket.values() for i in members]
             missing = (i for i, value in zip(ids, values, strict=True) if value is None)
             self._carried = await legacy_state.find(self._redis, self._source, missing)
-            values = [
-                self._carried.get(i, v) if v is None else v
-                for i, v in zip(ids, values, strict=True)
-            ]
-        found = position - values.count(None)
-        await self._plan_growth(new=position - found)
-        flat = iter(values)
-        for members in by_bucket.values():
-            for enrollment_id in members:
-                yield enrollment_id, next(flat)
+            carried = self._carried.get
+            values = [carried(i) if v is None else v for i, v in zip(ids, values, strict=True)]
+        await self._plan_growth(new=values.count(None))
+        return ids, values
 
     async def _plan_growth(self, *, new: int) -> None:
         """Splits that keep every bucket small even if all of `new` get stored: their source

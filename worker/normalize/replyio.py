@@ -67,12 +67,7 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
 @fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     sequence_id, contact_id = _ids(record, page)
-    if isinstance(record.get("status"), Mapping):
-        state = _extended_state(record)
-    elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:
-        state = _v3_state(record)
-    else:
-        state = _v4_state(record)
+    state = _state(record, page)
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
@@ -103,58 +98,66 @@ def _plain_id(value: Any) -> str:
     raise _Odd
 
 
-_CONTACT_FIELDS = ("email", "firstName", "lastName", "company")
+# (status, subStatus) -> (normalized status, reason): a handful of pairs, met on every record.
+_MEANINGS: dict[tuple[str, str | None], tuple[Status, str | None]] = {}
+_MEANINGS_MAX = 1024
+
+
+def _meaning(raw_status: str, sub_status: str | None) -> tuple[Status, str | None]:
+    key = _key(raw_status)
+    auto = key in AUTO_REPLY_STATUSES or (
+        sub_status is not None and _key(sub_status) == AUTO_REPLY_SUB_STATUS
+    )
+    meaning = (STATUS_TABLE.get(key, UNKNOWN_STATUS), AUTO_REPLY_REASON if auto else None)
+    if len(_MEANINGS) < _MEANINGS_MAX:
+        _MEANINGS[raw_status, sub_status] = meaning
+    return meaning
 
 
 def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
-    """What `normalize` would say about the record's id and state (worker/normalize)."""
+    """What `normalize` would say about the record's id and state (worker/normalize).
+    Written for speed: it runs for every record of every poll."""
+    get = record.get
+    # The contact fields `normalize` checks (optional strings), so a record read here is one
+    # it would not quarantine.
+    email, first, last, company = get("email"), get("firstName"), get("lastName"), get("company")
+    if (
+        (email is not None and type(email) is not str)
+        or (first is not None and type(first) is not str)
+        or (last is not None and type(last) is not str)
+        or (company is not None and type(company) is not str)
+    ):
+        raise _Odd
     contact_id = _plain_id(record["contactId"])
     sequence_id = (
         _plain_id(record["sequenceId"]) if "sequenceId" in record else page.sequence.id  # type: ignore[union-attr]
     )
-    get = record.get
-    for name in _CONTACT_FIELDS:  # checked as normalize checks them: optional strings
-        value = get(name)
-        if value is not None and type(value) is not str:
-            raise _Odd
     raw_status = get("status")
-    if type(raw_status) is not str:  # v3 or the extended state: one State, no more
-        if isinstance(raw_status, Mapping):
-            state = _extended_state(record)
-        elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:
-            state = _v3_state(record)
-        else:
-            raise _Odd
-        return f"{sequence_id}:{contact_id}", None, fields.state_fields(state)
-    if page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+    if type(raw_status) is not str or "statusInSequence" in record:  # v3 or extended state
+        return f"{sequence_id}:{contact_id}", None, fields.state_fields(_state(record, page))
+    if page.extra.get("api_version") == "v3":
         raise _Odd
-    step = get("currentStep")
-    opted_out = get("isOptedOut")
-    sub_status = get("subStatus")
+    step, opted_out, sub_status = get("currentStep"), get("isOptedOut"), get("subStatus")
     if (
         (step is not None and type(step) is not int)
         or (opted_out is not None and opted_out is not True and opted_out is not False)
         or (sub_status is not None and type(sub_status) is not str)
     ):
         raise _Odd
-    key = _key(raw_status)
-    auto = key in AUTO_REPLY_STATUSES or (
-        sub_status is not None and _key(sub_status) == AUTO_REPLY_SUB_STATUS
-    )
+    status, reason = _MEANINGS.get((raw_status, sub_status)) or _meaning(raw_status, sub_status)
     return (
         f"{sequence_id}:{contact_id}",
         None,
-        (
-            STATUS_TABLE.get(key, UNKNOWN_STATUS),
-            raw_status,
-            step,
-            None,
-            None,
-            None,
-            opted_out,
-            AUTO_REPLY_REASON if auto else None,
-        ),
+        (status, raw_status, step, None, None, None, opted_out, reason),
     )
+
+
+def _state(record: Mapping[str, Any], page: RawPage) -> State:
+    if isinstance(record.get("status"), Mapping):
+        return _extended_state(record)
+    if page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+        return _v3_state(record)
+    return _v4_state(record)
 
 
 def _auto_replied(raw_status: str, record: Mapping[str, Any]) -> bool:
