@@ -44,6 +44,7 @@ _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest
 # most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
 SLOT_BITS = 16
 _SLOT_MASK = (1 << SLOT_BITS) - 1
+_SAME_KEPT = 4096
 
 
 def new_incarnation() -> str:
@@ -132,6 +133,7 @@ class StateStore:
         self._legacy = False
         self._carried: dict[str, str] = {}  # met by the last load, moved by the next commit
         self._legacy_done = False
+        self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
 
     @property
     def source(self) -> str:
@@ -191,12 +193,22 @@ class StateStore:
         whose stored state differs, with their stored value (None: not stored). All of them
         are added to `seen` on the way (one hash of each id for both)."""
         ids, values = await self._values(current, seen)
-        unchanged = codec.unchanged
-        return {
-            enrollment_id: value
-            for enrollment_id, value in zip(ids, values, strict=True)
-            if value is None or not unchanged(value, current[enrollment_id])
-        }
+        # codec.unchanged, remembered: a re-poll meets the same few (value, state) pairs.
+        same = self._same
+        out: dict[str, str | None] = {}
+        for enrollment_id, value in zip(ids, values, strict=True):
+            if value is None:
+                out[enrollment_id] = None
+                continue
+            pair = (value, current[enrollment_id])
+            unchanged = same.get(pair)
+            if unchanged is None:
+                unchanged = codec.unchanged(*pair)
+                if len(same) < _SAME_KEPT:
+                    same[pair] = unchanged
+            if not unchanged:
+                out[enrollment_id] = value
+        return out
 
     async def _values(
         self, enrollment_ids: Iterable[str], seen: SeenIds | None

@@ -101,6 +101,7 @@ def _plain_id(value: Any) -> str:
 # (status, subStatus) -> (normalized status, reason): a handful of pairs, met on every record.
 _MEANINGS: dict[tuple[str, str | None], tuple[Status, str | None]] = {}
 _MEANINGS_MAX = 1024
+_ABSENT = object()
 
 
 def _meaning(raw_status: str, sub_status: str | None) -> tuple[Status, str | None]:
@@ -128,10 +129,15 @@ def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
         or (company is not None and type(company) is not str)
     ):
         raise _Odd
-    contact_id = _plain_id(record["contactId"])
-    sequence_id = (
-        _plain_id(record["sequenceId"]) if "sequenceId" in record else page.sequence.id  # type: ignore[union-attr]
-    )
+    contact_id = record["contactId"]
+    sequence_id = get("sequenceId", _ABSENT)
+    # fields.required_id's plain cases, inline: an int, or a non-empty string.
+    if type(contact_id) is not int:
+        contact_id = _plain_id(contact_id)
+    if sequence_id is _ABSENT:
+        sequence_id = page.sequence.id  # type: ignore[union-attr]
+    elif type(sequence_id) is not int:
+        sequence_id = _plain_id(sequence_id)
     raw_status = get("status")
     if type(raw_status) is not str or "statusInSequence" in record:  # v3 or extended state
         return f"{sequence_id}:{contact_id}", None, fields.state_fields(_state(record, page))
