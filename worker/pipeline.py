@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,12 +12,11 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from worker import codec, continuity, keys, lease, notices
+from worker import codec, continuity, history, keys, lease, notices
 from worker.batch import Batch
 from worker.contacts import with_contacts
 from worker.continuity import SourceMemory
-from worker.diff import Marks, transitions
-from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
+from worker.enrollment import Contact, Enrollment, SequenceRef, State
 from worker.events import Event, EventType, HealthType, event_id
 from worker.normalize import Normalizer, StateFields
 from worker.normalize.fields import RecordError
@@ -25,17 +24,12 @@ from worker.outbox import Route, enqueue
 from worker.quarantine import Quarantine
 from worker.sources.base import RawPage, Source
 from worker.state import ListingMeta, SeenIds, StateStore
+from worker.sweep import sweep
 
 log = structlog.get_logger("seqwatch.pipeline")
 
 # Renewed every third of it while a poll runs; a holder that dies frees the source this soon.
 LEASE_TTL_MS = 15_000
-# Absence: removed after this many consecutive complete listings without the enrollment; a
-# suspect listing (SPEC §5: would remove more than half, at least MASS_REMOVAL_MIN, or lists
-# nothing) needs SUSPECT_ABSENCES, i.e. three listings that agree.
-ABSENCES = 2
-SUSPECT_ABSENCES = 3
-MASS_REMOVAL_MIN = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,49 +256,27 @@ class _Poll:
         self.quarantine.settle(batch, normalized=states)
         events_before = self.result.events
         new = revived = 0
+        emit = self.meta.baseline_done  # a baseline stores silently
         for enrollment_id, enrollment in current.items():
-            after = states[enrollment_id]
-            value = stored[enrollment_id]
-            known = codec.decode(value, enrollment_id=enrollment_id) if value else None
-            life = _life(known, enrollment.state)
-            new += known is None or known.gone
-            revived += known is not None and known.gone
-            previous = life.previous
-            before = codec.encode_state(previous) if previous else ""
-            changed = self.meta.baseline_done and before != after
-            rev = life.rev + 1 if changed else life.rev
-            marks = life.marks.seeing(enrollment.state)
-            self.store.put(
-                batch,
-                enrollment_id,
-                codec.encode(
-                    enrollment.state,
-                    enrollment_id=enrollment_id,
-                    sequence_id=enrollment.sequence.id,
-                    contact_id=enrollment.contact.id,
-                    contact_type=enrollment.contact.type,
-                    life=life.number,
-                    rev=rev,
-                    high_step=marks.high_step,
-                    fired=marks.fired,
-                ),
+            seen = history.observe(
+                enrollment,
+                after=states[enrollment_id],
+                value=stored[enrollment_id],
+                emitting=emit,
             )
-            if not changed:
-                continue
-            # Keyed by the enrollment's own stored history (committed with it), not by any
-            # source-wide counter: see worker/events.py.
-            change_key = f"{life.number}.{rev}|{before}|{after}"
-            seen = life.marks if previous else None
-            for event_type in transitions(previous, enrollment.state, seen=seen):
+            self.store.put(batch, enrollment_id, seen.value)
+            new += seen.new
+            revived += seen.revived
+            for event_type in seen.events:
                 self._emit(
                     batch,
                     event_type=event_type,
                     enrollment_id=enrollment_id,
                     sequence=enrollment.sequence,
                     contact=enrollment.contact,
-                    previous=previous,
+                    previous=seen.previous,
                     current=enrollment.state,
-                    change_key=change_key,
+                    change_key=seen.change_key,
                 )
         self.store.count(batch, "tracked", new)
         self.store.count(batch, "tombstones", -revived)
@@ -340,77 +312,26 @@ class _Poll:
         self.store.count(batch, "events_total", self.result.events - events_before)
         await self.commit(batch)
 
-    async def _absent(self, seen: SeenIds) -> AsyncIterator[tuple[str, codec.Stored]]:
-        """Stored enrollments this complete listing did not return: the sweep's candidates.
-        Those of sequences the source chose not to list this poll are not absent."""
-        async for enrollment_id, stored in self.store.unseen(seen):
-            if stored.sequence_id not in self.skipped:
-                yield enrollment_id, stored
-
-    def _suspect(self, absent: int, *, tracked: int) -> bool:
-        """SPEC §5: more than half of the tracked enrollments (and at least 10) would go, or the
-        listing returned nothing at all."""
-        return absent > 0 and (
-            self.result.listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN)
-        )
-
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
-        """Absent from two consecutive complete listings: removed (three when suspect, §5)."""
-        tracked = await self.store.tracked()
-        # The counts settle the usual case; only a listing that may be suspect pays for an exact
-        # count of the candidates first (a second read of the buckets holding them).
-        absent = max(0, tracked - seen.total())
-        if self._suspect(absent, tracked=tracked):
-            absent = 0
-            async for _ in self._absent(seen):
-                absent += 1
-        suspect = self._suspect(absent, tracked=tracked)
-        needed = SUSPECT_ABSENCES if suspect else ABSENCES
-        gone = 0
-        async for enrollment_id, stored in self._absent(seen):
-            missed = stored.missed + 1
-            tombstone = missed >= needed
-            self.store.put(
-                batch,
-                enrollment_id,
-                codec.encode(
-                    stored.state,
-                    enrollment_id=enrollment_id,
-                    sequence_id=stored.sequence_id,
-                    contact_id=stored.contact_id,
-                    contact_type=stored.contact_type,
-                    life=stored.life,
-                    rev=stored.rev + 1 if tombstone else stored.rev,
-                    missed=0 if tombstone else missed,
-                    gone=tombstone,
-                    high_step=stored.high_step,
-                    fired=stored.fired,
-                ),
-            )
-            if not tombstone:
-                continue
-            gone += 1
-            if stored.state.status is Status.REMOVED:
-                continue  # already reported when the provider flagged it
+        swept = await sweep(
+            self.store, batch, seen, skipped=self.skipped, listed=self.result.listed
+        )
+        for removal in swept.removals:
+            stored = removal.stored
             self._emit(
                 batch,
                 event_type=EventType.REMOVED,
-                enrollment_id=enrollment_id,
+                enrollment_id=removal.enrollment_id,
                 sequence=SequenceRef(id=stored.sequence_id or ""),
                 contact=Contact(id=stored.contact_id, type=stored.contact_type),
                 previous=stored.state,
                 current=None,
-                change_key=(
-                    f"{stored.life}.{stored.rev + 1}|{codec.encode_state(stored.state)}|absent"
-                ),
+                change_key=removal.change_key,
             )
-        self.store.count(batch, "tracked", -gone)
-        self.store.count(batch, "tombstones", gone)
-        self.result.removed = gone
-        held = suspect and not gone
-        self.result.removals_held = absent if held else 0
-        if held:
-            self._hold(batch, absent=absent, tracked=tracked)
+        self.result.removed = swept.gone
+        self.result.removals_held = swept.absent if swept.held else 0
+        if swept.held:
+            self._hold(batch, absent=swept.absent, tracked=swept.tracked)
         elif self.meta.removals_held:
             batch.hdel(keys.meta(self.rt.name), "removals_held")
 
@@ -443,28 +364,6 @@ class _Poll:
 _KEYS_KEPT = 4096
 # A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
 _Found = Mapping[str, Any] | Enrollment
-
-
-@dataclass(frozen=True, slots=True)
-class _Life:
-    """Where one enrollment stands in its history before this observation."""
-
-    number: int
-    rev: int
-    previous: State | None  # None: nothing known in this life (a new enrollment)
-    marks: Marks
-
-
-def _life(known: codec.Stored | None, current: State) -> _Life:
-    if known is None:
-        return _Life(0, 0, None, Marks())
-    if known.gone:  # re-enrolled after an absence removal: a new life
-        return _Life(known.life + 1, 0, None, Marks())
-    if known.state.status is Status.REMOVED and current.status is not Status.REMOVED:
-        # Back from the provider's own removed status: a new life, whose flags may fire again.
-        return _Life(known.life + 1, 0, known.state, Marks())
-    marks = Marks(high_step=known.high_step, fired=known.fired).seeing(known.state)
-    return _Life(known.life, known.rev, known.state, marks)
 
 
 async def poll_source(
