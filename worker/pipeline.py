@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ from worker.quarantine import Quarantine
 from worker.sources.base import RawPage, Source
 from worker.state import ListingMeta, SeenIds, StateStore
 from worker.sweep import sweep
+from worker.watermark import Newest, next_watermark
 
 log = structlog.get_logger("seqwatch.pipeline")
 
@@ -67,34 +68,6 @@ class LeaseBusy(Exception):
     """Another worker is polling this source right now."""
 
 
-WATERMARK_MARGIN_S = 60.0
-
-
-def next_watermark(
-    *, previous: str | None, newest_seen: str | None, pages: int, listing_seconds: float
-) -> str | None:
-    """Where the next incremental listing starts (inclusive).
-
-    A one-page listing saw a consistent snapshot: its newest `updated_at` is exact. A longer
-    listing may have passed a record on an early page that changed afterwards while a later
-    page showed something newer still; stepping back by the listing's own duration (a length
-    of time, never our clock's reading) plus a margin lists such records again, and the diff
-    makes the repeats silent.
-    """
-    if newest_seen is None or pages <= 1:
-        return _later(previous, newest_seen)
-    overlap = timedelta(seconds=listing_seconds + WATERMARK_MARGIN_S)
-    stepped = datetime.fromisoformat(newest_seen) - overlap
-    back = stepped.isoformat().replace("+00:00", "Z")
-    return _later(previous, back)
-
-
-def _later(a: str | None, b: str | None) -> str | None:
-    if a is None or b is None:
-        return a or b
-    return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
-
-
 class _Poll:
     """One listing of one source under one lease."""
 
@@ -116,8 +89,7 @@ class _Poll:
         self.now = now
         self.store = StateStore(redis, source=runtime.name)
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
-        self.watermark: str | None = None  # the newest updated_at seen, and its moment
-        self._newest: datetime | None = None
+        self.newest = Newest()  # updated_at: where the next incremental listing starts
         self._keys: dict[StateFields, str] = {}  # state fields -> codec.encode_state_fields
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
@@ -185,14 +157,6 @@ class _Poll:
                 self.seen.add(exc.enrollment_id)  # seen: never swept as absent
             return None
 
-    def _saw(self, updated_at: str | None) -> None:
-        """Keeps the newest updated_at (incremental listings start from it)."""
-        if updated_at is None:
-            return
-        moment = datetime.fromisoformat(updated_at)
-        if self._newest is None or moment > self._newest:
-            self._newest, self.watermark = moment, updated_at
-
     def _read(self, page: RawPage) -> tuple[dict[str, str], dict[str, _Found]]:
         """The page's readable enrollments: id -> encoded state, and id -> its Enrollment or,
         where the provider's `peek` read the record, the record itself (normalized only if it
@@ -217,13 +181,14 @@ class _Poll:
                     states[enrollment_id] = key
                     found[enrollment_id] = record
                     if updated_at is not None:
-                        self._saw(updated_at)
+                        self.newest.saw(updated_at)
                     continue
             enrollment = self._normalize(record, page)
             if enrollment is not None:
                 states[enrollment.enrollment_id] = codec.encode_state(enrollment.state)
                 found[enrollment.enrollment_id] = enrollment
-                self._saw(enrollment.updated_at)
+                if enrollment.updated_at is not None:
+                    self.newest.saw(enrollment.updated_at)
         return states, found
 
     def _changed(
@@ -303,7 +268,7 @@ class _Poll:
         self.result.quarantined = self.quarantine.count
         watermark = next_watermark(
             previous=self.meta.watermark,
-            newest_seen=self.watermark,
+            newest_seen=self.newest.text,
             pages=self.result.pages,
             listing_seconds=time.monotonic() - self.started,
         )
