@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 
-from worker import codec, continuity, history, keys, lease, notices
+from worker import continuity, history, keys, lease, notices
 from worker.batch import Batch
 from worker.contacts import with_contacts
 from worker.continuity import SourceMemory
-from worker.enrollment import Contact, Enrollment, SequenceRef, State
+from worker.enrollment import Contact, SequenceRef, State
 from worker.events import Event, EventType, HealthType, event_id
-from worker.normalize import Normalizer, StateFields
-from worker.normalize.fields import RecordError
+from worker.normalize import Normalizer
 from worker.outbox import Route, enqueue
 from worker.quarantine import Quarantine
+from worker.reading import PageReader
 from worker.sources.base import RawPage, Source
 from worker.state import ListingMeta, SeenIds, StateStore
 from worker.sweep import sweep
-from worker.watermark import Newest, next_watermark
+from worker.watermark import next_watermark
 
 log = structlog.get_logger("seqwatch.pipeline")
 
@@ -89,12 +88,11 @@ class _Poll:
         self.now = now
         self.store = StateStore(redis, source=runtime.name)
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
-        self.newest = Newest()  # updated_at: where the next incremental listing starts
-        self._keys: dict[StateFields, str] = {}  # state fields -> codec.encode_state_fields
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
         self.quarantine = Quarantine(runtime.name)
+        self.reader = PageReader(runtime.normalize, self.quarantine)
         # Sequences the source chose not to list this poll: their stored enrollments are kept.
         self.skipped: set[str] = set()
 
@@ -147,68 +145,11 @@ class _Poll:
         self.result.event_ids.append(event.id)
         self.result.by_type[event.type.value] += 1
 
-    def _normalize(self, record: Mapping[str, Any], page: RawPage) -> Enrollment | None:
-        """The record's enrollment; one that fails is quarantined (SPEC §5), not fatal."""
-        try:
-            return self.rt.normalize(record, page=page)
-        except RecordError as exc:
-            self.quarantine.add(exc, where=page.where)
-            if exc.enrollment_id is not None and self.seen is not None:
-                self.seen.add(exc.enrollment_id)  # seen: never swept as absent
-            return None
-
-    def _read(self, page: RawPage) -> tuple[dict[str, str], dict[str, _Found]]:
-        """The page's readable enrollments: id -> encoded state, and id -> its Enrollment or,
-        where the provider's `peek` read the record, the record itself (normalized only if it
-        changed: most records of a re-poll never build an Enrollment)."""
-        peek = self.rt.normalize.peek
-        states: dict[str, str] = {}
-        found: dict[str, _Found] = {}
-        keys = self._keys
-        for record in page.records:
-            if peek is not None:
-                try:
-                    enrollment_id, updated_at, fields = peek(record, page=page)
-                except Exception:  # noqa: S110 (anything odd: the full path decides)
-                    pass
-                else:
-                    # A source has few distinct states: each is encoded once per poll.
-                    key = keys.get(fields)
-                    if key is None:
-                        key = codec.encode_state_fields(*fields)
-                        if len(keys) < _KEYS_KEPT:
-                            keys[fields] = key
-                    states[enrollment_id] = key
-                    found[enrollment_id] = record
-                    if updated_at is not None:
-                        self.newest.saw(updated_at)
-                    continue
-            enrollment = self._normalize(record, page)
-            if enrollment is not None:
-                states[enrollment.enrollment_id] = codec.encode_state(enrollment.state)
-                found[enrollment.enrollment_id] = enrollment
-                if enrollment.updated_at is not None:
-                    self.newest.saw(enrollment.updated_at)
-        return states, found
-
-    def _changed(
-        self, page: RawPage, changed: Mapping[str, str | None], found: dict[str, _Found]
-    ) -> dict[str, Enrollment]:
-        """The changed enrollments, normalized in full now."""
-        current: dict[str, Enrollment] = {}
-        for enrollment_id in changed:
-            item = found[enrollment_id]
-            enrollment = item if isinstance(item, Enrollment) else self._normalize(item, page)
-            if enrollment is not None:
-                current[enrollment_id] = enrollment
-        return current
-
     async def page(self, page: RawPage) -> None:
-        states, found = self._read(page)
+        read = self.reader.read(page, seen=self.seen)
+        states = read.states
         stored = await self.store.changed(states, seen=self.seen)
-        current = self._changed(page, stored, found)
-        for enrollment_id in stored.keys() - current.keys():
-            del states[enrollment_id]  # `peek` read it, the full normalizer quarantined it
+        current = read.enrollments(stored, seen=self.seen)
         if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
             current = await with_contacts(
                 self.redis,
@@ -268,7 +209,7 @@ class _Poll:
         self.result.quarantined = self.quarantine.count
         watermark = next_watermark(
             previous=self.meta.watermark,
-            newest_seen=self.newest.text,
+            newest_seen=self.reader.newest.text,
             pages=self.result.pages,
             listing_seconds=time.monotonic() - self.started,
         )
@@ -324,11 +265,6 @@ class _Poll:
             details={"absent": absent, "tracked": tracked, "listed": self.result.listed},
         )
         self.result.deliveries += notices.add(batch, notice, routes=self.routes)
-
-
-_KEYS_KEPT = 4096
-# A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
-_Found = Mapping[str, Any] | Enrollment
 
 
 async def poll_source(
