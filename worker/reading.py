@@ -40,7 +40,9 @@ class PageRead:
         """The Enrollments of `ids` (the changed ones), normalized in full now. A record that
         `peek` read but the normalizer refuses is quarantined and leaves `states`."""
         current: dict[str, Enrollment] = {}
-        for enrollment_id in ids:
+        # In listing order (the store answers in its own): events keep the page's order.
+        in_order = [i for i in self.states if i in ids] if ids else []
+        for enrollment_id in in_order:
             item = self._found[enrollment_id]
             enrollment = (
                 item

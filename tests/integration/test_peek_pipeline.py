@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from tests.integration._replyio_rig import now, replyio_runtime, small_world
+from tests.integration._replyio_rig import (
+    due_ids,
+    now,
+    outbox_events,
+    replyio_runtime,
+    small_world,
+)
 from worker.enrollment import Enrollment, Status
 from worker.fakes.faults import FaultKind, FaultPlan
 from worker.normalize import ProviderNormalizer, replyio
 from worker.normalize.fields import Peek
+from worker.outbox import Route
 from worker.pipeline import poll_source
 from worker.sources.base import RawPage
 from worker.state import StateStore
@@ -78,3 +85,23 @@ async def test_a_record_peek_reads_but_the_normalizer_refuses_is_quarantined(
         after = await StateStore(store, source=SOURCE).stored()
         assert after[bad] == before[bad]  # its stored state untouched
         assert result.removed == 0
+
+
+async def test_events_of_one_listing_keep_its_order(store: Redis) -> None:
+    world = small_world(contacts=150)  # several buckets, so the store's order is not the page's
+    async with replyio_runtime(world, source=SOURCE) as runtime:
+        routes = (Route(destination="sink", events=("*",), sources=()),)
+        await poll_source(store, runtime, routes=routes, now=now)
+        for contact in range(1, 151):
+            world.advance_step(100, contact)
+        await poll_source(store, runtime, routes=routes, now=now)
+        events = await outbox_events(store, SOURCE)
+        due = await due_ids(store, SOURCE, "sink")
+        order = [cast("dict[str, Any]", events[i]["data"])["enrollment_id"] for i in due]
+        listed = [
+            replyio.enrollment_id(record, page)
+            async for page in runtime.source.pages()
+            for record in page.records
+        ]
+        assert len(listed) == 150
+        assert order == listed
