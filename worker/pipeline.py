@@ -1,4 +1,6 @@
-"""Poll one source: fetch -> normalize -> diff -> commit, page by page; then sweep absences."""
+"""Poll one source, page by page: read (worker/reading), ask the store what changed, observe
+the changes (worker/history), commit them with their events; then sweep absences
+(worker/sweep)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """Compact per-source state store: listing bookkeeping, stored enrollments, absence sweep.
 
 The bucket layout (worker.buckets) lives entirely in here: callers speak in enrollment ids and
-encoded values. A store serves one poll; it learns the layout at its first `load` and grows it
-by splitting buckets inside the poll's own page commits.
+encoded values. A poll hands each page over as id -> encoded state and gets back only what
+changed (`changed`); the ids it sees are kept for the sweep on the way. A store serves one
+poll; it learns the layout at its first read and grows it by splitting buckets inside the
+poll's own page commits.
 """
 
 from __future__ import annotations
