@@ -1,40 +1,37 @@
-"""Poll one source: fetch -> normalize -> diff -> commit, page by page; then sweep absences."""
+"""Poll one source, page by page: read (worker/reading), ask the store what changed, observe
+the changes (worker/history), commit them with their events; then sweep absences
+(worker/sweep)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 from redis.asyncio import Redis
 
-from worker import codec, continuity, keys, lease, notices
+from worker import continuity, history, keys, lease, notices
 from worker.batch import Batch
 from worker.contacts import with_contacts
 from worker.continuity import SourceMemory
-from worker.diff import Marks, transitions
-from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
+from worker.enrollment import Contact, SequenceRef, State
 from worker.events import Event, EventType, HealthType, event_id
 from worker.normalize import Normalizer
-from worker.normalize.fields import RecordError
 from worker.outbox import Route, enqueue
 from worker.quarantine import Quarantine
+from worker.reading import PageReader
 from worker.sources.base import RawPage, Source
 from worker.state import ListingMeta, SeenIds, StateStore
+from worker.sweep import sweep
+from worker.watermark import next_watermark
 
 log = structlog.get_logger("seqwatch.pipeline")
 
 # Renewed every third of it while a poll runs; a holder that dies frees the source this soon.
 LEASE_TTL_MS = 15_000
-# Absence: removed after this many consecutive complete listings without the enrollment; a
-# suspect listing (SPEC §5: would remove more than half, at least MASS_REMOVAL_MIN, or lists
-# nothing) needs SUSPECT_ABSENCES, i.e. three listings that agree.
-ABSENCES = 2
-SUSPECT_ABSENCES = 3
-MASS_REMOVAL_MIN = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,34 +69,6 @@ class LeaseBusy(Exception):
     """Another worker is polling this source right now."""
 
 
-WATERMARK_MARGIN_S = 60.0
-
-
-def next_watermark(
-    *, previous: str | None, newest_seen: str | None, pages: int, listing_seconds: float
-) -> str | None:
-    """Where the next incremental listing starts (inclusive).
-
-    A one-page listing saw a consistent snapshot: its newest `updated_at` is exact. A longer
-    listing may have passed a record on an early page that changed afterwards while a later
-    page showed something newer still; stepping back by the listing's own duration (a length
-    of time, never our clock's reading) plus a margin lists such records again, and the diff
-    makes the repeats silent.
-    """
-    if newest_seen is None or pages <= 1:
-        return _later(previous, newest_seen)
-    overlap = timedelta(seconds=listing_seconds + WATERMARK_MARGIN_S)
-    stepped = datetime.fromisoformat(newest_seen) - overlap
-    back = stepped.isoformat().replace("+00:00", "Z")
-    return _later(previous, back)
-
-
-def _later(a: str | None, b: str | None) -> str | None:
-    if a is None or b is None:
-        return a or b
-    return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
-
-
 class _Poll:
     """One listing of one source under one lease."""
 
@@ -121,11 +90,11 @@ class _Poll:
         self.now = now
         self.store = StateStore(redis, source=runtime.name)
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
-        self.watermark: str | None = None
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
         self.quarantine = Quarantine(runtime.name)
+        self.reader = PageReader(runtime.normalize, self.quarantine)
         # Sequences the source chose not to list this poll: their stored enrollments are kept.
         self.skipped: set[str] = set()
 
@@ -178,83 +147,45 @@ class _Poll:
         self.result.event_ids.append(event.id)
         self.result.by_type[event.type.value] += 1
 
-    def _normalize(self, page: RawPage) -> dict[str, Enrollment]:
-        """The page's enrollments; records that fail are quarantined (SPEC §5), not fatal."""
-        current: dict[str, Enrollment] = {}
-        for record in page.records:
-            try:
-                enrollment = self.rt.normalize(record, page=page)
-            except RecordError as exc:
-                self.quarantine.add(exc, where=page.where)
-                if exc.enrollment_id is not None and self.seen is not None:
-                    self.seen.add(exc.enrollment_id)  # seen: never swept as absent
-                continue
-            current[enrollment.enrollment_id] = enrollment
-        return current
-
     async def page(self, page: RawPage) -> None:
-        current = self._normalize(page)
-        stored = await self.store.load(current)
+        read = self.reader.read(page, seen=self.seen)
+        states = read.states
+        stored = await self.store.changed(states, seen=self.seen)
+        current = read.enrollments(stored, seen=self.seen)
         if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
             current = await with_contacts(
-                self.redis, self.rt.source, name=self.rt.name, current=current, stored=stored
+                self.redis,
+                self.rt.source,
+                name=self.rt.name,
+                current=current,
+                stored={i: value for i, value in stored.items() if value is not None},
             )
         batch = Batch()
-        self.quarantine.settle(batch, normalized=current)
+        self.quarantine.settle(batch, normalized=states)
         events_before = self.result.events
         new = revived = 0
+        emit = self.meta.baseline_done  # a baseline stores silently
         for enrollment_id, enrollment in current.items():
-            if self.seen is not None:
-                self.seen.add(enrollment_id)
-            self.watermark = _later(self.watermark, enrollment.updated_at)
-            after = codec.encode_state(enrollment.state)
-            value = stored.get(enrollment_id)
-            if value is not None and codec.unchanged(value, after):
-                continue  # the common case: no decode, no write
-            known = self.store.decode(value, enrollment_id=enrollment_id) if value else None
-            life = _life(known, enrollment.state)
-            new += known is None or known.gone
-            revived += known is not None and known.gone
-            previous = life.previous
-            before = codec.encode_state(previous) if previous else ""
-            changed = self.meta.baseline_done and before != after
-            rev = life.rev + 1 if changed else life.rev
-            marks = life.marks.seeing(enrollment.state)
-            self.store.put(
-                batch,
-                enrollment_id,
-                codec.encode(
-                    enrollment.state,
-                    enrollment_id=enrollment_id,
-                    sequence_id=enrollment.sequence.id,
-                    contact_id=enrollment.contact.id,
-                    contact_type=enrollment.contact.type,
-                    life=life.number,
-                    rev=rev,
-                    high_step=marks.high_step,
-                    fired=marks.fired,
-                ),
+            value = stored[enrollment_id]
+            seen = history.observe(
+                enrollment,
+                after=states[enrollment_id],
+                known=self.store.decode(value, enrollment_id=enrollment_id) if value else None,
+                emitting=emit,
             )
-            if not changed:
-                continue
-            # Keyed by the enrollment's own stored history (committed with it), not by any
-            # source-wide counter: see worker/events.py.
-            # In the text format, so ids survive a change of the stored format (events.py).
-            text = codec.state_text
-            change_key = (
-                f"{life.number}.{rev}|{text(previous) if previous else ''}|{text(enrollment.state)}"
-            )
-            seen = life.marks if previous else None
-            for event_type in transitions(previous, enrollment.state, seen=seen):
+            self.store.put(batch, enrollment_id, seen.value)
+            new += seen.new
+            revived += seen.revived
+            for event_type in seen.events:
                 self._emit(
                     batch,
                     event_type=event_type,
                     enrollment_id=enrollment_id,
                     sequence=enrollment.sequence,
                     contact=enrollment.contact,
-                    previous=previous,
+                    previous=seen.previous,
                     current=enrollment.state,
-                    change_key=change_key,
+                    change_key=seen.change_key,
                 )
         self.store.count(batch, "tracked", new)
         self.store.count(batch, "tombstones", -revived)
@@ -262,7 +193,7 @@ class _Poll:
         if len(batch):
             await self.commit(batch)
         self.result.pages += 1
-        self.result.enrollments += len(current)
+        self.result.enrollments += len(states)
         self.result.listed += len(page.records)
 
     async def finish(self, *, full: bool, started_at: float) -> None:
@@ -281,7 +212,7 @@ class _Poll:
         self.result.quarantined = self.quarantine.count
         watermark = next_watermark(
             previous=self.meta.watermark,
-            newest_seen=self.watermark,
+            newest_seen=self.reader.newest.text,
             pages=self.result.pages,
             listing_seconds=time.monotonic() - self.started,
         )
@@ -290,77 +221,26 @@ class _Poll:
         self.store.count(batch, "events_total", self.result.events - events_before)
         await self.commit(batch)
 
-    async def _absent(self, seen: SeenIds) -> AsyncIterator[tuple[str, codec.Stored]]:
-        """Stored enrollments this complete listing did not return: the sweep's candidates.
-        Those of sequences the source chose not to list this poll are not absent."""
-        async for enrollment_id, stored in self.store.unseen(seen):
-            if stored.sequence_id not in self.skipped:
-                yield enrollment_id, stored
-
-    def _suspect(self, absent: int, *, tracked: int) -> bool:
-        """SPEC §5: more than half of the tracked enrollments (and at least 10) would go, or the
-        listing returned nothing at all."""
-        return absent > 0 and (
-            self.result.listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN)
-        )
-
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
-        """Absent from two consecutive complete listings: removed (three when suspect, §5)."""
-        tracked = await self.store.tracked()
-        # The counts settle the usual case; only a listing that may be suspect pays for an exact
-        # count of the candidates first (a second read of the buckets holding them).
-        absent = max(0, tracked - seen.total())
-        if self._suspect(absent, tracked=tracked):
-            absent = 0
-            async for _ in self._absent(seen):
-                absent += 1
-        suspect = self._suspect(absent, tracked=tracked)
-        needed = SUSPECT_ABSENCES if suspect else ABSENCES
-        gone = 0
-        async for enrollment_id, stored in self._absent(seen):
-            missed = stored.missed + 1
-            tombstone = missed >= needed
-            self.store.put(
-                batch,
-                enrollment_id,
-                codec.encode(
-                    stored.state,
-                    enrollment_id=enrollment_id,
-                    sequence_id=stored.sequence_id,
-                    contact_id=stored.contact_id,
-                    contact_type=stored.contact_type,
-                    life=stored.life,
-                    rev=stored.rev + 1 if tombstone else stored.rev,
-                    missed=0 if tombstone else missed,
-                    gone=tombstone,
-                    high_step=stored.high_step,
-                    fired=stored.fired,
-                ),
-            )
-            if not tombstone:
-                continue
-            gone += 1
-            if stored.state.status is Status.REMOVED:
-                continue  # already reported when the provider flagged it
+        swept = await sweep(
+            self.store, batch, seen, skipped=self.skipped, listed=self.result.listed
+        )
+        for removal in swept.removals:
+            stored = removal.stored
             self._emit(
                 batch,
                 event_type=EventType.REMOVED,
-                enrollment_id=enrollment_id,
+                enrollment_id=removal.enrollment_id,
                 sequence=SequenceRef(id=stored.sequence_id or ""),
                 contact=Contact(id=stored.contact_id, type=stored.contact_type),
                 previous=stored.state,
                 current=None,
-                change_key=(
-                    f"{stored.life}.{stored.rev + 1}|{codec.state_text(stored.state)}|absent"
-                ),
+                change_key=removal.change_key,
             )
-        self.store.count(batch, "tracked", -gone)
-        self.store.count(batch, "tombstones", gone)
-        self.result.removed = gone
-        held = suspect and not gone
-        self.result.removals_held = absent if held else 0
-        if held:
-            self._hold(batch, absent=absent, tracked=tracked)
+        self.result.removed = swept.gone
+        self.result.removals_held = swept.absent if swept.held else 0
+        if swept.held:
+            self._hold(batch, absent=swept.absent, tracked=swept.tracked)
         elif self.meta.removals_held:
             batch.hdel(keys.meta(self.rt.name), "removals_held")
 
@@ -388,28 +268,6 @@ class _Poll:
             details={"absent": absent, "tracked": tracked, "listed": self.result.listed},
         )
         self.result.deliveries += notices.add(batch, notice, routes=self.routes)
-
-
-@dataclass(frozen=True, slots=True)
-class _Life:
-    """Where one enrollment stands in its history before this observation."""
-
-    number: int
-    rev: int
-    previous: State | None  # None: nothing known in this life (a new enrollment)
-    marks: Marks
-
-
-def _life(known: codec.Stored | None, current: State) -> _Life:
-    if known is None:
-        return _Life(0, 0, None, Marks())
-    if known.gone:  # re-enrolled after an absence removal: a new life
-        return _Life(known.life + 1, 0, None, Marks())
-    if known.state.status is Status.REMOVED and current.status is not Status.REMOVED:
-        # Back from the provider's own removed status: a new life, whose flags may fire again.
-        return _Life(known.life + 1, 0, known.state, Marks())
-    marks = Marks(high_step=known.high_step, fired=known.fired).seeing(known.state)
-    return _Life(known.life, known.rev, known.state, marks)
 
 
 async def poll_source(

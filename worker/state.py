@@ -1,14 +1,16 @@
 """Compact per-source state store: listing bookkeeping, stored enrollments, absence sweep.
 
 The bucket layout (worker.buckets) lives entirely in here: callers speak in enrollment ids and
-encoded values. A store serves one poll; it learns the layout at its first `load` and grows it
-by splitting buckets inside the poll's own page commits.
+encoded values. A poll hands each page over as id -> encoded state and gets back only what
+changed (`changed`); the ids it sees are kept for the sweep on the way. A store serves one
+poll; it learns the layout at its first read and grows it by splitting buckets inside the
+poll's own page commits.
 
 Values are byte strings held one character per byte (worker/codec.py). In Redis the store
 keeps what many enrollments repeat once, in the source's dictionary of names
 (keys.state_names), and refers to it by index: the sequence ids and contact types values
 carry, the head of each value (state key, history byte, sequence: see `codec.head_end`), and
-the sequence part of `<uuid>:<uuid>` ids. `load` hands values back with their head in place,
+the sequence part of `<uuid>:<uuid>` ids. Reads hand values back with their head in place,
 so `codec.unchanged` compares them to a state key as they are. The dictionary is append-only,
 read with the layout (no extra round trip), and a name is written in the same atomic commit as
 every value or field that first refers to it, so no snapshot refers to a missing name.
@@ -20,7 +22,7 @@ import hashlib
 import secrets
 import zlib
 from array import array
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import cast
@@ -66,6 +68,7 @@ _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest
 # most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
 SLOT_BITS = 16
 _SLOT_MASK = (1 << SLOT_BITS) - 1
+_SAME_KEPT = 4096
 
 
 def new_incarnation() -> str:
@@ -94,8 +97,11 @@ class SeenIds:
         self._hashes: dict[int, array[int]] = {}
 
     def add(self, enrollment_id: str) -> None:
-        # buckets.hash_of, inlined: called for every enrollment of a complete listing.
-        slot = zlib.crc32(enrollment_id.encode()) & _SLOT_MASK
+        self.hashed(zlib.crc32(enrollment_id.encode()), enrollment_id)
+
+    def hashed(self, crc: int, enrollment_id: str) -> None:
+        """`add`, given the id's buckets.hash_of (the store computes it anyway)."""
+        slot = crc & _SLOT_MASK
         hashes = self._hashes.get(slot)
         if hashes is None:
             hashes = self._hashes[slot] = array("q")
@@ -162,6 +168,7 @@ class StateStore:
         self._names_written: set[int | str] = set()
         self._v2 = False
         self._names_loaded = False
+        self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
 
     @property
     def source(self) -> str:
@@ -301,6 +308,37 @@ class StateStore:
         Only when the page would outgrow the buckets does a second round trip read the buckets
         to split; their moves are written first by the next commit (see `_grow`).
         """
+        ids, values = await self._values(enrollment_ids, None)
+        return {i: value for i, value in zip(ids, values, strict=True) if value is not None}
+
+    async def changed(
+        self, current: Mapping[str, str], *, seen: SeenIds | None = None
+    ) -> dict[str, str | None]:
+        """What a page changed: of `current` (enrollment id -> its codec.encode_state), those
+        whose stored state differs, with their stored value (None: not stored). All of them
+        are added to `seen` on the way (one hash of each id for both)."""
+        ids, values = await self._values(current, seen)
+        # codec.unchanged, remembered: a re-poll meets the same few (value, state) pairs.
+        same = self._same
+        out: dict[str, str | None] = {}
+        for enrollment_id, value in zip(ids, values, strict=True):
+            if value is None:
+                out[enrollment_id] = None
+                continue
+            pair = (value, current[enrollment_id])
+            unchanged = same.get(pair)
+            if unchanged is None:
+                unchanged = codec.unchanged(*pair)
+                if len(same) < _SAME_KEPT:
+                    same[pair] = unchanged
+            if not unchanged:
+                out[enrollment_id] = value
+        return out
+
+    async def _values(
+        self, enrollment_ids: Iterable[str], seen: SeenIds | None
+    ) -> tuple[list[str], list[str | None]]:
+        """The ids grouped by bucket, and their stored values in the same order."""
         if self._bucket_count is None:
             self._bucket_count, self._tracked = await self._layout()
         self._growth = None
@@ -309,9 +347,17 @@ class StateStore:
         high = 1 << (bucket_count - 1).bit_length()
         mask, half = high - 1, high >> 1
         crc32 = zlib.crc32
+        # SeenIds.hashed, inlined: the seen set is kept by the same hash.
+        slots = seen._hashes if seen is not None else None
         by_bucket: dict[int, list[str]] = {}
         for enrollment_id in enrollment_ids:
-            bucket = crc32(enrollment_id.encode()) & mask
+            crc = crc32(enrollment_id.encode())
+            if slots is not None:
+                hashes = slots.get(crc & _SLOT_MASK)
+                if hashes is None:
+                    hashes = slots[crc & _SLOT_MASK] = array("q")
+                hashes.append(hash(enrollment_id))
+            bucket = crc & mask
             if bucket >= bucket_count:
                 bucket -= half
             members = by_bucket.get(bucket)
@@ -320,7 +366,7 @@ class StateStore:
             else:
                 members.append(enrollment_id)
         if not by_bucket:
-            return {}
+            return [], []
         prefix = self._key_prefix
         names: list[str] = []
         args: list[str | bytes | int] = []
@@ -329,25 +375,20 @@ class StateStore:
             names.append(f"{prefix}{bucket}")
             args.append(len(members))
             args += map(pack, members)
-        values = iter(await self._read(names, args))
-        found = {
-            enrollment_id: value
-            for members in by_bucket.values()
-            for enrollment_id, value in zip(members, values, strict=False)
-            if value is not None
-        }
-        position = len(args) - len(names)
+        values = await self._read(names, args)
+        ids = [i for members in by_bucket.values() for i in members]
         self._carried = {}
-        if self._legacy and len(found) < position:
-            missing = (i for members in by_bucket.values() for i in members if i not in found)
+        if self._legacy and None in values:
+            missing = (i for i, value in zip(ids, values, strict=True) if value is None)
             # Held one character per byte, like the values read from the buckets.
             self._carried = {
                 i: v.encode().decode("latin-1")
                 for i, v in (await legacy_state.find(self._redis, self._source, missing)).items()
             }
-            found.update(self._carried)
-        await self._plan_growth(new=position - len(found))
-        return found
+            carried = self._carried.get
+            values = [carried(i) if v is None else v for i, v in zip(ids, values, strict=True)]
+        await self._plan_growth(new=values.count(None))
+        return ids, values
 
     async def _plan_growth(self, *, new: int) -> None:
         """Splits that keep every bucket small even if all of `new` get stored: their source

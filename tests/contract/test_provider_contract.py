@@ -15,6 +15,7 @@ from tests.contract.providers import API_KEY, HARNESSES, PAGE_SIZE, ProviderHarn
 from worker import keys
 from worker.enrollment import Enrollment
 from worker.errors import MalformedResponse, SourceError, SourceUnavailable
+from worker.normalize import ProviderNormalizer
 from worker.outbox import Outbox, Route
 from worker.pipeline import PollResult, SourceRuntime, poll_source
 from worker.sources.base import RawPage
@@ -160,7 +161,8 @@ async def test_the_step_count_only_describes(
             sequence = dataclasses.replace(enrollment.sequence, steps_total=total)
             return dataclasses.replace(enrollment, sequence=sequence)
 
-        return dataclasses.replace(runtime, normalize=normalized)
+        # No peek: every record takes the full path, so each one meets the new total.
+        return dataclasses.replace(runtime, normalize=ProviderNormalizer(normalized))
 
     before = await snapshot(store)
     for total in (7, 2):

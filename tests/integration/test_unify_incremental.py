@@ -10,8 +10,9 @@ from redis.asyncio import Redis
 
 from tests.contract.providers import Sleeps, UnifyHarness
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
-from worker.pipeline import PollResult, SourceRuntime, next_watermark, poll_source
+from worker.pipeline import PollResult, SourceRuntime, poll_source
 from worker.sources.base import RawPage, Source
+from worker.watermark import next_watermark
 
 
 @pytest.fixture

@@ -7,11 +7,19 @@ from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
+from worker.enrollment import Status
 from worker.errors import MalformedResponse
 
 if TYPE_CHECKING:
-    from worker.enrollment import Enrollment
+    from worker.enrollment import Enrollment, State
     from worker.sources.base import RawPage
+
+# A State's fields in its order: status, raw_status, step, step_id, replied, bounced,
+# opted_out, reason; codec.encode_state_fields(*fields) == codec.encode_state(state).
+StateFields = tuple[
+    Status, str, int | None, str | None, bool | None, bool | None, bool | None, str | None
+]
+Peek = tuple[str, str | None, StateFields]  # enrollment id, updated_at, state fields
 
 _FIELD_IN_MESSAGE = re.compile(r"record field '([^']*)'")
 
@@ -154,6 +162,19 @@ def optional_object(
     if not isinstance(value, Mapping):
         raise _fail(_name(field, within), "is not an object")
     return value
+
+
+def state_fields(state: State) -> StateFields:
+    return (
+        state.status,
+        state.raw_status,
+        state.step,
+        state.step_id,
+        state.replied,
+        state.bounced,
+        state.opted_out,
+        state.reason,
+    )
 
 
 def full_name(first: str | None, last: str | None) -> str | None:

@@ -21,6 +21,8 @@ state keeps `reason = "AutoReplied"` so it stays visible.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
@@ -44,6 +46,7 @@ AUTO_REPLY_SUB_STATUS = "autoreplied"
 AUTO_REPLY_REASON = "AutoReplied"
 
 
+@lru_cache(maxsize=512)  # a handful of statuses, met on every record
 def _key(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum())
 
@@ -65,12 +68,7 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
 @fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     sequence_id, contact_id = _ids(record, page)
-    if isinstance(record.get("status"), Mapping):
-        state = _extended_state(record)
-    elif page.extra.get("api_version") == "v3" or "statusInSequence" in record:
-        state = _v3_state(record)
-    else:
-        state = _v4_state(record)
+    state = _state(record, page)
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
@@ -85,6 +83,133 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
         ),
         state=state,
     )
+
+
+class _Odd(Exception):
+    """A value `peek` does not read plainly: the full normalizer decides about the record."""
+
+
+def _plain_id(value: Any) -> str:
+    """fields.required_id for the plain cases (int, non-empty str)."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str and value:
+        return value  # type: ignore[no-any-return]
+    raise _Odd
+
+
+# (status, subStatus) -> (normalized status, reason): a handful of pairs, met on every record.
+_MEANINGS: dict[tuple[str, str | None], tuple[Status, str | None]] = {}
+_MEANINGS_MAX = 1024
+_ABSENT = object()
+
+
+def _meaning(raw_status: str, sub_status: str | None) -> tuple[Status, str | None]:
+    key = _key(raw_status)
+    auto = key in AUTO_REPLY_STATUSES or (
+        sub_status is not None and _key(sub_status) == AUTO_REPLY_SUB_STATUS
+    )
+    meaning = (STATUS_TABLE.get(key, UNKNOWN_STATUS), AUTO_REPLY_REASON if auto else None)
+    if len(_MEANINGS) < _MEANINGS_MAX:
+        _MEANINGS[raw_status, sub_status] = meaning
+    return meaning
+
+
+# Every field `peek` reads from a v4 record, in one call (Reply's v4 listing sends them all).
+_V4_FIELDS = itemgetter(
+    "email", "firstName", "lastName", "company", "contactId", "sequenceId", "status",
+    "currentStep", "isOptedOut", "subStatus",
+)  # fmt: skip
+
+
+def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
+    """What `normalize` would say about the record's id and state (worker/normalize).
+    Written for speed: it runs for every record of every poll."""
+    try:
+        email, first, last, company, contact_id, sequence_id, raw_status, step, opted_out, sub = (
+            _V4_FIELDS(record)
+        )
+    except KeyError:
+        return _peek_any(record, page)
+    if (
+        type(raw_status) is not str
+        or "statusInSequence" in record
+        or page.extra.get("api_version") == "v3"
+    ):
+        return _peek_any(record, page)
+    # The checks `normalize` makes, so a record read here is one it would not quarantine.
+    if (
+        (email is not None and type(email) is not str)
+        or (first is not None and type(first) is not str)
+        or (last is not None and type(last) is not str)
+        or (company is not None and type(company) is not str)
+        or (step is not None and type(step) is not int)
+        or (opted_out is not None and opted_out is not True and opted_out is not False)
+        or (sub is not None and type(sub) is not str)
+    ):
+        raise _Odd
+    # fields.required_id's plain cases, inline: an int, or a non-empty string.
+    if type(contact_id) is not int:
+        contact_id = _plain_id(contact_id)
+    if type(sequence_id) is not int:
+        sequence_id = _plain_id(sequence_id)
+    status, reason = _MEANINGS.get((raw_status, sub)) or _meaning(raw_status, sub)
+    return (
+        f"{sequence_id}:{contact_id}",
+        None,
+        (status, raw_status, step, None, None, None, opted_out, reason),
+    )
+
+
+def _peek_any(record: Mapping[str, Any], page: RawPage) -> fields.Peek:
+    """`peek` for any shape: v3, the extended state, or fields left out."""
+    get = record.get
+    # The contact fields `normalize` checks (optional strings), so a record read here is one
+    # it would not quarantine.
+    email, first, last, company = get("email"), get("firstName"), get("lastName"), get("company")
+    if (
+        (email is not None and type(email) is not str)
+        or (first is not None and type(first) is not str)
+        or (last is not None and type(last) is not str)
+        or (company is not None and type(company) is not str)
+    ):
+        raise _Odd
+    contact_id = record["contactId"]
+    sequence_id = get("sequenceId", _ABSENT)
+    # fields.required_id's plain cases, inline: an int, or a non-empty string.
+    if type(contact_id) is not int:
+        contact_id = _plain_id(contact_id)
+    if sequence_id is _ABSENT:
+        sequence_id = page.sequence.id  # type: ignore[union-attr]
+    elif type(sequence_id) is not int:
+        sequence_id = _plain_id(sequence_id)
+    raw_status = get("status")
+    if type(raw_status) is not str or "statusInSequence" in record:  # v3 or extended state
+        return f"{sequence_id}:{contact_id}", None, fields.state_fields(_state(record, page))
+    if page.extra.get("api_version") == "v3":
+        raise _Odd
+    step, opted_out, sub_status = get("currentStep"), get("isOptedOut"), get("subStatus")
+    if (
+        (step is not None and type(step) is not int)
+        or (opted_out is not None and opted_out is not True and opted_out is not False)
+        or (sub_status is not None and type(sub_status) is not str)
+    ):
+        raise _Odd
+    status, reason = _MEANINGS.get((raw_status, sub_status)) or _meaning(raw_status, sub_status)
+    return (
+        f"{sequence_id}:{contact_id}",
+        None,
+        (status, raw_status, step, None, None, None, opted_out, reason),
+    )
+
+
+def _state(record: Mapping[str, Any], page: RawPage) -> State:
+    if isinstance(record.get("status"), Mapping):
+        return _extended_state(record)
+    if page.extra.get("api_version") == "v3" or "statusInSequence" in record:
+        return _v3_state(record)
+    return _v4_state(record)
 
 
 def _auto_replied(raw_status: str, record: Mapping[str, Any]) -> bool:

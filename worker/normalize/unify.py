@@ -112,14 +112,43 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
     return fields.required_id(record, "id")
 
 
-@fields.naming_records(enrollment_id)
-def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
-    enrollment_id = fields.required_id(record, "id")  # Unify records carry their own sequence
+def _read(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any], State]:
+    """(sequence, person, state): every check `normalize` makes, no Enrollment built."""
     sequence = fields.required_object(record, "sequence")
     person = fields.required_object(record, "person")
     raw_status = _raw_status(record)
     replied = fields.optional_bool(record, "is_replied")
     auto_reply = bool(replied) and is_auto_reply(record)
+    # In the order `normalize` always read them: the first bad field is the one named.
+    fields.required_id(sequence, "id", within="sequence")
+    fields.optional_str(sequence, "name", within="sequence")
+    fields.required_id(person, "id", within="person")
+    for name in ("email", "first_name", "last_name"):
+        fields.optional_str(person, name, within="person")
+    state = State(
+        status=_status(raw_status, record),
+        raw_status=raw_status,
+        step=None,
+        step_id=None,
+        replied=False if auto_reply else replied,
+        bounced=fields.optional_bool(record, "is_bounced"),
+        opted_out=fields.optional_bool(record, "is_opted_out"),
+        reason=AUTO_REPLY_REASON if auto_reply else None,
+    )
+    return sequence, person, state
+
+
+def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
+    """What `normalize` would say about the record's id and state (worker/normalize)."""
+    enrollment_id = fields.required_id(record, "id")
+    _, _, state = _read(record)
+    return enrollment_id, updated_at(record), fields.state_fields(state)
+
+
+@fields.naming_records(enrollment_id)
+def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+    enrollment_id = fields.required_id(record, "id")  # Unify records carry their own sequence
+    sequence, person, state = _read(record)
     return Enrollment(
         enrollment_id=enrollment_id,
         sequence=SequenceRef(
@@ -135,15 +164,6 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
             ),
             company=None,
         ),
-        state=State(
-            status=_status(raw_status, record),
-            raw_status=raw_status,
-            step=None,
-            step_id=None,
-            replied=False if auto_reply else replied,
-            bounced=fields.optional_bool(record, "is_bounced"),
-            opted_out=fields.optional_bool(record, "is_opted_out"),
-            reason=AUTO_REPLY_REASON if auto_reply else None,
-        ),
+        state=state,
         updated_at=updated_at(record),
     )

@@ -43,8 +43,12 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
     return f"{fields.required_id(record, 'sequence_id')}:{contact_id}"
 
 
-@fields.naming_records(enrollment_id)
-def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+_Read = tuple[str, str, Mapping[str, Any], fields.StateFields, str]
+
+
+def _read(record: Mapping[str, Any]) -> _Read:
+    """(sequence id, contact id, contact, state fields, updated_at): every check `normalize`
+    makes, in its order, with no Enrollment built."""
     sequence_id = fields.required_id(record, "sequence_id")
     contact = fields.required_object(record, "contact")
     contact_id = fields.required_id(contact, "id", within="contact")
@@ -54,10 +58,38 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
     raw_status = fields.required_str(newest, "status", within=at)
     step_id = fields.required_id(newest, "step_id", within=at)
     position = steps.get(step_id)  # None: a step the sequence no longer lists
+    for name in ("email", "name", "phone"):
+        fields.optional_text(contact, name, within="contact")
+    state = (
+        STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS),
+        raw_status,
+        None if position is None else position + 1,
+        step_id,
+        # From the documented `responded=true` filter (the source's listing), never a row.
+        fields.optional_bool(record, "responded"),
+        None,
+        _any(rows, "unsubscribed"),
+        None,
+    )
+    return sequence_id, contact_id, contact, state, updated.isoformat()
+
+
+def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
+    """What `normalize` would say about the record's id and state (worker/normalize).
+    The source folds a contact's step rows into one record, so this is per enrollment too;
+    most of its cost is the rows' timestamps, which the state needs anyway."""
+    sequence_id, contact_id, _, state, updated = _read(record)
+    return f"{sequence_id}:{contact_id}", updated, state
+
+
+@fields.naming_records(enrollment_id)
+def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+    sequence_id, contact_id, contact, state, updated = _read(record)
+    status, raw_status, step, step_id, replied, bounced, opted_out, reason = state
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
-        sequence=SequenceRef(id=sequence_id, name=name, steps_total=_steps_total(steps)),
+        sequence=SequenceRef(id=sequence_id, name=name, steps_total=_steps_total(_steps(record))),
         contact=Contact(
             id=contact_id,
             email=fields.optional_text(contact, "email", within="contact"),
@@ -66,16 +98,16 @@ def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
             phone=fields.optional_text(contact, "phone", within="contact"),
         ),
         state=State(
-            status=STATUS_TABLE.get(raw_status.lower(), UNKNOWN_STATUS),
+            status=status,
             raw_status=raw_status,
-            step=None if position is None else position + 1,
+            step=step,
             step_id=step_id,
-            # From the documented `responded=true` filter (the source's listing), never a row.
-            replied=fields.optional_bool(record, "responded"),
-            bounced=None,
-            opted_out=_any(rows, "unsubscribed"),
+            replied=replied,
+            bounced=bounced,
+            opted_out=opted_out,
+            reason=reason,
         ),
-        updated_at=updated.isoformat(),
+        updated_at=updated,
     )
 
 

@@ -80,26 +80,52 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
     return fields.required_id(record, "id")
 
 
-@fields.naming_records(enrollment_id)
-def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+_Read = tuple[str, SequenceRef, str, str | None, fields.StateFields]
+
+
+def _read(record: Mapping[str, Any], page: RawPage) -> _Read:
+    """(enrollment id, sequence, contact id, contact type, state fields)."""
     enrollment_id = fields.required_id(record, "id")
     raw_status = fields.required_str(record, "state")
+    sequence = _sequence(record, page)
+    contact_id = fields.required_id(record, "resource_id")
+    contact_type = (fields.optional_str(record, "resource_type") or "").lower() or None
+    state = (
+        STATUS_TABLE.get(raw_status.lower()) or unknown_status(record),
+        raw_status,
+        step(record),
+        None,  # step ids live only in the sequence definition
+        None,
+        None,
+        None,
+        fields.optional_str(record, "finished_reason"),
+    )
+    return enrollment_id, sequence, contact_id, contact_type, state
+
+
+def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
+    """What `normalize` would say about the record's id and state (worker/normalize)."""
+    enrollment_id, _, _, _, state = _read(record, page)
+    return enrollment_id, None, state
+
+
+@fields.naming_records(enrollment_id)
+def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
+    enrollment_id, sequence, contact_id, contact_type, state = _read(record, page)
+    status, raw_status, position, step_id, replied, bounced, opted_out, reason = state
     return Enrollment(
         enrollment_id=enrollment_id,
-        sequence=_sequence(record, page),
-        contact=Contact(
-            id=fields.required_id(record, "resource_id"),
-            type=(fields.optional_str(record, "resource_type") or "").lower() or None,
-        ),
+        sequence=sequence,
+        contact=Contact(id=contact_id, type=contact_type),
         state=State(
-            status=STATUS_TABLE.get(raw_status.lower()) or unknown_status(record),
+            status=status,
             raw_status=raw_status,
-            step=step(record),
-            step_id=None,  # step ids live only in the sequence definition
-            replied=None,
-            bounced=None,
-            opted_out=None,
-            reason=fields.optional_str(record, "finished_reason"),
+            step=position,
+            step_id=step_id,
+            replied=replied,
+            bounced=bounced,
+            opted_out=opted_out,
+            reason=reason,
         ),
         updated_at=None,  # not in the official fixture; a full scan never needs it
     )
