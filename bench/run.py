@@ -33,6 +33,7 @@ class Options:
     memory_all: bool = False  # every provider's id kind, not one integer and one UUID kind
     json_to: Path | None = None
     many_sources: tuple[int, int] | None = None  # (sources, enrollments each); None: skip
+    max_jobs: int = 100  # many sources: jobs in flight at once, as `[worker] max_jobs`
     # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
     # as it crosses the network in production (None: let the OS place them).
     worker_cpu: int | None = None
@@ -191,7 +192,13 @@ class Runner:
         self.figures.profiles[size] = path
 
     def many(self, sources: int, per_source: int) -> None:
-        """One account of `sources` sequences; per cycle, one child polls a source per sequence."""
+        """`sources` sources of `per_source` enrollments, then the same count of one-enrollment
+        sources (their unchanged re-poll is the fixed cost of a poll); per account a baseline
+        and an unchanged re-poll, each by one child polling as `seqwatch run` does."""
+        for each in dict.fromkeys((per_source, 1)):
+            self._many(sources, each)
+
+    def _many(self, sources: int, per_source: int) -> None:
         account = Account(
             enrollments=sources * per_source, seed=self.options.seed, per_sequence=per_source
         )
@@ -201,7 +208,7 @@ class Runner:
             for k in range(sources)
         )
         work = self.options.work_dir
-        with RedisBox(work / "redis-many", cpu=self.options.service_cpu) as box:
+        with RedisBox(work / f"redis-many-{per_source}", cpu=self.options.service_cpu) as box:
             for cycle in (Cycle.BASELINE, Cycle.UNCHANGED):
                 self._show(account, cycle)
                 job = Job(
@@ -209,9 +216,11 @@ class Runner:
                     peer_port=self.peer.port,
                     redis_url=box.url,
                     sources=sources,
+                    max_jobs=self.options.max_jobs,
                     cpu=self.options.worker_cpu,
                 )
-                result = run_child(job, work_dir=work, name=f"many-{sources}-{cycle}")
+                name = f"many-{sources}x{per_source}-{cycle}"
+                result = run_child(job, work_dir=work, name=name)
                 stats = self.peer.call("/_bench/stats")
                 row = ManyRow(
                     sources=int(result.facts["sources"]),
@@ -225,6 +234,8 @@ class Runner:
                     requests=int(stats["api_requests"]),
                     min_requests=minimum,
                     events=int(result.facts["events"]),
+                    max_jobs=int(result.facts["max_jobs"]),
+                    ok=int(result.facts["ok"]),
                 )
                 self.figures.many.append(row)
                 self.emit(row)

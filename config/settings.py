@@ -71,6 +71,10 @@ class Secret:
 
 
 DEFAULT_CONCURRENCY = 8
+# `seqwatch run`: jobs (polls and delivery rounds) in flight at once. Polls mostly wait on the
+# provider and Redis, so one process runs many; each holds at most one HTTP connection.
+DEFAULT_MAX_JOBS = 100
+MAX_MAX_JOBS = 1000
 MAX_CONCURRENCY = 100  # the webhook client's connection pool
 
 
@@ -125,12 +129,20 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    """How `seqwatch run` schedules its jobs."""
+
+    max_jobs: int = DEFAULT_MAX_JOBS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     redis: RedisSettings
     sources: tuple[SourceSettings, ...]
     destinations: tuple[DestinationSettings, ...]
     config_path: Path
     metrics: MetricsSettings | None = None
+    worker: WorkerSettings = WorkerSettings()
 
     def source(self, name: str) -> SourceSettings:
         """The source called `name`; ConfigError (exit 2) for an unknown name."""
@@ -164,7 +176,7 @@ def load_settings(
         raise ConfigError(_toml_problem(str(exc))) from None
     config_path = path.resolve()
     root = _Table("", document, environ)
-    root.only(("redis", "sources", "destinations", "metrics"))
+    root.only(("redis", "sources", "destinations", "metrics", "worker"))
     redis = _redis(root.table("redis"), base=config_path.parent)
     sources = _unique(tuple(_source(t, providers) for t in root.tables("sources")), "sources")
     if not sources:
@@ -177,6 +189,14 @@ def load_settings(
         destinations=_unique(destinations, "destinations"),
         config_path=config_path,
         metrics=_metrics(root.table("metrics")),
+        worker=_worker(root.table("worker")),
+    )
+
+
+def _worker(table: _Table) -> WorkerSettings:
+    table.only(("max_jobs",))
+    return WorkerSettings(
+        max_jobs=table.integer("max_jobs", DEFAULT_MAX_JOBS, between=(1, MAX_MAX_JOBS))
     )
 
 
@@ -298,6 +318,15 @@ class _Table:
         if value < minimum:
             self.fail(key, f"must be at least {minimum:g}")
         return value
+
+    def integer(self, key: str, default: int, *, between: tuple[int, int]) -> int:
+        raw = self.data.get(key, default)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            self.fail(key, f"expected an integer, got {_type_name(raw)}")
+        low, high = between
+        if not low <= raw <= high:
+            self.fail(key, f"must be between {low} and {high}")
+        return raw
 
     def boolean(self, key: str) -> bool:
         raw = self.data.get(key, False)
@@ -489,12 +518,7 @@ def _destination(table: _Table, source_names: tuple[str, ...]) -> DestinationSet
 
 
 def _concurrency(table: _Table) -> int:
-    raw = table.data.get("concurrency", DEFAULT_CONCURRENCY)
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        table.fail("concurrency", f"expected an integer, got {_type_name(raw)}")
-    if not 1 <= raw <= MAX_CONCURRENCY:
-        table.fail("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
-    return raw
+    return table.integer("concurrency", DEFAULT_CONCURRENCY, between=(1, MAX_CONCURRENCY))
 
 
 def _webhook_secrets(table: _Table) -> tuple[Secret, ...]:

@@ -113,7 +113,11 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
     client = httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        # A poll uses one connection at a time: as many as `seqwatch run` runs jobs at once.
+        limits=httpx.Limits(
+            max_connections=max(100, settings.worker.max_jobs),
+            max_keepalive_connections=max(50, settings.worker.max_jobs),
+        ),
         event_hooks={"response": [metrics.on_provider_response]},
     )
     clients = [client]

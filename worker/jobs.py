@@ -180,6 +180,8 @@ def build_worker(
         ctx={"deps": deps, "on_tick": on_tick},
         on_startup=startup,
         max_tries=RETRY_TRIES,
+        # Polls mostly wait on the provider and Redis: [worker] max_jobs of them run at once.
+        max_jobs=settings.worker.max_jobs,
         job_timeout=3600,
         keep_result=60,
         handle_signals=False,
