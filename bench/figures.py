@@ -142,6 +142,7 @@ class Figures:
     def many_row(self, *, per_source: int, cycle: str) -> ManyRow | None:
         found = [r for r in self.many if r.per_source == per_source and r.cycle == cycle]
         return found[0] if found else None
+
     memory: list[MemoryRow] = field(default_factory=list)
     profiles: dict[int, Path] = field(default_factory=dict)  # size -> .pstats file
 

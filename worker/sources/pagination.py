@@ -90,7 +90,7 @@ def require_list(
             f"field {key!r} is {_kind(value)}, expected an array", source=source, where=where
         )
     for index, item in enumerate(value):
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # dict: skip the ABC check
             raise MalformedResponse(
                 f"field {key!r}[{index}] is {_kind(item)}, expected an object",
                 source=source,

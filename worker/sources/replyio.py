@@ -182,6 +182,8 @@ class ReplyioSource:
         async with aclosing(listing) as pages:
             async for items, where in pages:
                 for index, item in enumerate(items):
+                    if allow and not _listed(item.get("id"), allow):
+                        continue  # not ours (a bad id there cannot be one of ours either)
                     at = f"{where}, item {index}"
                     sequence_id = require_id(item, "id", source=self.name, where=at)
                     # A name only labels events: its absence must not fail the listing.
@@ -216,6 +218,14 @@ class ReplyioSource:
             if exc.http_status == 404 and self._configured == "auto":
                 await self._memory.forget(MEMORY_VERSION)  # the next poll detects again
             raise
+
+
+def _listed(raw: object, allow: set[str]) -> bool:
+    """Is this listing id one of the allow-listed ones? Cheap: many sources may each allow one
+    sequence of an account that has thousands."""
+    if isinstance(raw, str):
+        return raw in allow
+    return type(raw) is int and str(raw) in allow
 
 
 def _archived(item: Mapping[str, Any]) -> bool:
