@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
+from redis.asyncio.client import Pipeline
 
 from worker import continuity, metrics, progress
 from worker.deliver import DeliveryResult, deliver_destination
@@ -17,7 +18,7 @@ from worker.events import HealthType
 from worker.health import record_outcome
 from worker.pipeline import PollResult, poll_source
 from worker.sources.metering import metering
-from worker.status import record_poll
+from worker.status import queue_poll_record
 
 log = structlog.get_logger("seqwatch")
 
@@ -26,8 +27,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _health(deps: Deps, name: str, *, error: str | None, now: datetime) -> None:
-    """Logs and publishes only transitions: failing after N failures, recovered on a success."""
+async def _health(
+    deps: Deps,
+    name: str,
+    *,
+    error: str | None,
+    now: datetime,
+    tracker: progress.Progress,
+    requests: int,
+) -> None:
+    """Records the poll (its outcome, its health streak, its progress gone) in one transaction;
+    logs and publishes only transitions: failing after N failures, recovered on a success."""
+
+    at = time.time()
+
+    def bookkeeping(pipe: Pipeline) -> None:
+        progress.forget(pipe, tracker)
+        queue_poll_record(
+            pipe, source=name, ok=error is None, at=at, error=error, requests=requests
+        )
+
     notice = await record_outcome(
         deps.redis,
         source=name,
@@ -36,6 +55,7 @@ async def _health(deps: Deps, name: str, *, error: str | None, now: datetime) ->
         at=now,
         threshold=deps.failure_thresholds[name],
         routes=deps.routes,
+        also=bookkeeping,
     )
     if notice is None:
         return
@@ -64,12 +84,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
                 now=now,
             )
     except SourceError as exc:
-        await progress.clear(deps.redis, tracker)
         metrics.poll_finished(name, ok=False, seconds=time.monotonic() - started)
-        await record_poll(
-            deps.redis, source=name, ok=False, at=time.time(), error=str(exc),
-            requests=requests.count,
-        )  # fmt: skip
         log.warning(
             "poll",
             source=name,
@@ -80,11 +95,12 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
             requests=requests.count,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
-        await _health(deps, name, error=str(exc), now=now())
+        await _health(
+            deps, name, error=str(exc), now=now(), tracker=tracker, requests=requests.count
+        )
         raise
     finally:
         metrics.polling_source.reset(token)
-    await progress.clear(deps.redis, tracker)
     metrics.poll_finished(
         name,
         ok=True,
@@ -92,8 +108,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         events=result.by_type,
         quarantined=result.quarantined,
     )
-    await record_poll(deps.redis, source=name, ok=True, at=time.time(), requests=requests.count)
-    await _health(deps, name, error=None, now=now())
+    await _health(deps, name, error=None, now=now(), tracker=tracker, requests=requests.count)
     log.info(
         "poll",
         source=name,

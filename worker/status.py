@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker import keys
 from worker.continuity import REASONS
@@ -38,19 +39,31 @@ async def record_poll(
     error: str | None = None,
     requests: int | None = None,
 ) -> None:
-    meta = keys.meta(source)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            meta, mapping={"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
-        )
-        if requests is not None:
-            pipe.hset(meta, "last_poll_requests", str(requests))
-        if ok:
-            pipe.hset(meta, "last_ok_at", repr(at))
-            pipe.hdel(meta, "last_error")
-        else:
-            pipe.hset(meta, "last_error", scrub(error or "")[:500])
+        queue_poll_record(pipe, source=source, ok=ok, at=at, error=error, requests=requests)
         await pipe.execute()
+
+
+def queue_poll_record(
+    pipe: Pipeline,
+    *,
+    source: str,
+    ok: bool,
+    at: float,
+    error: str | None = None,
+    requests: int | None = None,
+) -> None:
+    """`record_poll`'s writes, queued on a pipeline carrying the poll's other bookkeeping."""
+    meta = keys.meta(source)
+    fields = {"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
+    if requests is not None:
+        fields["last_poll_requests"] = str(requests)
+    if ok:
+        fields["last_ok_at"] = repr(at)
+        pipe.hdel(meta, "last_error")
+    else:
+        fields["last_error"] = scrub(error or "")[:500]
+    pipe.hset(meta, mapping=fields)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
