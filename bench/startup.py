@@ -1,13 +1,15 @@
 """`python -m bench.startup`: wall time of `seqwatch --help` and `seqwatch status` (target 0.25 s).
 
 Each command runs as a fresh process (the installed console script), RUNS times after one
-warm-up; the minimum and median are printed. `status` reads a real Redis (started here, on a
+warm-up; the minimum and median are printed, with the bytecode cache as an install has it and
+without it (PYTHONDONTWRITEBYTECODE=1). `status` reads a real Redis (started here, on a
 free port, non-persistent) through a one-source, one-destination config.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,12 +23,13 @@ from worker.embedded_redis import EmbeddedRedis
 TARGET_S = 0.25
 
 
-def _time(argv: list[str], *, runs: int, cwd: Path) -> list[float]:
-    subprocess.run(argv, cwd=cwd, capture_output=True, check=False)  # warm the page cache
+def _time(argv: list[str], *, runs: int, cwd: Path, env: dict[str, str]) -> list[float]:
+    # Warms the page cache (and, where allowed, writes the bytecode cache).
+    subprocess.run(argv, cwd=cwd, capture_output=True, check=False, env=env)
     took = []
     for _ in range(runs):
         started = time.perf_counter()
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, check=False)
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, check=False, env=env)
         took.append(time.perf_counter() - started)
         assert done.returncode in (0, 1), done.stderr.decode()[-500:]
     return took
@@ -46,10 +49,16 @@ def main(argv: list[str] | None = None) -> int:
                 f'[redis]\nurl = "{url}"\n[[sources]]\nname = "s"\nprovider = "replyio"\n'
                 'api_key = "k"\n[[destinations]]\nname = "c"\ntype = "console"\n'
             )
-            print(f"{'command':<20} {'min':>8} {'median':>8}   target <= {TARGET_S} s")
+            print(f"{'command':<38} {'min':>8} {'median':>8}   target <= {TARGET_S} s")
+            # As installed (pip compiles bytecode), then as from a checkout that may not keep
+            # it (PYTHONDONTWRITEBYTECODE=1: every seqwatch module is compiled on each run).
+            cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            uncached = {**cached, "PYTHONDONTWRITEBYTECODE": "1"}
             for name, command in (("seqwatch --help", ["--help"]), ("seqwatch status", ["status"])):
-                took = _time([script, *command], runs=args.runs, cwd=root)
-                print(f"{name:<20} {min(took):>7.3f}s {statistics.median(took):>7.3f}s")
+                for how, env in (("", cached), (" (no bytecode cache)", uncached)):
+                    took = _time([script, *command], runs=args.runs, cwd=root, env=env)
+                    label = name + how
+                    print(f"{label:<38} {min(took):>7.3f}s {statistics.median(took):>7.3f}s")
         finally:
             redis.stop()
     return 0

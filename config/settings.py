@@ -6,16 +6,12 @@ Every problem raises one ConfigError whose single line names the key path
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import math
 import re
 import string
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from difflib import get_close_matches
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,7 +19,6 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from worker.errors import ConfigError
-from worker.events import ALL_EVENT_TYPES
 
 CONFIG_ENV_VAR = "SEQWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "seqwatch.toml"
@@ -58,6 +53,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac  # here, not at import: it loads OpenSSL, which `status` never needs
+
         return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
@@ -239,6 +236,8 @@ class _Table:
     def only(self, allowed: Collection[str]) -> None:
         for key in self.data:
             if key not in allowed:
+                from difflib import get_close_matches
+
                 close = get_close_matches(key, list(allowed), n=1)
                 self.fail(key, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
 
@@ -543,6 +542,9 @@ def _webhook_secrets(table: _Table) -> tuple[Secret, ...]:
 def _is_whsec(value: str) -> bool:
     if not value.startswith("whsec_"):
         return False
+    import base64  # only webhook destinations pay for it
+    import binascii
+
     try:
         return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 16
     except (binascii.Error, ValueError):
@@ -553,6 +555,8 @@ def _events(table: _Table) -> tuple[str, ...]:
     raw = table.array("events")
     if raw is None:
         return ("*",)
+    from worker.events import ALL_EVENT_TYPES  # the event model only when a list names types
+
     if not raw:
         table.fail("events", "expected at least one event type or pattern ('*' for all)")
     patterns: dict[str, None] = {}

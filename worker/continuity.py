@@ -33,6 +33,7 @@ from worker.events import HealthType, event_id
 from worker.outbox import Route
 from worker.redis_io import awaited
 from worker.state import new_incarnation
+from worker.wording import STATE_LOSS_REASONS
 
 log = structlog.get_logger("seqwatch.continuity")
 
@@ -54,11 +55,7 @@ end
 return {'replaced', current, serial}
 """
 
-REASONS = {
-    "vanished": "stored state vanished (Redis lost its data); re-baselining silently",
-    "replaced": "stored state was lost and replaced; changes meanwhile were not seen",
-    "rolled_back": "stored state is older than this worker last committed (Redis rolled back)",
-}
+REASONS = STATE_LOSS_REASONS
 
 
 @dataclass(slots=True)
