@@ -37,6 +37,7 @@ class Job:
     guard: bool = True
     sources: int = 0
     max_jobs: int = 0  # MANY: jobs in flight at once, as `[worker] max_jobs`
+    arq: bool = False  # MANY: through a real arq worker (queue and job bookkeeping included)
     cpu: int | None = None  # pin the measured process to this CPU
 
     @property
@@ -81,6 +82,7 @@ def run(job: Job) -> dict[str, Any]:
                 sources=job.sources,
                 max_jobs=job.max_jobs,
                 meter=meter,
+                arq=job.arq,
             )
         )
     else:

@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_JOBS,
         help=f"[worker] max_jobs for --many-sources (default {DEFAULT_MAX_JOBS})",
     )
+    add(
+        "--many-arq",
+        action="store_true",
+        help="--many-sources also through a real arq worker, as `seqwatch run` runs: its tick "
+        "claims and enqueues every source, arq runs the poll jobs (queue bookkeeping included)",
+    )
     add("--deliveries", type=int, default=2000, help="webhook events to deliver (0: skip)")
     add("--repeat", type=int, default=1, help="runs per measurement; the best is shown")
     add("--profile", action="store_true", help="cProfile one extra unchanged re-poll per size")
@@ -196,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 json_to=args.json,
                 many_sources=args.many_sources,
                 max_jobs=max(1, args.max_jobs),
+                many_arq=args.many_arq,
                 worker_cpu=worker_cpu,
                 service_cpu=service_cpu,
             ),

@@ -117,7 +117,8 @@ class ManyRow:
     min_requests: int
     events: int
     max_jobs: int = 0
-    ok: int = 0  # polls that ended "N events" (not busy, failed, ...)
+    ok: int = 0  # sources whose poll in this run ended ok
+    arq: bool = False  # polled through a real arq worker, not the job function alone
 
     @property
     def cpu_us_per_enrollment(self) -> float:

@@ -6,14 +6,15 @@ rendered as the daemon renders it. Runs inside a measured child process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections import Counter
+import time
 from pathlib import Path
 from typing import Any
 
 from bench.delivery import SECRET
 from bench.meter import Meter
-from bench.synth import API_KEY, FIRST_SEQUENCE_ID
+from bench.synth import ACCOUNT_KEY_PREFIX, FIRST_SEQUENCE_ID
 from config.settings import (
     DestinationSettings,
     DestinationType,
@@ -24,8 +25,8 @@ from config.settings import (
     WorkerSettings,
 )
 from worker import keys, logs
-from worker.deps import open_deps
-from worker.jobs import poll
+from worker.deps import Deps, open_deps
+from worker.jobs import QUEUE, build_worker, poll
 
 # The shared limiter still runs (a Redis round trip per request) but never waits on the fake.
 UNPACED_PER_MINUTE = 1e9
@@ -36,14 +37,15 @@ def source_name(k: int) -> str:
 
 
 def many_settings(*, peer_url: str, redis_url: str, sources: int, max_jobs: int) -> Settings:
-    """Source k allow-lists synthetic sequence k; one webhook destination takes every event."""
+    """Source k is the account of synthetic sequence k (and allow-lists it, so a shared-account
+    fake would serve it the same records); one webhook destination takes every event."""
     return Settings(
         redis=RedisSettings(url=Secret(redis_url), data_dir=Path(".")),
         sources=tuple(
             SourceSettings(
                 name=source_name(k),
                 provider="replyio",
-                api_key=Secret(API_KEY),
+                api_key=Secret(f"{ACCOUNT_KEY_PREFIX}{k}"),  # an account of its own
                 base_url=peer_url,
                 sequences=(str(FIRST_SEQUENCE_ID + k),),  # Account.sequence_id(k)
                 requests_per_minute=UNPACED_PER_MINUTE,
@@ -66,36 +68,68 @@ def many_settings(*, peer_url: str, redis_url: str, sources: int, max_jobs: int)
 
 
 async def poll_many(
-    *, peer_url: str, redis_url: str, sources: int, max_jobs: int, meter: Meter
+    *, peer_url: str, redis_url: str, sources: int, max_jobs: int, meter: Meter, arq: bool = False
 ) -> dict[str, Any]:
+    """With `arq`, a real arq worker (worker.jobs.build_worker, as `seqwatch run` starts it)
+    polls every source once: its tick claims and enqueues them, arq runs the jobs; otherwise
+    the job function runs directly, `max_jobs` at a time (no queue, no arq bookkeeping)."""
     settings = many_settings(
         peer_url=peer_url, redis_url=redis_url, sources=sources, max_jobs=max_jobs
     )
     with open(os.devnull, "w") as sink:  # noqa: ASYNC230 (opened once, before measuring)
         logs.configure(level="INFO", stream=sink, json=True)  # one JSON line per poll, as run
         deps = open_deps(settings, redis_url=redis_url)
-        ctx: dict[str, Any] = {"deps": deps, "job_try": 1}
-        limit = asyncio.Semaphore(settings.worker.max_jobs)
-
-        async def one(name: str) -> str:
-            async with limit:
-                return await poll(ctx, name)
-
         try:
+            started = time.time()
             with meter:
-                outcomes = await asyncio.gather(*(one(name) for name in deps.sources))
+                if arq:
+                    await _through_arq(settings, redis_url, deps)
+                else:
+                    await _through_job_function(deps, max_jobs)
             async with deps.redis.pipeline(transaction=False) as pipe:
                 for name in deps.sources:
-                    pipe.hget(keys.meta(name), "tracked")
-                tracked = await pipe.execute()
+                    pipe.hmget(keys.meta(name), ["tracked", "last_outcome", "last_poll_at"])
+                rows = await pipe.execute()
+            events = await deps.redis.zcard(keys.due(source_name(0), "bench-hook"))
         finally:
             await deps.aclose()
-    kinds = Counter("ok" if o.endswith(" events") else o for o in outcomes)
+    polled = [r for r in rows if r[2] is not None and float(r[2]) >= started]
     return {
-        "sources": len(outcomes),
-        "ok": kinds["ok"],
-        "outcomes": dict(kinds),
-        "enrollments": sum(int(t or 0) for t in tracked),
-        "events": sum(int(o.split()[0]) for o in outcomes if o.endswith(" events")),
+        "sources": len(rows),
+        "ok": sum(r[1] == "ok" for r in polled),
+        "enrollments": sum(int(r[0] or 0) for r in rows),
+        "events": int(events),
         "max_jobs": max_jobs,
+        "arq": arq,
     }
+
+
+async def _through_job_function(deps: Deps, max_jobs: int) -> None:
+    ctx: dict[str, Any] = {"deps": deps, "job_try": 1}
+    limit = asyncio.Semaphore(max_jobs)
+
+    async def one(name: str) -> str:
+        async with limit:
+            return await poll(ctx, name)
+
+    await asyncio.gather(*(one(name) for name in deps.sources))
+
+
+async def _through_arq(settings: Settings, redis_url: str, deps: Deps) -> None:
+    """Until every source was polled once and nothing is queued or running."""
+    worker = build_worker(settings, redis_url=redis_url, deps=deps)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        while True:
+            await asyncio.sleep(0.1)
+            if running.done():
+                running.result()  # the worker failed: raise it
+            busy = any(not t.done() for t in worker.tasks.values())
+            polls = worker.jobs_complete + worker.jobs_failed
+            if polls >= len(deps.sources) and not busy and not await deps.redis.zcard(QUEUE):
+                break
+    finally:
+        await worker.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -34,6 +34,7 @@ class Options:
     json_to: Path | None = None
     many_sources: tuple[int, int] | None = None  # (sources, enrollments each); None: skip
     max_jobs: int = 100  # many sources: jobs in flight at once, as `[worker] max_jobs`
+    many_arq: bool = False  # many sources: also through a real arq worker
     # Worker on one CPU, Redis and the fake on another: every Redis round trip crosses CPUs,
     # as it crosses the network in production (None: let the OS place them).
     worker_cpu: int | None = None
@@ -196,19 +197,19 @@ class Runner:
         sources (their unchanged re-poll is the fixed cost of a poll); per account a baseline
         and an unchanged re-poll, each by one child polling as `seqwatch run` does."""
         for each in dict.fromkeys((per_source, 1)):
-            self._many(sources, each)
+            self._many(sources, each, arq=False)
+        if self.options.many_arq:
+            self._many(sources, per_source, arq=True)
 
-    def _many(self, sources: int, per_source: int) -> None:
+    def _many(self, sources: int, per_source: int, *, arq: bool) -> None:
         account = Account(
             enrollments=sources * per_source, seed=self.options.seed, per_sequence=per_source
         )
-        # Per source: the sequence listing up to its own sequence, then its contact pages.
-        minimum = sum(
-            k // PAGE_SIZE + 1 + max(1, -(-account.sequence_size(k) // PAGE_SIZE))
-            for k in range(sources)
-        )
+        # Per source (an account of one sequence): its sequence listing, then its contact pages.
+        minimum = sum(1 + max(1, -(-account.sequence_size(k) // PAGE_SIZE)) for k in range(sources))
         work = self.options.work_dir
-        with RedisBox(work / f"redis-many-{per_source}", cpu=self.options.service_cpu) as box:
+        via = "arq" if arq else "job"
+        with RedisBox(work / f"redis-many-{per_source}-{via}", cpu=self.options.service_cpu) as box:
             for cycle in (Cycle.BASELINE, Cycle.UNCHANGED):
                 self._show(account, cycle)
                 job = Job(
@@ -217,9 +218,10 @@ class Runner:
                     redis_url=box.url,
                     sources=sources,
                     max_jobs=self.options.max_jobs,
+                    arq=arq,
                     cpu=self.options.worker_cpu,
                 )
-                name = f"many-{sources}x{per_source}-{cycle}"
+                name = f"many-{sources}x{per_source}-{via}-{cycle}"
                 result = run_child(job, work_dir=work, name=name)
                 stats = self.peer.call("/_bench/stats")
                 row = ManyRow(
@@ -236,6 +238,7 @@ class Runner:
                     events=int(result.facts["events"]),
                     max_jobs=int(result.facts["max_jobs"]),
                     ok=int(result.facts["ok"]),
+                    arq=arq,
                 )
                 self.figures.many.append(row)
                 self.emit(row)
