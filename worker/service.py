@@ -131,19 +131,9 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
 async def check_continuity(deps: Deps, *, now: Callable[[], datetime] = utc_now) -> list[str]:
     """The daemon's tick: announces, between polls, any source whose stored state vanished or
     went back in time (worker/continuity.py); returns the sources found so."""
-    lost = []
-    for name, runtime in deps.sources.items():
-        reason = await continuity.verify(
-            deps.redis,
-            source=name,
-            provider=runtime.provider,
-            memory=runtime.memory,
-            routes=deps.routes,
-            now=now(),
-        )
-        if reason is not None:
-            lost.append(name)
-    return lost
+    sources = [(name, rt.provider, rt.memory) for name, rt in deps.sources.items()]
+    reasons = await continuity.verify_all(deps.redis, sources, routes=deps.routes, now=now())
+    return [name for (name, _, _), reason in zip(sources, reasons, strict=True) if reason]
 
 
 async def run_deliver(
