@@ -211,37 +211,49 @@ class Runner:
         via = "arq" if arq else "job"
         with RedisBox(work / f"redis-many-{per_source}-{via}", cpu=self.options.service_cpu) as box:
             for cycle in (Cycle.BASELINE, Cycle.UNCHANGED):
-                self._show(account, cycle)
-                job = Job(
-                    kind=Kind.MANY,
-                    peer_port=self.peer.port,
-                    redis_url=box.url,
-                    sources=sources,
-                    max_jobs=self.options.max_jobs,
-                    arq=arq,
-                    cpu=self.options.worker_cpu,
-                )
-                name = f"many-{sources}x{per_source}-{via}-{cycle}"
-                result = run_child(job, work_dir=work, name=name)
-                stats = self.peer.call("/_bench/stats")
-                row = ManyRow(
-                    sources=int(result.facts["sources"]),
-                    per_source=per_source,
-                    cycle=cycle.value,
-                    enrollments=int(result.facts["enrollments"]),
-                    wall_s=result.usage.wall_s,
-                    cpu_s=result.usage.cpu_s,
-                    peak_rss_kb=result.usage.peak_rss_kb,
-                    rss_before_kb=result.usage.rss_before_kb,
-                    requests=int(stats["api_requests"]),
-                    min_requests=minimum,
-                    events=int(result.facts["events"]),
-                    max_jobs=int(result.facts["max_jobs"]),
-                    ok=int(result.facts["ok"]),
-                    arq=arq,
-                )
+                # The unchanged re-poll repeats (`--repeat`): the run with the least CPU counts.
+                runs = 1 if cycle is Cycle.BASELINE else self.options.repeat
+                rows = [
+                    self._many_run(box, account, cycle, minimum, arq=arq, n=n) for n in range(runs)
+                ]
+                row = min(rows, key=lambda r: r.cpu_s)
                 self.figures.many.append(row)
                 self.emit(row)
+
+    def _many_run(
+        self, box: RedisBox, account: Account, cycle: Cycle, minimum: int, *, arq: bool, n: int
+    ) -> ManyRow:
+        sources, per_source = account.sequences, account.per_sequence
+        self._show(account, cycle)  # also zeroes the peer's request counter
+        job = Job(
+            kind=Kind.MANY,
+            peer_port=self.peer.port,
+            redis_url=box.url,
+            sources=sources,
+            max_jobs=self.options.max_jobs,
+            arq=arq,
+            cpu=self.options.worker_cpu,
+        )
+        via = "arq" if arq else "job"
+        name = f"many-{sources}x{per_source}-{via}-{cycle}-{n}"
+        result = run_child(job, work_dir=self.options.work_dir, name=name)
+        stats = self.peer.call("/_bench/stats")
+        return ManyRow(
+            sources=int(result.facts["sources"]),
+            per_source=per_source,
+            cycle=cycle.value,
+            enrollments=int(result.facts["enrollments"]),
+            wall_s=result.usage.wall_s,
+            cpu_s=result.usage.cpu_s,
+            peak_rss_kb=result.usage.peak_rss_kb,
+            rss_before_kb=result.usage.rss_before_kb,
+            requests=int(stats["api_requests"]),
+            min_requests=minimum,
+            events=int(result.facts["events"]),
+            max_jobs=int(result.facts["max_jobs"]),
+            ok=int(result.facts["ok"]),
+            arq=arq,
+        )
 
     def memory(self) -> None:
         """Bytes per enrollment for every id kind at every memory size."""
