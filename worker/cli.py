@@ -3,7 +3,8 @@
 Exit status: 0 success, 1 a run-time failure, 2 bad configuration or usage.
 
 Imports are made where a command needs them: `--help` loads argparse only, and `status` loads
-Redis and the config but no HTTP client, provider or notifier (SPEC: it starts in <= 0.25 s).
+the config and a small blocking Redis client (worker/redis_lite.py) but no asyncio, redis-py,
+HTTP client, provider or notifier (SPEC: it starts in <= 0.25 s).
 """
 
 from __future__ import annotations

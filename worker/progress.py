@@ -1,9 +1,10 @@
 """A listing's progress while it runs: in Redis for `status`, and a `poll_progress` log line.
 
 The source is wrapped rather than the pipeline changed: progress counts the pages the source
-has handed over. Redis is written once the listing has run a second, then at most once a
-second (one pipelined HSET + EXPIRE), so a fast listing writes nothing at all; `status` shows it
-only while the source's lease is held, so a crashed poll's progress disappears with its lease.
+has handed over. Redis is written when a page arrives a second or more into the listing, then
+at most once a second (one pipelined HSET + EXPIRE), so a fast listing writes nothing at all (a
+slow first page shows once it is in); `status` shows it only while the source's lease is held,
+so a crashed poll's progress disappears with its lease.
 """
 
 from __future__ import annotations
