@@ -23,7 +23,7 @@ class Kind(StrEnum):
     SEQWATCH = "seqwatch"
     NAIVE = "naive"
     DELIVERY = "delivery"
-    MANY = "many"  # `sources` sources, one sequence each, polled concurrently
+    MANY = "many"  # `sources` sources, one sequence each, polled as `seqwatch run` polls
     FLOOR = "floor"  # decode + one HMGET + field extraction per page: the least a poll costs
 
 
@@ -36,6 +36,8 @@ class Job:
     deliveries: int = 0
     guard: bool = True
     sources: int = 0
+    max_jobs: int = 0  # MANY: jobs in flight at once, as `[worker] max_jobs`
+    arq: bool = False  # MANY: through a real arq worker (queue and job bookkeeping included)
     cpu: int | None = None  # pin the measured process to this CPU
 
     @property
@@ -75,7 +77,12 @@ def run(job: Job) -> dict[str, Any]:
 
         facts = asyncio.run(
             poll_many(
-                peer_url=job.peer_url, redis_url=job.redis_url, sources=job.sources, meter=meter
+                peer_url=job.peer_url,
+                redis_url=job.redis_url,
+                sources=job.sources,
+                max_jobs=job.max_jobs,
+                meter=meter,
+                arq=job.arq,
             )
         )
     else:

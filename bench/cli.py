@@ -22,6 +22,7 @@ from bench.child import Kind
 from bench.procs import PeerProcess, RedisBox
 from bench.run import Options, Runner
 from bench.synth import PAGE_SIZE
+from config.settings import DEFAULT_MAX_JOBS
 
 NAIVE_DEFAULT_MAX = 100_000
 
@@ -77,7 +78,21 @@ def _parser() -> argparse.ArgumentParser:
         "--many-sources",
         type=_many,
         metavar="SxN",
-        help="also poll S sources of N enrollments each concurrently in one worker (e.g. 200x1000)",
+        help="also poll S sources of N enrollments each as one `seqwatch run` worker does "
+        "(the arq job function, [worker] max_jobs at a time; e.g. 1000x100), and S sources of "
+        "one enrollment for the fixed CPU of a poll",
+    )
+    add(
+        "--max-jobs",
+        type=int,
+        default=DEFAULT_MAX_JOBS,
+        help=f"[worker] max_jobs for --many-sources (default {DEFAULT_MAX_JOBS})",
+    )
+    add(
+        "--many-arq",
+        action="store_true",
+        help="--many-sources also through a real arq worker, as `seqwatch run` runs: its tick "
+        "claims and enqueues every source, arq runs the poll jobs (queue bookkeeping included)",
     )
     add("--deliveries", type=int, default=2000, help="webhook events to deliver (0: skip)")
     add("--repeat", type=int, default=1, help="runs per measurement; the best is shown")
@@ -129,9 +144,14 @@ def _run(options: Options, *, keep_files: bool) -> None:
         if options.many_sources is not None:
             sources, each = options.many_sources
             _say()
-            _say(f"Many sources: one worker polls {sources} sources of {each} enrollments")
+            _say(
+                f"Many sources: one worker polls {sources} sources of {each} enrollments, "
+                f"then {sources} of 1, as `seqwatch run` does with max_jobs {options.max_jobs}"
+            )
             _say(report.MANY_HEADER)
             runner.many(sources, each)
+            for line in report.many_figures(runner.figures):
+                _say(line)
         if options.memory_sizes:
             _say()
             _say("Redis memory: INFO used_memory per stored enrollment, written as polls write")
@@ -181,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 work_dir=work_dir.resolve(),
                 json_to=args.json,
                 many_sources=args.many_sources,
+                max_jobs=max(1, args.max_jobs),
+                many_arq=args.many_arq,
                 worker_cpu=worker_cpu,
                 service_cpu=service_cpu,
             ),

@@ -117,10 +117,21 @@ class ManyRow:
     requests: int
     min_requests: int
     events: int
+    max_jobs: int = 0
+    ok: int = 0  # sources whose poll in this run ended ok
+    arq: bool = False  # polled through a real arq worker, not the job function alone
 
     @property
     def cpu_us_per_enrollment(self) -> float:
         return self.cpu_s * 1e6 / max(1, self.enrollments)
+
+    @property
+    def enrollments_per_second(self) -> float:
+        return self.enrollments / max(1e-9, self.wall_s)
+
+    @property
+    def cpu_ms_per_poll(self) -> float:
+        return self.cpu_s * 1e3 / max(1, self.sources)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -129,6 +140,11 @@ class Figures:
     layouts: list[StateLayout] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
     many: list[ManyRow] = field(default_factory=list)
+
+    def many_row(self, *, per_source: int, cycle: str) -> ManyRow | None:
+        found = [r for r in self.many if r.per_source == per_source and r.cycle == cycle]
+        return found[0] if found else None
+
     memory: list[MemoryRow] = field(default_factory=list)
     profiles: dict[int, Path] = field(default_factory=dict)  # size -> .pstats file
 

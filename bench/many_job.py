@@ -1,53 +1,135 @@
-"""Many sources in one worker: every source of the synthetic account polled concurrently,
-bounded as `seqwatch poll` bounds it. Runs inside a measured child process."""
+"""Many sources in one worker, polled as `seqwatch run` polls them: `open_deps` builds the
+sources from settings (shared HTTP client, shared Redis rate limiter), and the arq job function
+`worker.jobs.poll` runs for each, at most `[worker] max_jobs` at a time, with its log line
+rendered as the daemon renders it. Runs inside a measured child process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import time
+from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.delivery import SECRET
 from bench.meter import Meter
-from bench.seqwatch_job import ROUTES, open_http, runtime_for, utcnow
-from bench.synth import FIRST_SEQUENCE_ID
-from worker.commands import POLL_CONCURRENCY
-from worker.pipeline import PollResult, SourceRuntime, poll_source
-from worker.redis_conn import connect
+from bench.synth import ACCOUNT_KEY_PREFIX, FIRST_SEQUENCE_ID
+from config.settings import (
+    DestinationSettings,
+    DestinationType,
+    RedisSettings,
+    Secret,
+    Settings,
+    SourceSettings,
+    WorkerSettings,
+)
+from worker import keys, logs
+from worker.deps import Deps, open_deps
+from worker.jobs import QUEUE, build_worker, poll
+
+# The shared limiter still runs (a Redis round trip per request) but never waits on the fake.
+UNPACED_PER_MINUTE = 1e9
 
 
 def source_name(k: int) -> str:
-    return f"bench-{k:03d}"
+    return f"bench-{k:04d}"
 
 
-async def poll_many(*, peer_url: str, redis_url: str, sources: int, meter: Meter) -> dict[str, Any]:
-    """Source k allow-lists synthetic sequence k; all share one HTTP client, as in worker.deps."""
-    redis = connect(redis_url)
-    http = open_http()
-    clients: list[httpx.AsyncClient] = [http]
-    runtimes: list[SourceRuntime] = []
-    for k in range(sources):
-        sequence = str(FIRST_SEQUENCE_ID + k)  # Account.sequence_id(k)
-        runtimes.append(
-            runtime_for(source_name(k), peer_url=peer_url, http=http, sequences=(sequence,))
-        )
-    limit = asyncio.Semaphore(POLL_CONCURRENCY)
+def many_settings(*, peer_url: str, redis_url: str, sources: int, max_jobs: int) -> Settings:
+    """Source k is the account of synthetic sequence k (and allow-lists it, so a shared-account
+    fake would serve it the same records); one webhook destination takes every event."""
+    return Settings(
+        redis=RedisSettings(url=Secret(redis_url), data_dir=Path(".")),
+        sources=tuple(
+            SourceSettings(
+                name=source_name(k),
+                provider="replyio",
+                api_key=Secret(f"{ACCOUNT_KEY_PREFIX}{k}"),  # an account of its own
+                base_url=peer_url,
+                sequences=(str(FIRST_SEQUENCE_ID + k),),  # Account.sequence_id(k)
+                requests_per_minute=UNPACED_PER_MINUTE,
+                api_version="v4",  # the synthetic peer serves the v4 shape
+            )
+            for k in range(sources)
+        ),
+        destinations=(
+            DestinationSettings(
+                name="bench-hook",
+                type=DestinationType.WEBHOOK,
+                url=Secret(peer_url + "/hook"),
+                secrets=(Secret(SECRET),),
+                allow_private_network=True,
+            ),
+        ),
+        config_path=Path("bench.toml"),
+        worker=WorkerSettings(max_jobs=max_jobs),
+    )
 
-    async def one(runtime: SourceRuntime) -> PollResult:
-        async with limit:
-            return await poll_source(redis, runtime, routes=ROUTES, now=utcnow)
 
-    try:
-        with meter:
-            results = await asyncio.gather(*(one(runtime) for runtime in runtimes))
-    finally:
-        for client in clients:
-            await client.aclose()
-        await redis.aclose()
+async def poll_many(
+    *, peer_url: str, redis_url: str, sources: int, max_jobs: int, meter: Meter, arq: bool = False
+) -> dict[str, Any]:
+    """With `arq`, a real arq worker (worker.jobs.build_worker, as `seqwatch run` starts it)
+    polls every source once: its tick claims and enqueues them, arq runs the jobs; otherwise
+    the job function runs directly, `max_jobs` at a time (no queue, no arq bookkeeping)."""
+    settings = many_settings(
+        peer_url=peer_url, redis_url=redis_url, sources=sources, max_jobs=max_jobs
+    )
+    with open(os.devnull, "w") as sink:  # noqa: ASYNC230 (opened once, before measuring)
+        logs.configure(level="INFO", stream=sink, json=True)  # one JSON line per poll, as run
+        deps = open_deps(settings, redis_url=redis_url)
+        try:
+            started = time.time()
+            with meter:
+                if arq:
+                    await _through_arq(settings, redis_url, deps)
+                else:
+                    await _through_job_function(deps, max_jobs)
+            async with deps.redis.pipeline(transaction=False) as pipe:
+                for name in deps.sources:
+                    pipe.hmget(keys.meta(name), ["tracked", "last_outcome", "last_poll_at"])
+                rows = await pipe.execute()
+            events = await deps.redis.zcard(keys.due(source_name(0), "bench-hook"))
+        finally:
+            await deps.aclose()
+    polled = [r for r in rows if r[2] is not None and float(r[2]) >= started]
     return {
-        "sources": len(results),
-        "enrollments": sum(r.enrollments for r in results),
-        "events": sum(r.events for r in results),
-        "pages": sum(r.pages for r in results),
-        "baseline": all(r.baseline for r in results),
+        "sources": len(rows),
+        "ok": sum(r[1] == "ok" for r in polled),
+        "enrollments": sum(int(r[0] or 0) for r in rows),
+        "events": int(events),
+        "max_jobs": max_jobs,
+        "arq": arq,
     }
+
+
+async def _through_job_function(deps: Deps, max_jobs: int) -> None:
+    ctx: dict[str, Any] = {"deps": deps, "job_try": 1}
+    limit = asyncio.Semaphore(max_jobs)
+
+    async def one(name: str) -> str:
+        async with limit:
+            return await poll(ctx, name)
+
+    await asyncio.gather(*(one(name) for name in deps.sources))
+
+
+async def _through_arq(settings: Settings, redis_url: str, deps: Deps) -> None:
+    """Until every source was polled once and nothing is queued or running."""
+    worker = build_worker(settings, redis_url=redis_url, deps=deps)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        while True:
+            await asyncio.sleep(0.1)
+            if running.done():
+                running.result()  # the worker failed: raise it
+            busy = any(not t.done() for t in worker.tasks.values())
+            polls = worker.jobs_complete + worker.jobs_failed
+            if polls >= len(deps.sources) and not busy and not await deps.redis.zcard(QUEUE):
+                break
+    finally:
+        await worker.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from bench.synth import PAGE_SIZE, Account, Cycle
+from bench.synth import ACCOUNT_KEY_PREFIX, PAGE_SIZE, Account, Cycle
 from notifiers.signing import parse_secret, verify
 
 _JSON = b"application/json"
@@ -55,7 +55,7 @@ class Peer:
             self._counts["api_requests"] += 1
             if method != "GET":
                 return 405, b'{"title":"Method Not Allowed"}'
-            return self._api(path, parse_qs(split.query))
+            return self._api(path, parse_qs(split.query), headers.get("x-api-key", ""))
         if path == "/hook" and method == "POST":
             self._counts["hook_posts"] += 1
             if self._hook_key is not None and verify(
@@ -90,7 +90,7 @@ class Peer:
         self._reset()
         return {"pages": len(self._pages), "render_s": time.perf_counter() - started}
 
-    def _api(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
+    def _api(self, path: str, query: dict[str, list[str]], key: str) -> tuple[int, bytes]:
         account = self._account
         if account is None:
             return 404, b'{"title":"No account"}'
@@ -103,6 +103,9 @@ class Peer:
             return 400, b'{"title":"Bad Request"}'
         parts = path.strip("/").split("/")
         if parts == ["v4", "sequences"]:
+            own = key.removeprefix(ACCOUNT_KEY_PREFIX)
+            if key.startswith(ACCOUNT_KEY_PREFIX) and own.isdigit():
+                return 200, account.own_sequence_page(int(own))
             return 200, account.sequences_page(skip=skip, top=top)
         if len(parts) == 4 and parts[3] == "contacts" and parts[2].isdigit():
             seq_id = int(parts[2])

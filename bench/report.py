@@ -34,18 +34,41 @@ def poll_line(row: PollRow) -> str:
 
 
 MANY_HEADER = (
-    f"{'sources':>9} {'enr each':>8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} "
-    f"{'peak RSS MB':>11} {'(setup)':>8} {'HTTP req (min)':>15} {'events (exp)':>13}"
+    f"{'sources':>9} {'enr each':>8} {'cycle':<13} {'wall s':>8} {'enr/s':>8} {'CPU µs/enr':>10} "
+    f"{'CPU ms/poll':>11} {'peak RSS MB':>11} {'(setup)':>8} {'polls ok':>9} "
+    f"{'HTTP req (min)':>15} {'events (exp)':>13}"
 )
 
 
 def many_line(row: ManyRow) -> str:
     return (
-        f"{row.sources:>9} {row.per_source:>8} {row.cycle:<9} {row.wall_s:>8.2f} "
-        f"{row.cpu_us_per_enrollment:>10.1f} {row.peak_rss_kb / _MB:>11.1f} "
-        f"{row.rss_before_kb / _MB:>8.1f} "
+        f"{row.sources:>9} {row.per_source:>8} {row.cycle + (' arq' if row.arq else ''):<13} "
+        f"{row.wall_s:>8.2f} {row.enrollments_per_second:>8.0f} {row.cpu_us_per_enrollment:>10.1f} "
+        f"{row.cpu_ms_per_poll:>11.2f} {row.peak_rss_kb / _MB:>11.1f} "
+        f"{row.rss_before_kb / _MB:>8.1f} {row.ok:>9} "
         f"{_count(row.requests, row.min_requests):>15} {_count(row.events, 0):>13}"
     )
+
+
+def many_figures(figures: Figures) -> list[str]:
+    """The fixed CPU of a poll (a one-enrollment source's unchanged re-poll) and the marginal
+    CPU of an enrollment (the difference to the larger sources, per extra enrollment)."""
+    one = figures.many_row(per_source=1, cycle="unchanged")
+    big = [r for r in figures.many if r.per_source > 1 and r.cycle == "unchanged" and not r.arq]
+    if one is None:
+        return []
+    lines = [
+        f"  fixed CPU per source poll: {one.cpu_ms_per_poll:.2f} ms "
+        f"({one.sources} one-enrollment sources, unchanged re-poll, max_jobs {one.max_jobs})"
+    ]
+    for row in big:
+        extra = row.cpu_s - one.cpu_ms_per_poll / 1e3 * row.sources
+        per = extra * 1e6 / max(1, row.enrollments - row.sources)
+        lines.append(
+            f"  marginal CPU per enrollment at {row.per_source} per source: {per:.1f} µs "
+            f"(fixed {one.cpu_ms_per_poll * 1e3 / row.per_source:.1f} µs/enr of it amortized)"
+        )
+    return lines
 
 
 def layout_line(layout: StateLayout) -> str:
@@ -235,6 +258,33 @@ def _delivery_target(figures: Figures) -> str:
     )
 
 
+def _many_targets(figures: Figures) -> list[str]:
+    one = figures.many_row(per_source=1, cycle="unchanged")
+    fixed = _target(
+        None if one is None else one.cpu_ms_per_poll <= 1.0,
+        "fixed CPU per source poll <= 1 ms",
+        "not measured" if one is None else f"{one.cpu_ms_per_poll:.2f} ms",
+    )
+    rows = [
+        r
+        for r in figures.many
+        if r.sources >= 1000 and r.per_source >= 100 and r.cycle == "unchanged"
+    ]
+    what = "one worker polls 1,000 sources x 100 at >= 20k enrollments/s"
+    if not rows:
+        return [fixed, _target(None, what, "not measured (--many-sources 1000x100)")]
+    lines = [fixed]
+    for row in rows:
+        rate = row.enrollments_per_second
+        via = "an arq worker" if row.arq else "the job function"
+        lines.append(
+            _target(
+                rate >= 20_000, what, f"{rate:,.0f}/s unchanged, {via}, max_jobs {row.max_jobs}"
+            )
+        )
+    return lines
+
+
 def _requests_target(figures: Figures) -> str:
     what = "API requests per poll = minimum (largest page size)"
     polls = [r for r in figures.polls if r.impl == "seqwatch"]
@@ -256,6 +306,7 @@ def summary(figures: Figures) -> list[str]:
         _rss_target(figures, sizes),
         _naive_target(figures),
         _delivery_target(figures),
+        *_many_targets(figures),
         _requests_target(figures),
         f"  check: events produced = expected in {right}/{len(figures.polls)} polls",
     ]

@@ -17,6 +17,9 @@ import orjson
 
 PAGE_SIZE = 1000  # Reply.io's largest `top`: the fewest requests per listing
 API_KEY = "bench-api-key"  # the fake accepts any key
+# A key "<ACCOUNT_KEY_PREFIX><k>" is the account of sequence k alone: its listing shows one
+# sequence (many sources as many customer accounts, not as many views of one account).
+ACCOUNT_KEY_PREFIX = "bench-account-"
 FIRST_SEQUENCE_ID = 5000
 _FIRST = ("Ada", "Ben", "Cleo", "Dev", "Eva", "Finn", "Gia", "Hugo")
 _LAST = ("Ortiz", "Nguyen", "Smith", "Kowalski", "Haddad", "Ito", "Mensah", "Rossi")
@@ -142,6 +145,11 @@ class Account:
             for k in range(skip, min(self.sequences, skip + top))
         ]
         return orjson.dumps({"items": items, "hasMore": skip + top < self.sequences})
+
+    def own_sequence_page(self, k: int) -> bytes:
+        """The sequence listing of an account holding sequence k alone."""
+        item = orjson.loads(self.sequences_page(skip=k, top=1))["items"]
+        return orjson.dumps({"items": item, "hasMore": False})
 
     def contacts_page(
         self, k: int, *, skip: int, top: int, changes: dict[int, Change] | None = None

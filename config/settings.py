@@ -6,16 +6,12 @@ Every problem raises one ConfigError whose single line names the key path
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import math
 import re
 import string
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from difflib import get_close_matches
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,7 +19,6 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from worker.errors import ConfigError
-from worker.events import ALL_EVENT_TYPES
 
 CONFIG_ENV_VAR = "SEQWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "seqwatch.toml"
@@ -58,6 +53,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac  # here, not at import: it loads OpenSSL, which `status` never needs
+
         return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
@@ -71,6 +68,10 @@ class Secret:
 
 
 DEFAULT_CONCURRENCY = 8
+# `seqwatch run`: jobs (polls and delivery rounds) in flight at once. Polls mostly wait on the
+# provider and Redis, so one process runs many; each holds at most one HTTP connection.
+DEFAULT_MAX_JOBS = 100
+MAX_MAX_JOBS = 1000
 MAX_CONCURRENCY = 100  # the webhook client's connection pool
 
 
@@ -125,12 +126,20 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    """How `seqwatch run` schedules its jobs."""
+
+    max_jobs: int = DEFAULT_MAX_JOBS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     redis: RedisSettings
     sources: tuple[SourceSettings, ...]
     destinations: tuple[DestinationSettings, ...]
     config_path: Path
     metrics: MetricsSettings | None = None
+    worker: WorkerSettings = WorkerSettings()
 
     def source(self, name: str) -> SourceSettings:
         """The source called `name`; ConfigError (exit 2) for an unknown name."""
@@ -164,7 +173,7 @@ def load_settings(
         raise ConfigError(_toml_problem(str(exc))) from None
     config_path = path.resolve()
     root = _Table("", document, environ)
-    root.only(("redis", "sources", "destinations", "metrics"))
+    root.only(("redis", "sources", "destinations", "metrics", "worker"))
     redis = _redis(root.table("redis"), base=config_path.parent)
     sources = _unique(tuple(_source(t, providers) for t in root.tables("sources")), "sources")
     if not sources:
@@ -177,6 +186,14 @@ def load_settings(
         destinations=_unique(destinations, "destinations"),
         config_path=config_path,
         metrics=_metrics(root.table("metrics")),
+        worker=_worker(root.table("worker")),
+    )
+
+
+def _worker(table: _Table) -> WorkerSettings:
+    table.only(("max_jobs",))
+    return WorkerSettings(
+        max_jobs=table.integer("max_jobs", DEFAULT_MAX_JOBS, between=(1, MAX_MAX_JOBS))
     )
 
 
@@ -219,6 +236,8 @@ class _Table:
     def only(self, allowed: Collection[str]) -> None:
         for key in self.data:
             if key not in allowed:
+                from difflib import get_close_matches
+
                 close = get_close_matches(key, list(allowed), n=1)
                 self.fail(key, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
 
@@ -298,6 +317,15 @@ class _Table:
         if value < minimum:
             self.fail(key, f"must be at least {minimum:g}")
         return value
+
+    def integer(self, key: str, default: int, *, between: tuple[int, int]) -> int:
+        raw = self.data.get(key, default)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            self.fail(key, f"expected an integer, got {_type_name(raw)}")
+        low, high = between
+        if not low <= raw <= high:
+            self.fail(key, f"must be between {low} and {high}")
+        return raw
 
     def boolean(self, key: str) -> bool:
         raw = self.data.get(key, False)
@@ -489,12 +517,7 @@ def _destination(table: _Table, source_names: tuple[str, ...]) -> DestinationSet
 
 
 def _concurrency(table: _Table) -> int:
-    raw = table.data.get("concurrency", DEFAULT_CONCURRENCY)
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        table.fail("concurrency", f"expected an integer, got {_type_name(raw)}")
-    if not 1 <= raw <= MAX_CONCURRENCY:
-        table.fail("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
-    return raw
+    return table.integer("concurrency", DEFAULT_CONCURRENCY, between=(1, MAX_CONCURRENCY))
 
 
 def _webhook_secrets(table: _Table) -> tuple[Secret, ...]:
@@ -519,6 +542,9 @@ def _webhook_secrets(table: _Table) -> tuple[Secret, ...]:
 def _is_whsec(value: str) -> bool:
     if not value.startswith("whsec_"):
         return False
+    import base64  # only webhook destinations pay for it
+    import binascii
+
     try:
         return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 16
     except (binascii.Error, ValueError):
@@ -529,6 +555,8 @@ def _events(table: _Table) -> tuple[str, ...]:
     raw = table.array("events")
     if raw is None:
         return ("*",)
+    from worker.events import ALL_EVENT_TYPES  # the event model only when a list names types
+
     if not raw:
         table.fail("events", "expected at least one event type or pattern ('*' for all)")
     patterns: dict[str, None] = {}

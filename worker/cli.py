@@ -3,7 +3,8 @@
 Exit status: 0 success, 1 a run-time failure, 2 bad configuration or usage.
 
 Imports are made where a command needs them: `--help` loads argparse only, and `status` loads
-Redis and the config but no HTTP client, provider or notifier (SPEC: it starts in <= 0.25 s).
+the config and a small blocking Redis client (worker/redis_lite.py) but no asyncio, redis-py,
+HTTP client, provider or notifier (SPEC: it starts in <= 0.25 s).
 """
 
 from __future__ import annotations
@@ -199,23 +200,41 @@ def _with_deps(settings: Settings, run: Callable[[Deps], Awaitable[int]]) -> Bod
     return body
 
 
-def _status(settings: Settings, out: TextIO, *, as_json: bool) -> Body:
-    """Redis only: no HTTP client, provider or notifier is built to read the status."""
+def _status(settings: Settings, out: TextIO, *, as_json: bool) -> int:
+    """Redis only: no HTTP client, provider or notifier is built to read the status, and for
+    the URLs seqwatch documents no asyncio or redis-py either (worker/redis_lite.py)."""
+    from worker import redis_lite, status_report
 
-    async def body(redis_url: str) -> int:
+    sources = [s.name for s in settings.sources]
+    destinations = [d.name for d in settings.destinations]
+    with redis_url_for(settings) as url:
+        if redis_lite.supports(url):
+            client = redis_lite.LiteRedis(url)
+            try:
+                return status_report.status_lite(
+                    client, out, as_json=as_json, sources=sources, destinations=destinations
+                )
+            finally:
+                client.close()
+        import asyncio
+
+        from redis.exceptions import RedisError
+
         from worker.redis_conn import connect
-        from worker.status_report import status
 
-        redis = connect(redis_url)
+        async def body() -> int:
+            redis = connect(url)
+            try:
+                return await status_report.status(
+                    redis, out, as_json=as_json, sources=sources, destinations=destinations
+                )
+            finally:
+                await redis.aclose()
+
         try:
-            return await status(
-                redis, out, as_json=as_json, sources=[s.name for s in settings.sources],
-                destinations=[d.name for d in settings.destinations],
-            )  # fmt: skip
-        finally:
-            await redis.aclose()
-
-    return body
+            return asyncio.run(body())
+        except RedisError as exc:
+            raise redis_lite.RedisUnavailable(type(exc).__name__, str(exc)) from None
 
 
 def _known(kind: str, name: str | None, names: Sequence[str]) -> None:
@@ -282,11 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(duration=args.duration, out=out))
         except KeyboardInterrupt:  # before the tour's own handler is in place
             return 130
-    import asyncio
-
-    from redis.exceptions import RedisError
-
     from config.settings import load_settings, resolve_config_path
+    from worker.redis_lite import RedisUnavailable
 
     settings: Settings | None = None
     try:
@@ -295,36 +311,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             providers=PROVIDER_SLUGS,
         )  # fmt: skip
         if args.command == "status":  # logs nothing; structlog costs a tenth of a second
-            body = _status(settings, out, as_json=args.json)
-        else:
-            from worker import logs
-
-            logs.configure(secrets=_secrets(settings), level=log_level)
-        if args.command == "run":
-            from worker.daemon import run_daemon
-
-            with redis_url_for(settings, supervise=True) as url:
-                asyncio.run(run_daemon(settings, redis_url=url))
-            return EXIT_OK
-        if args.command != "status":
-            body = _command(args, settings, out)
-        with redis_url_for(settings) as url:
-            return asyncio.run(body(url))
+            return _status(settings, out, as_json=args.json)
+        return _run(args, settings, out, log_level=log_level)
     except UsageError as exc:
         print(f"seqwatch: {exc}", file=err)
         return EXIT_USAGE
     except ConfigError as exc:
         print(f"seqwatch: config error: {exc}", file=err)
         return EXIT_USAGE
-    except RedisError as exc:
+    except RedisUnavailable as exc:
         where = f" at {_redis_where(settings)}" if settings is not None else ""
-        print(f"seqwatch: redis unavailable{where} ({type(exc).__name__})", file=err)
+        print(f"seqwatch: redis unavailable{where} ({exc.kind})", file=err)
         return EXIT_FAILED
     except SeqwatchError as exc:
         print(f"seqwatch: {exc}", file=err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _run(args: argparse.Namespace, settings: Settings, out: TextIO, *, log_level: str) -> int:
+    """Every command but status and schema: logs configured, then asyncio and redis-py."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from worker import logs
+    from worker.redis_lite import RedisUnavailable
+
+    logs.configure(secrets=_secrets(settings), level=log_level)
+    try:
+        if args.command == "run":
+            from worker.daemon import run_daemon
+
+            with redis_url_for(settings, supervise=True) as url:
+                asyncio.run(run_daemon(settings, redis_url=url))
+            return EXIT_OK
+        body = _command(args, settings, out)
+        with redis_url_for(settings) as url:
+            return asyncio.run(body(url))
+    except RedisError as exc:
+        raise RedisUnavailable(type(exc).__name__, str(exc)) from None
 
 
 def entrypoint() -> None:

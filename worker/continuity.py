@@ -33,6 +33,7 @@ from worker.events import HealthType, event_id
 from worker.outbox import Route
 from worker.redis_io import awaited
 from worker.state import new_incarnation
+from worker.wording import STATE_LOSS_REASONS
 
 log = structlog.get_logger("seqwatch.continuity")
 
@@ -54,11 +55,7 @@ end
 return {'replaced', current, serial}
 """
 
-REASONS = {
-    "vanished": "stored state vanished (Redis lost its data); re-baselining silently",
-    "replaced": "stored state was lost and replaced; changes meanwhile were not seen",
-    "rolled_back": "stored state is older than this worker last committed (Redis rolled back)",
-}
+REASONS = STATE_LOSS_REASONS
 
 
 @dataclass(slots=True)
@@ -82,20 +79,48 @@ async def verify(
     now: datetime,
 ) -> str | None:
     """Compares stored history with `memory`; announces a loss. Returns its reason, or None."""
-    meta = keys.meta(source)
-    if memory.incarnation is None:
-        current, serial = await awaited(redis.hmget(meta, ["incarnation", "serial"]))
-        memory.incarnation, memory.serial = current, int(serial or 0)
-        return None
-    reply: Any = await awaited(
-        redis.eval(_VERIFY, 1, meta, memory.incarnation, new_incarnation(), str(memory.serial))
-    )
-    outcome, current, serial = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
-    memory.incarnation, memory.serial = current, int(serial)
-    if outcome in ("ok", "adopted"):
-        return None
-    await _announce(redis, source=source, provider=provider, reason=outcome, routes=routes, now=now)
-    return outcome
+    (lost,) = await verify_all(redis, [(source, provider, memory)], routes=routes, now=now)
+    return lost
+
+
+async def verify_all(
+    redis: Redis,
+    sources: Sequence[tuple[str, str, SourceMemory]],
+    *,
+    routes: Sequence[Route],
+    now: datetime,
+) -> list[str | None]:
+    """`verify` for (source, provider, memory) each, in one round trip: the daemon's tick checks
+    every source this way. Returns each one's loss reason, or None."""
+    first = [memory.incarnation is None for _, _, memory in sources]
+    async with redis.pipeline(transaction=False) as pipe:
+        for (source, _, memory), learn in zip(sources, first, strict=True):
+            meta = keys.meta(source)
+            if learn:
+                pipe.hmget(meta, ["incarnation", "serial"])
+            else:
+                assert memory.incarnation is not None
+                pipe.eval(
+                    _VERIFY, 1, meta, memory.incarnation, new_incarnation(), str(memory.serial)
+                )
+        replies: list[Any] = await pipe.execute()
+    found: list[str | None] = []
+    for (source, provider, memory), learn, reply in zip(sources, first, replies, strict=True):
+        if learn:
+            current, serial = reply
+            memory.incarnation, memory.serial = current, int(serial or 0)
+            found.append(None)
+            continue
+        outcome, current, serial = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
+        memory.incarnation, memory.serial = current, int(serial)
+        if outcome in ("ok", "adopted"):
+            found.append(None)
+            continue
+        await _announce(
+            redis, source=source, provider=provider, reason=outcome, routes=routes, now=now
+        )
+        found.append(outcome)
+    return found
 
 
 async def _announce(

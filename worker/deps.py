@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from http.cookiejar import CookieJar
+from typing import Any, TextIO
 
 import httpx
 from redis.asyncio import Redis
@@ -22,6 +23,7 @@ from worker.redis_conn import connect
 from worker.sources.memory import RedisMemory
 from worker.sources.registry import PROVIDERS, SourceParams, build_source
 from worker.sources.shared_limiter import Quota, SharedRateLimiter
+from worker.sources.transport import AiohttpTransport
 
 USER_AGENT = "seqwatch/0.1 (+https://github.com/seqwatch)"
 
@@ -107,15 +109,36 @@ def _destination_runtime(
     return DestinationRuntime(name=settings.name, notifier=notifier, concurrency=concurrency)
 
 
-def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
-    redis = connect(redis_url)
-    # One client for every source: a TLS context each would cost ~1 MB per source.
-    client = httpx.AsyncClient(
+class _NoCookies(CookieJar):
+    """Providers authenticate by API key; a cookie one account's API sets must not ride along
+    on another source's requests through the shared client (and parsing them costs CPU)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
+
+
+def provider_client(max_jobs: int) -> httpx.AsyncClient:
+    """One client for every source (a TLS context each would cost ~1 MB per source), with a
+    connection per job `seqwatch run` runs at once."""
+    limits = httpx.Limits(
+        max_connections=max(100, max_jobs), max_keepalive_connections=max(50, max_jobs)
+    )
+    return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        limits=limits,
+        cookies=_NoCookies(),
+        transport=AiohttpTransport(limits=limits),
         event_hooks={"response": [metrics.on_provider_response]},
     )
+
+
+def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
+    redis = connect(redis_url)
+    client = provider_client(settings.worker.max_jobs)
     clients = [client]
     sources = {s.name: _source_runtime(s, client, redis) for s in settings.sources}
     displays = {

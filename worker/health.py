@@ -7,13 +7,14 @@ destinations that ask for `source.*`, delivered as health events.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker import keys
 from worker.events import HealthType, event_id, format_timestamp
@@ -70,18 +71,23 @@ async def record_outcome(
     at: datetime,
     threshold: int,
     routes: Sequence[Route],
+    also: Callable[[Pipeline], None] | None = None,
 ) -> HealthEvent | None:
-    """Updates the source's streak and health state; publishes a notice on a transition."""
+    """Updates the source's streak and health state; publishes a notice on a transition.
+    `also` queues the poll's other bookkeeping into the same transaction (one round trip)."""
     meta = keys.meta(source)
     error = scrub_optional(error)
     async with redis.pipeline(transaction=True) as pipe:
+        if also is not None:
+            also(pipe)
+        before = len(pipe)
         pipe.hget(meta, "health")
         if error is None:
             pipe.hset(meta, "consecutive_failures", "0")
             pipe.hget(meta, "consecutive_failures")
         else:
             pipe.hincrby(meta, "consecutive_failures", 1)
-        replies = await pipe.execute()
+        replies = (await pipe.execute())[before:]
     was_failing = replies[0] == "failing"
     failures = 0 if error is None else int(replies[1])
     notice = transition(was_failing=was_failing, failures=failures, threshold=threshold)

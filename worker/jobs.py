@@ -62,12 +62,20 @@ async def prune_stale_jobs(redis: Redis, *, now: float) -> int:
 
 JITTER_FRACTION = 0.1
 JITTER_CAP_S = 30.0
-# Claims a due source: sets its next due time only if it is due now (or never scheduled).
+# Claims the due sources of (name, next due) pairs after ARGV[1] = now, in one call for every
+# source: sets a source's next due time only if it is due now (or never scheduled); returns the
+# names claimed.
 _CLAIM = """
-local due = redis.call('HGET', KEYS[1], ARGV[1])
-if due and tonumber(due) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
+local now = tonumber(ARGV[1])
+local claimed = {}
+for i = 2, #ARGV, 2 do
+  local due = redis.call('HGET', KEYS[1], ARGV[i])
+  if not due or tonumber(due) <= now then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    claimed[#claimed + 1] = ARGV[i]
+  end
+end
+return claimed
 """
 
 
@@ -100,13 +108,15 @@ async def tick(ctx: dict[str, Any]) -> None:
 async def _enqueue_due(ctx: dict[str, Any], deps: Deps, *, now: float) -> None:
     rng: random.Random = ctx.setdefault("rng", random.Random())
     redis = ctx["redis"]
+    pairs: list[str] = []
     for name, interval in deps.poll_intervals.items():
-        due = next_due(now=now, interval=interval, rng=rng)
-        claimed = await redis.eval(_CLAIM, 1, keys.schedule(), name, repr(now), repr(due))
-        if claimed:
-            await redis.enqueue_job(
-                "poll", name, _job_id=f"poll:{name}:{int(now * 1000)}", _queue_name=QUEUE
-            )
+        pairs += (name, repr(next_due(now=now, interval=interval, rng=rng)))
+    claimed: list[str | bytes] = await redis.eval(_CLAIM, 1, keys.schedule(), repr(now), *pairs)
+    for raw in claimed:
+        name = raw.decode() if isinstance(raw, bytes) else raw
+        await redis.enqueue_job(
+            "poll", name, _job_id=f"poll:{name}:{int(now * 1000)}", _queue_name=QUEUE
+        )
     slot = int(now // TICK_SECONDS)
     for name in deps.destinations:
         await ctx["redis"].enqueue_job(
@@ -180,6 +190,8 @@ def build_worker(
         ctx={"deps": deps, "on_tick": on_tick},
         on_startup=startup,
         max_tries=RETRY_TRIES,
+        # Polls mostly wait on the provider and Redis: [worker] max_jobs of them run at once.
+        max_jobs=settings.worker.max_jobs,
         job_timeout=3600,
         keep_result=60,
         handle_signals=False,

@@ -16,6 +16,12 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# One round trip: the token is drawn whether or not the lease is free, as before.
+_ACQUIRE = """
+local token = redis.call('INCR', KEYS[1])
+if redis.call('SET', KEYS[2], token, 'NX', 'PX', ARGV[1]) then return token end
+return -token
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -31,9 +37,11 @@ class Lease:
 
 async def try_acquire(redis: Redis, *, source: str, ttl_ms: int) -> Lease | None:
     """A monotonically increasing token, so a stale holder can never commit past a newer one."""
-    token = str(await redis.incr(keys.lease_counter(source)))
-    acquired = await redis.set(keys.lease(source), token, nx=True, px=ttl_ms)
-    return Lease(key=keys.lease(source), token=token, ttl_ms=ttl_ms) if acquired else None
+    key = keys.lease(source)
+    token = int(
+        await awaited(redis.eval(_ACQUIRE, 2, keys.lease_counter(source), key, str(ttl_ms)))
+    )
+    return Lease(key=key, token=str(token), ttl_ms=ttl_ms) if token > 0 else None
 
 
 async def renew(redis: Redis, lease: Lease) -> bool:

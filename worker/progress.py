@@ -1,9 +1,10 @@
 """A listing's progress while it runs: in Redis for `status`, and a `poll_progress` log line.
 
 The source is wrapped rather than the pipeline changed: progress counts the pages the source
-has handed over. Redis is written at most once a second (one pipelined HSET + EXPIRE), so a
-fast listing pays almost nothing; `status` shows it only while the source's lease is held, so a
-crashed poll's progress disappears with its lease.
+has handed over. Redis is written when a page arrives a second or more into the listing, then
+at most once a second (one pipelined HSET + EXPIRE), so a fast listing writes nothing at all (a
+slow first page shows once it is in); `status` shows it only while the source's lease is held,
+so a crashed poll's progress disappears with its lease.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker import keys
 from worker.pipeline import SourceRuntime
@@ -33,6 +35,7 @@ class Progress:
     pages: int = 0
     enrollments: int = 0
     begun: bool = False  # the listing started (so this poll holds the lease)
+    stored: bool = False  # written to Redis (so there is something to clear)
     _started: float = field(default_factory=time.monotonic)
     _stored: float = 0.0
     _logged: float = field(default_factory=time.monotonic)
@@ -71,7 +74,6 @@ class _Tracked:
         p = self._progress
         p.begun = True  # the pipeline lists only once it holds the lease
         p._stored = p._logged = self._clock()
-        await store(self._redis, p)
         async for page in self._inner.pages(updated_after=updated_after):
             p.pages += 1
             p.enrollments += len(page.records)
@@ -89,6 +91,7 @@ class _Tracked:
 
 
 async def store(redis: Redis, progress: Progress) -> None:
+    progress.stored = True
     key = keys.progress(progress.source)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(
@@ -105,8 +108,16 @@ async def store(redis: Redis, progress: Progress) -> None:
 
 async def clear(redis: Redis, progress: Progress) -> None:
     """Forget the progress of a listing this poll ran (never another worker's)."""
-    if progress.begun:
-        await redis.delete(keys.progress(progress.source))
+    async with redis.pipeline(transaction=False) as pipe:
+        forget(pipe, progress)
+        if len(pipe):
+            await pipe.execute()
+
+
+def forget(pipe: Pipeline, progress: Progress) -> None:
+    """`clear`, queued on a pipeline that writes the poll's other bookkeeping."""
+    if progress.stored:
+        pipe.delete(keys.progress(progress.source))
 
 
 def tracked(runtime: SourceRuntime, redis: Redis, progress: Progress) -> SourceRuntime:

@@ -111,11 +111,3 @@ class Quarantine:
             batch.hincr(meta, "quarantined_total", self.count)
         elif not self._known:
             batch.hdel(meta, "quarantine_first")
-
-
-def first_error(raw: str | None) -> dict[str, str | None] | None:
-    """Decodes the stored first error for `status`."""
-    if not raw:
-        return None
-    decoded: dict[str, str | None] = orjson.loads(raw)
-    return decoded

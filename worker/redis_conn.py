@@ -6,17 +6,23 @@ thousands of them, which made packing the largest single cost of an unchanged re
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import hiredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A silent Redis (accepts, never answers) must not hang a worker; this long without a byte
 # from it is a timeout.
 READ_TIMEOUT_S = 30.0
+# asyncio's default high-water mark of a transport's write buffer.
+WRITE_BUFFER_WAIT = 64 * 1024
 
 
 class FastPackConnection(Connection):
@@ -30,6 +36,53 @@ class FastPackConnection(Connection):
             return [hiredis.pack_command(args)]
         except TypeError:  # a type hiredis does not know: let redis-py encode it
             return super().pack_command(*args)
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        # redis-py arms `socket_timeout` with asyncio.wait_for around every write, which on
+        # Python 3.11 runs the write as a Task of its own. A write waits only when the socket's
+        # buffer is full (a slow or silent Redis): only then is the timeout armed.
+        writer = self._writer
+        if not self.is_connected or writer is None:
+            return await super().send_packed_command(command, check_health)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            writer.writelines(command)
+            if writer.transport.get_write_buffer_size() > WRITE_BUFFER_WAIT:
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)
+            else:
+                await writer.drain()  # returns at once: the buffer is below the high mark
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:
+            await self.disconnect(nowait=True)  # a half-sent command: as redis-py does
+            raise
+
+    async def can_read_destructive(self) -> bool:
+        # Checked on every checkout from the pool: redis-py tries a read under a zero timeout
+        # (a timer and a cancellation each time). What it can find is what the stream already
+        # holds, or its end: look at those directly.
+        parser = self._parser
+        stream = getattr(parser, "_stream", None)
+        if not isinstance(parser, _AsyncHiredisParser) or not parser._connected or stream is None:
+            return bool(await super().can_read_destructive())  # type: ignore[no-untyped-call]
+        reader = parser._reader
+        assert reader is not None
+        if reader.gets() is not NOT_ENOUGH_DATA or len(stream._buffer):
+            return True
+        if stream.at_eof():
+            raise RedisConnectionError("Connection closed by server.")
+        return False
 
     async def read_response(
         self,

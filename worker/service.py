@@ -7,8 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
+from redis.asyncio.client import Pipeline
 
-from worker import continuity, metrics, progress
+from worker import continuity, keys, metrics, progress
 from worker.deliver import DeliveryResult, deliver_destination
 from worker.deps import Deps
 from worker.digest import deliver_digest
@@ -17,7 +18,7 @@ from worker.events import HealthType
 from worker.health import record_outcome
 from worker.pipeline import PollResult, poll_source
 from worker.sources.metering import metering
-from worker.status import record_poll
+from worker.status import queue_poll_record
 
 log = structlog.get_logger("seqwatch")
 
@@ -26,8 +27,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _health(deps: Deps, name: str, *, error: str | None, now: datetime) -> None:
-    """Logs and publishes only transitions: failing after N failures, recovered on a success."""
+async def _health(
+    deps: Deps,
+    name: str,
+    *,
+    error: str | None,
+    now: datetime,
+    tracker: progress.Progress,
+    requests: int,
+) -> None:
+    """Records the poll (its outcome, its health streak, its progress gone) in one transaction;
+    logs and publishes only transitions: failing after N failures, recovered on a success."""
+
+    at = time.time()
+
+    def bookkeeping(pipe: Pipeline) -> None:
+        progress.forget(pipe, tracker)
+        queue_poll_record(
+            pipe, source=name, ok=error is None, at=at, error=error, requests=requests
+        )
+
     notice = await record_outcome(
         deps.redis,
         source=name,
@@ -36,6 +55,7 @@ async def _health(deps: Deps, name: str, *, error: str | None, now: datetime) ->
         at=now,
         threshold=deps.failure_thresholds[name],
         routes=deps.routes,
+        also=bookkeeping,
     )
     if notice is None:
         return
@@ -64,12 +84,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
                 now=now,
             )
     except SourceError as exc:
-        await progress.clear(deps.redis, tracker)
         metrics.poll_finished(name, ok=False, seconds=time.monotonic() - started)
-        await record_poll(
-            deps.redis, source=name, ok=False, at=time.time(), error=str(exc),
-            requests=requests.count,
-        )  # fmt: skip
         log.warning(
             "poll",
             source=name,
@@ -80,11 +95,12 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
             requests=requests.count,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
-        await _health(deps, name, error=str(exc), now=now())
+        await _health(
+            deps, name, error=str(exc), now=now(), tracker=tracker, requests=requests.count
+        )
         raise
     finally:
         metrics.polling_source.reset(token)
-    await progress.clear(deps.redis, tracker)
     metrics.poll_finished(
         name,
         ok=True,
@@ -92,8 +108,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         events=result.by_type,
         quarantined=result.quarantined,
     )
-    await record_poll(deps.redis, source=name, ok=True, at=time.time(), requests=requests.count)
-    await _health(deps, name, error=None, now=now())
+    await _health(deps, name, error=None, now=now(), tracker=tracker, requests=requests.count)
     log.info(
         "poll",
         source=name,
@@ -116,26 +131,27 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
 async def check_continuity(deps: Deps, *, now: Callable[[], datetime] = utc_now) -> list[str]:
     """The daemon's tick: announces, between polls, any source whose stored state vanished or
     went back in time (worker/continuity.py); returns the sources found so."""
-    lost = []
-    for name, runtime in deps.sources.items():
-        reason = await continuity.verify(
-            deps.redis,
-            source=name,
-            provider=runtime.provider,
-            memory=runtime.memory,
-            routes=deps.routes,
-            now=now(),
-        )
-        if reason is not None:
-            lost.append(name)
-    return lost
+    sources = [(name, rt.provider, rt.memory) for name, rt in deps.sources.items()]
+    reasons = await continuity.verify_all(deps.redis, sources, routes=deps.routes, now=now())
+    return [name for (name, _, _), reason in zip(sources, reasons, strict=True) if reason]
+
+
+async def _queued(deps: Deps, destination: str) -> list[str]:
+    """The sources with anything queued for `destination`, in one round trip. The daemon runs a
+    delivery round every 5 s, and draining a source costs a lock, a read and a release even
+    when its queue is empty: with many sources that was most of an idle worker's Redis work."""
+    async with deps.redis.pipeline(transaction=False) as pipe:
+        for source in deps.sources:
+            pipe.exists(keys.due(source, destination))
+        found = await pipe.execute()
+    return [source for source, queued in zip(deps.sources, found, strict=True) if queued]
 
 
 async def run_deliver(
     deps: Deps, name: str, *, clock: Callable[[], float] = time.time
 ) -> DeliveryResult:
     destination = deps.destinations[name]
-    sources = list(deps.sources)
+    sources = await _queued(deps, name)
     if destination.notifier.max_batch > 1:  # Slack: one digest across sources
         result = await deliver_digest(deps.redis, destination, sources=sources, clock=clock)
     else:

@@ -4,6 +4,9 @@ Status values are plain frozen dataclasses: times are `datetime` (UTC) or None, 
 health is the boolean `failing` for sources and destinations alike. `--json` is the dataclass
 as it is (orjson writes datetimes as ISO 8601), so a new field is one line here and one in the
 reader that fills it.
+
+Each read is a plan (worker/reads.py): `status` runs every source's, destination's and the
+workers' reads together, in one round trip (two when it must look closer).
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from worker import keys
-from worker.continuity import REASONS
-from worker.outbox import Attempts, Outbox
-from worker.quarantine import first_error
+from worker.reads import Command, Plan, as_hash, run_async, scan_reply
 from worker.redaction import scrub, scrub_optional
-from worker.redis_io import awaited
+from worker.wording import STATE_LOSS_REASONS
+
+if TYPE_CHECKING:  # `status` reads through worker.redis_lite and never imports redis-py
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 # A destination is failing after this many failed attempts in a row (SPEC §7).
 DESTINATION_FAILURES = 3
@@ -38,19 +42,31 @@ async def record_poll(
     error: str | None = None,
     requests: int | None = None,
 ) -> None:
-    meta = keys.meta(source)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            meta, mapping={"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
-        )
-        if requests is not None:
-            pipe.hset(meta, "last_poll_requests", str(requests))
-        if ok:
-            pipe.hset(meta, "last_ok_at", repr(at))
-            pipe.hdel(meta, "last_error")
-        else:
-            pipe.hset(meta, "last_error", scrub(error or "")[:500])
+        queue_poll_record(pipe, source=source, ok=ok, at=at, error=error, requests=requests)
         await pipe.execute()
+
+
+def queue_poll_record(
+    pipe: Pipeline,
+    *,
+    source: str,
+    ok: bool,
+    at: float,
+    error: str | None = None,
+    requests: int | None = None,
+) -> None:
+    """`record_poll`'s writes, queued on a pipeline carrying the poll's other bookkeeping."""
+    meta = keys.meta(source)
+    fields = {"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
+    if requests is not None:
+        fields["last_poll_requests"] = str(requests)
+    if ok:
+        fields["last_ok_at"] = repr(at)
+        pipe.hdel(meta, "last_error")
+    else:
+        fields["last_error"] = scrub(error or "")[:500]
+    pipe.hset(meta, mapping=fields)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,16 +139,20 @@ _SOURCE_FIELDS = (
 )  # fmt: skip
 
 
-async def source_status(redis: Redis, name: str, *, now: float | None = None) -> SourceStatus:
-    now = time.time() if now is None else now
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.meta(name), list(_SOURCE_FIELDS))
-        pipe.hget(keys.schedule(), name)
-        pipe.hgetall(keys.progress(name))
-        pipe.exists(keys.lease(name))
-        pipe.hget(keys.provider_memory(name), "api_version")
-        meta, due, running, leased, api_version = await pipe.execute()
+def _source_reads(name: str) -> list[Command]:
+    return [
+        ("HMGET", keys.meta(name), *_SOURCE_FIELDS),
+        ("HGET", keys.schedule(), name),
+        ("HGETALL", keys.progress(name)),
+        ("EXISTS", keys.lease(name)),
+        ("HGET", keys.provider_memory(name), "api_version"),
+    ]
+
+
+def source_plan(name: str, *, now: float) -> Plan[SourceStatus]:
+    meta, due, running_reply, leased, api_version = yield _source_reads(name)
     values = dict(zip(_SOURCE_FIELDS, meta, strict=True))
+    running = as_hash(running_reply)
     progress = None
     if running and leased:  # a crashed poll's progress stays behind; its lease does not
         started = float(running["started_at"])
@@ -160,10 +180,24 @@ async def source_status(redis: Redis, name: str, *, now: float | None = None) ->
         ),
         api_version=api_version,
         quarantined=int(values["quarantined"] or 0),
-        quarantine_error=first_error(values["quarantine_first"]),
+        quarantine_error=_first_error(values["quarantine_first"]),
         removals_held=_held(values["removals_held"]),
         state_lost=_lost(values["state_lost"]),
     )
+
+
+async def source_status(redis: Redis, name: str, *, now: float | None = None) -> SourceStatus:
+    return await run_async(source_plan(name, now=time.time() if now is None else now), redis)
+
+
+def _first_error(raw: str | None) -> dict[str, str | None] | None:
+    """The latest listing's first quarantined record (worker/quarantine.py writes it)."""
+    if not raw:
+        return None
+    import orjson  # only when records are quarantined
+
+    decoded: dict[str, str | None] = orjson.loads(raw)
+    return decoded
 
 
 def _iso(at: str) -> str:
@@ -183,56 +217,103 @@ def _lost(raw: str | None) -> dict[str, str] | None:
     if not raw:
         return None
     reason, at = raw.split("|")
-    return {"reason": reason, "detail": REASONS.get(reason, reason), "at": _iso(at)}
+    detail = STATE_LOSS_REASONS.get(reason, reason)
+    return {"reason": reason, "detail": detail, "at": _iso(at)}
 
 
-async def _most_attempts(redis: Redis, key: str) -> int:
-    values: list[str] = await awaited(redis.hvals(key))
-    return max((a.count for a in map(Attempts.decode, values) if a is not None), default=0)
+_QUEUE_READS = 5  # per source of a destination, below
 
 
-async def destination_status(
-    redis: Redis, name: str, *, sources: Sequence[str], now_ms: int
-) -> DestinationStatus:
+def destination_plan(name: str, *, sources: Sequence[str], now_ms: int) -> Plan[DestinationStatus]:
     """Failing after DESTINATION_FAILURES failed attempts of one event, or a dead letter since
     the last success; it recovers once the cause is gone (delivered, dropped or replayed)."""
-    health: list[str | None] = await awaited(
-        redis.hmget(
-            keys.destination_health(name), ["last_outcome", "last_success_at", "last_error"]
-        )
-    )
-    last_outcome, last_success = health[0], float(health[1] or 0)
-    pending = retrying = dead = 0
-    failing = False
+    reads: list[Command] = [
+        ("HMGET", keys.destination_health(name), "last_outcome", "last_success_at", "last_error")
+    ]
     for source in sources:
-        counts = await Outbox(redis, source=source, destination=name).counts(now_ms=now_ms)
-        pending += counts["pending"]
-        retrying += counts["failing"]
-        dead += counts["dead"]
-        if counts["dead"] and not failing:
-            newest = await awaited(redis.zrevrange(keys.dead(source, name), 0, 0, withscores=True))
-            failing = bool(newest) and newest[0][1] / 1000 > last_success
-        if counts["failing"] and not failing and last_outcome == "failed":
-            failing = counts["failing"] > ATTEMPTS_READ_LIMIT or (
-                await _most_attempts(redis, keys.attempts(source, name)) >= DESTINATION_FAILURES
-            )
+        due, dead = keys.due(source, name), keys.dead(source, name)
+        reads += [
+            ("ZCARD", due),
+            ("HLEN", keys.attempts(source, name)),
+            ("ZCARD", dead),
+            ("ZREVRANGE", dead, 0, 0, "WITHSCORES"),  # the newest dead letter
+        ]
+    replies = yield reads
+    health = replies[0]
+    last_outcome, last_success = health[0], float(health[1] or 0)
+    pending = retrying = dead_total = 0
+    failing = False
+    to_check: list[str] = []  # sources whose retrying events may have failed often enough
+    for i, source in enumerate(sources):
+        pending_n, failing_n, dead_n, newest = replies[1 + 4 * i : 5 + 4 * i]
+        pending += pending_n
+        retrying += failing_n
+        dead_total += dead_n
+        if dead_n and newest and _score(newest) / 1000 > last_success:
+            failing = True
+        if failing_n and last_outcome == "failed":
+            if failing_n > ATTEMPTS_READ_LIMIT:
+                failing = True
+            else:
+                to_check.append(source)
+    if not failing and to_check:
+        counts = yield [("HVALS", keys.attempts(source, name)) for source in to_check]
+        failing = any(_most_attempts(values) >= DESTINATION_FAILURES for values in counts)
     return DestinationStatus(
         name=name,
         failing=failing,
         pending=pending,
         retrying=retrying,
-        dead=dead,
+        dead=dead_total,
         last_outcome=last_outcome,
         last_success_at=moment(health[1]),
         last_error=scrub_optional(health[2]) if last_outcome == "failed" else None,
     )
 
 
+def _score(newest: list[Any]) -> float:
+    """ZREVRANGE ... WITHSCORES of one member: [member, score] (or redis-py's [(m, s)])."""
+    return float(newest[0][1] if isinstance(newest[0], tuple | list) else newest[1])
+
+
+def _most_attempts(values: list[str]) -> int:
+    from worker.outbox import Attempts  # only for a destination whose last round failed
+
+    return max((a.count for a in map(Attempts.decode, values) if a is not None), default=0)
+
+
+async def destination_status(
+    redis: Redis, name: str, *, sources: Sequence[str], now_ms: int
+) -> DestinationStatus:
+    return await run_async(destination_plan(name, sources=sources, now_ms=now_ms), redis)
+
+
+SCAN_COUNT = 10_000  # keys the server looks at per SCAN round trip
+
+
+def workers_plan() -> Plan[list[WorkerStatus]]:
+    found: list[str] = []
+    cursor = 0
+    while True:
+        (reply,) = yield [
+            ("SCAN", cursor, "MATCH", keys.WORKER_HEALTH_PREFIX + "*", "COUNT", SCAN_COUNT)
+        ]
+        cursor, batch = scan_reply(reply)
+        found += batch
+        if cursor == 0:
+            break
+    if not found:
+        return []
+    (healths,) = yield [("MGET", *found)]
+    return sorted(
+        (
+            WorkerStatus(id=key.removeprefix(keys.WORKER_HEALTH_PREFIX), health=health)
+            for key, health in zip(found, healths, strict=True)
+            if health is not None  # expired between SCAN and MGET: not running
+        ),
+        key=lambda w: w.id,
+    )
+
+
 async def workers(redis: Redis) -> list[WorkerStatus]:
-    found: list[WorkerStatus] = []
-    async for key in redis.scan_iter(match=keys.WORKER_HEALTH_PREFIX + "*", count=100):
-        health = await redis.get(key)
-        if health is not None:  # expired between SCAN and GET: not running
-            worker_id = key.removeprefix(keys.WORKER_HEALTH_PREFIX)
-            found.append(WorkerStatus(id=worker_id, health=health))
-    return sorted(found, key=lambda w: w.id)
+    return await run_async(workers_plan(), redis)

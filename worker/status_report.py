@@ -1,25 +1,30 @@
 """`seqwatch status`: sources, destinations and workers, for people and (`--json`) scripts.
 
-Reads Redis only, so it starts fast and works while `seqwatch run` is down.
+Reads Redis only, so it starts fast and works while `seqwatch run` is down: the command reads
+through worker.redis_lite, without asyncio or redis-py, in one round trip or two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import orjson
-from redis.asyncio import Redis
-
+from worker.reads import Plan, gather, run_async, run_sync
 from worker.status import (
     DestinationStatus,
     SourceStatus,
-    destination_status,
-    source_status,
-    workers,
+    WorkerStatus,
+    destination_plan,
+    source_plan,
+    workers_plan,
 )
 from worker.wording import duration, plural
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from worker.redis_lite import LiteRedis
 
 OK, FAILED = 0, 1
 
@@ -104,6 +109,19 @@ def _destination_lines(d: DestinationStatus, now: datetime) -> list[str]:
     return lines
 
 
+Report = tuple[list[SourceStatus], list[DestinationStatus], list[WorkerStatus]]
+
+
+def _plan(sources: Sequence[str], destinations: Sequence[str], now: datetime) -> Plan[Report]:
+    """Every read `status` makes, side by side: one round trip, two or three at most."""
+    now_ms = int(now.timestamp() * 1000)
+    plans: list[Plan[Any]] = [source_plan(name, now=now.timestamp()) for name in sources]
+    plans += [destination_plan(name, sources=sources, now_ms=now_ms) for name in destinations]
+    plans.append(workers_plan())
+    results = yield from gather(plans)
+    return results[: len(sources)], results[len(sources) : -1], results[-1]
+
+
 async def status(
     redis: Redis,
     out: TextIO,
@@ -114,15 +132,30 @@ async def status(
 ) -> int:
     """Exit 1 when any source or destination is failing: usable as a probe."""
     now = datetime.now(UTC)
-    now_ms = int(now.timestamp() * 1000)
-    source_list = [await source_status(redis, name, now=now.timestamp()) for name in sources]
-    destination_list = [
-        await destination_status(redis, name, sources=sources, now_ms=now_ms)
-        for name in destinations
-    ]
-    running = await workers(redis)
+    report = await run_async(_plan(sources, destinations, now), redis)
+    return _write(report, out, now=now, as_json=as_json)
+
+
+def status_lite(
+    client: LiteRedis,
+    out: TextIO,
+    *,
+    as_json: bool,
+    sources: Sequence[str],
+    destinations: Sequence[str],
+) -> int:
+    """`status` over worker.redis_lite: what the command runs (no asyncio, no redis-py)."""
+    now = datetime.now(UTC)
+    report = run_sync(_plan(sources, destinations, now), client)
+    return _write(report, out, now=now, as_json=as_json)
+
+
+def _write(report: Report, out: TextIO, *, now: datetime, as_json: bool) -> int:
+    source_list, destination_list, running = report
     failing = any(s.failing for s in source_list) or any(d.failing for d in destination_list)
     if as_json:
+        import orjson  # --json only: it imports json and uuid on its way
+
         doc = {
             "failing": failing,
             "checked_at": now,

@@ -21,3 +21,11 @@ def duration(seconds: float) -> str:
     if hours < 48:
         return f"{hours} h" + (f" {minutes} min" if minutes else "")
     return f"{round(hours / 24)} d"
+
+
+# Why a source's stored state was found lost (worker/continuity.py), for logs and `status`.
+STATE_LOSS_REASONS = {
+    "vanished": "stored state vanished (Redis lost its data); re-baselining silently",
+    "replaced": "stored state was lost and replaced; changes meanwhile were not seen",
+    "rolled_back": "stored state is older than this worker last committed (Redis rolled back)",
+}

@@ -130,6 +130,18 @@ def test_poll_without_redis_exits_1_with_one_clear_line(setup: Setup, server: Re
     assert run(setup, "poll").code == 0  # and the same command works once Redis is there
 
 
+def test_status_without_redis_exits_1_with_the_same_line(
+    setup: Setup, server: RedisProcess
+) -> None:
+    result = run(setup, "status")  # read through worker.redis_lite, not redis-py
+    assert result.code == 1, str(result)
+    assert stderr_lines(result) == [
+        f"seqwatch: redis unavailable at 127.0.0.1:{server.port} (ConnectionError)"
+    ]
+    server.start()
+    assert run(setup, "status").code == 0
+
+
 def test_redis_kill_or_shutdown_keeps_every_acknowledged_write(
     daemons: Daemons, fakes: Fakes, server: RedisProcess
 ) -> None:

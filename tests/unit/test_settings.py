@@ -443,3 +443,29 @@ def test_bad_concurrency_names_the_key(tmp_path: Path, value: str, problem: str)
 def test_concurrency_is_for_webhooks_only(tmp_path: Path) -> None:
     message = error(tmp_path, _webhook("concurrency = 4\n", kind="slack"), {})
     assert message == "destinations[0].concurrency: not allowed for type 'slack'"
+
+
+def test_worker_max_jobs_defaults_to_100_and_is_configurable(tmp_path: Path) -> None:
+    assert load(tmp_path, SOURCE).worker.max_jobs == 100
+    assert load(tmp_path, SOURCE + "[worker]\nmax_jobs = 250\n").worker.max_jobs == 250
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("max_jobs = 0", "max_jobs: must be between 1 and 1000"),
+        ("max_jobs = 1001", "max_jobs: must be between 1 and 1000"),
+        ("max_jobs = 2.5", "max_jobs: expected an integer, got float"),
+        ('max_jobs = "many"', "max_jobs: expected an integer, got string"),
+        ("max_jobs = true", "max_jobs: expected an integer, got boolean"),
+        ("max_job = 10", "max_job: unknown key (did you mean 'max_jobs'?)"),
+    ],
+)
+def test_bad_worker_table_names_the_key(tmp_path: Path, line: str, problem: str) -> None:
+    assert error(tmp_path, SOURCE + f"[worker]\n{line}\n") == f"worker.{problem}"
+
+
+def test_worker_must_be_a_table(tmp_path: Path) -> None:
+    assert error(tmp_path, SOURCE.replace("[[sources]]", "worker = 3\n[[sources]]")) == (
+        "worker: expected a table, got integer"
+    )

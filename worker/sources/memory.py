@@ -17,6 +17,11 @@ class RedisMemory:
         value: str | None = await awaited(self._redis.hget(self._key, key))
         return value
 
+    async def get_many(self, *keys: str) -> list[str | None]:
+        """Several facts in one round trip (a poll reads what it needs at once)."""
+        values: list[str | None] = await awaited(self._redis.hmget(self._key, list(keys)))
+        return values
+
     async def set(self, key: str, value: str) -> None:
         await awaited(self._redis.hset(self._key, key, value))
 

@@ -26,6 +26,7 @@ class SourceMemory(Protocol):
     """
 
     async def get(self, key: str) -> str | None: ...
+    async def get_many(self, *keys: str) -> list[str | None]: ...
     async def set(self, key: str, value: str) -> None: ...
     async def forget(self, key: str) -> None: ...
 
@@ -38,6 +39,9 @@ class LocalMemory:
 
     async def get(self, key: str) -> str | None:
         return self.values.get(key)
+
+    async def get_many(self, *keys: str) -> list[str | None]:
+        return [self.values.get(key) for key in keys]
 
     async def set(self, key: str, value: str) -> None:
         self.values[key] = value

@@ -93,8 +93,10 @@ class ReplyioSource:
     async def pages(self, *, updated_after: str | None = None) -> AsyncIterator[RawPage]:
         # `updated_after` is ignored: a full listing is a superset of any incremental one.
         started = self._clock()
-        deep = await self._deep_listing_due(started)
-        version, sequences = await self._sequences()
+        # What the source remembers, in one round trip: its last deep listing and API version.
+        last_deep, remembered = await self._memory.get_many(MEMORY_DEEP, MEMORY_VERSION)
+        deep = self._deep_listing_due(started, last_deep)
+        version, sequences = await self._sequences(remembered)
         skipped = tuple(s.id for s, archived in sequences if archived and not deep)
         if skipped:
             yield RawPage(
@@ -110,7 +112,7 @@ class ReplyioSource:
             await self._memory.set(MEMORY_DEEP, repr(started))
 
     async def check(self) -> None:
-        version = await self._version()
+        version = await self._version(await self._memory.get(MEMORY_VERSION))
         try:
             await self._client.get_json(
                 f"/{version}/sequences", params={"top": 1}, where="credentials check"
@@ -122,21 +124,20 @@ class ReplyioSource:
 
     async def api_version(self) -> str:
         """The version in use (detecting it if it is not known yet)."""
-        return await self._version()
+        return await self._version(await self._memory.get(MEMORY_VERSION))
 
-    async def _deep_listing_due(self, now: float) -> bool:
-        last = await self._memory.get(MEMORY_DEEP)
+    def _deep_listing_due(self, now: float, last: str | None) -> bool:
         try:
             return last is None or now - float(last) >= self._full_sync_interval
         except ValueError:
             return True
 
-    async def _version(self) -> str:
+    async def _version(self, remembered: str | None) -> str:
+        """The version to use, given the one the memory holds."""
         if self._configured != "auto":
-            if await self._memory.get(MEMORY_VERSION) != self._configured:
+            if remembered != self._configured:
                 await self._memory.set(MEMORY_VERSION, self._configured)  # shown by `status`
             return self._configured
-        remembered = await self._memory.get(MEMORY_VERSION)
         return remembered if remembered in VERSIONS else await self._detect(previous=None)
 
     async def _detect(self, *, previous: str | None) -> str:
@@ -163,9 +164,11 @@ class ReplyioSource:
             http_status=404,
         )
 
-    async def _sequences(self) -> tuple[str, list[tuple[SequenceRef, bool]]]:
+    async def _sequences(
+        self, remembered: str | None
+    ) -> tuple[str, list[tuple[SequenceRef, bool]]]:
         """The version in use and the sequences to list (each with: is it archived?)."""
-        version = await self._version()
+        version = await self._version(remembered)
         try:
             return version, await self._sequence_listing(version)
         except SourceRejected as exc:
@@ -182,6 +185,8 @@ class ReplyioSource:
         async with aclosing(listing) as pages:
             async for items, where in pages:
                 for index, item in enumerate(items):
+                    if allow and not _listed(item.get("id"), allow):
+                        continue  # not ours (a bad id there cannot be one of ours either)
                     at = f"{where}, item {index}"
                     sequence_id = require_id(item, "id", source=self.name, where=at)
                     # A name only labels events: its absence must not fail the listing.
@@ -216,6 +221,14 @@ class ReplyioSource:
             if exc.http_status == 404 and self._configured == "auto":
                 await self._memory.forget(MEMORY_VERSION)  # the next poll detects again
             raise
+
+
+def _listed(raw: object, allow: set[str]) -> bool:
+    """Is this listing id one of the allow-listed ones? Cheap: many sources may each allow one
+    sequence of an account that has thousands."""
+    if isinstance(raw, str):
+        return raw in allow
+    return type(raw) is int and str(raw) in allow
 
 
 def _archived(item: Mapping[str, Any]) -> bool:

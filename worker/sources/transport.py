@@ -1,0 +1,116 @@
+"""The provider HTTP client's transport: httpx's API over aiohttp's connection handling.
+
+httpcore's pool gets slower with every request in flight (encode/httpx#3215): on this 2-core
+box a provider GET cost 2 ms of CPU one at a time and 7 ms with 100 polls running, aiohttp's
+0.3-0.5 ms. `seqwatch run` polls many sources at once, so the shared client (worker/deps.py)
+sends through aiohttp; sources keep speaking httpx (requests, responses, timeouts, errors), so
+ProviderClient and its tests are unchanged. Response decoding (gzip) stays httpx's.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
+
+_CHUNK = 64 * 1024
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """aiohttp's failures as the httpx exceptions ProviderClient classifies."""
+    import aiohttp
+
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx.ConnectTimeout(str(exc)) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise httpx.ReadTimeout(str(exc)) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx.ConnectError(str(exc)) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx.UnsupportedProtocol(str(exc)) from exc
+    except (aiohttp.ClientError, OSError) as exc:  # reset, disconnected, truncated payload
+        raise httpx.ReadError(str(exc)) from exc
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._response.content.iter_chunked(_CHUNK):
+                yield chunk
+
+    async def aclose(self) -> None:
+        self._response.release()  # the connection goes back to the pool once read
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp session (opened on first use, inside the event loop) for every request."""
+
+    def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | None = None) -> None:
+        self._limits = limits
+        # Built now, not on the first request: loading the CA bundle takes tens of ms.
+        self._verify = verify or httpx.create_ssl_context()  # httpx's CA bundle, as before
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,
+            keepalive_timeout=self._limits.keepalive_expiry or 5.0,
+            ssl=self._verify,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # httpx decodes Content-Encoding itself
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+        from yarl import URL
+
+        if request.url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {request.url.scheme!r}")
+        if self._session is None:
+            self._session = self._open()
+        timeout: dict[str, Any] = request.extensions.get("timeout", {})
+        connect, pool = timeout.get("connect"), timeout.get("pool")
+        with _as_httpx_errors():
+            response = await self._session.request(
+                request.method,
+                URL(str(request.url), encoded=True),  # httpx already encoded it
+                headers=request.headers.multi_items(),
+                data=await request.aread() or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=None if pool is None or connect is None else pool + connect,
+                    sock_connect=connect,
+                    sock_read=timeout.get("read"),
+                ),
+            )
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
