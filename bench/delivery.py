@@ -34,13 +34,13 @@ from config.settings import DEFAULT_CONCURRENCY
 from notifiers.netguard import MAX_CONNECTIONS, AddrInfo, GuardedClient, vetted_socket
 from notifiers.signing import parse_secret, signature_header
 from notifiers.webhook import WebhookNotifier, post_once
-from worker import keys, lease
-from worker.batch import Batch
-from worker.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.outbox import enqueue
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent
 from worker.events import Event, EventType, event_id
-from worker.outbox import enqueue
+from worker.store import keys, lease
+from worker.store.batch import Batch
 
 SOURCE = "bench-delivery"
 SECRET = "whsec_" + base64.b64encode(b"seqwatch-bench-signing-key-0001").decode()

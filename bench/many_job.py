@@ -1,6 +1,6 @@
 """Many sources in one worker, polled as `seqwatch run` polls them: `open_deps` builds the
 sources from settings (shared HTTP client, shared Redis rate limiter), and the arq job function
-`worker.jobs.poll` runs for each, at most `[worker] max_jobs` at a time, with its log line
+`worker.app.jobs.poll` runs for each, at most `[worker] max_jobs` at a time, with its log line
 rendered as the daemon renders it. Runs inside a measured child process."""
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from config.settings import (
     SourceSettings,
     WorkerSettings,
 )
-from worker import keys, logs
-from worker.deps import Deps, open_deps
-from worker.jobs import QUEUE, build_worker, poll
+from worker.app import logs
+from worker.app.deps import Deps, open_deps
+from worker.app.jobs import QUEUE, build_worker, poll
+from worker.store import keys
 
 # The shared limiter still runs (a Redis round trip per request) but never waits on the fake.
 UNPACED_PER_MINUTE = 1e9
@@ -70,7 +71,7 @@ def many_settings(*, peer_url: str, redis_url: str, sources: int, max_jobs: int)
 async def poll_many(
     *, peer_url: str, redis_url: str, sources: int, max_jobs: int, meter: Meter, arq: bool = False
 ) -> dict[str, Any]:
-    """With `arq`, a real arq worker (worker.jobs.build_worker, as `seqwatch run` starts it)
+    """With `arq`, a real arq worker (worker.app.jobs.build_worker, as `seqwatch run` starts it)
     polls every source once: its tick claims and enqueues them, arq runs the jobs; otherwise
     the job function runs directly, `max_jobs` at a time (no queue, no arq bookkeeping)."""
     settings = many_settings(

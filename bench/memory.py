@@ -20,11 +20,11 @@ from typing import Any, cast
 
 from bench.figures import MemoryRow
 from bench.procs import RedisBox
-from worker import codec, keys, lease
-from worker.batch import Batch
 from worker.enrollment import State, Status
-from worker.redis_conn import connect
-from worker.state import StateStore
+from worker.store import codec, keys, lease
+from worker.store.batch import Batch
+from worker.store.redis_conn import connect
+from worker.store.state import StateStore
 
 PAGE = 1000
 SOURCE = "bench-memory"

@@ -18,7 +18,7 @@ import redis
 
 from bench.child import Job
 from bench.meter import Usage
-from worker.embedded_redis import EmbeddedRedis
+from worker.store.embedded_redis import EmbeddedRedis
 
 
 def pin(pid: int, cpu: int | None) -> None:

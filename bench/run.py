@@ -16,7 +16,7 @@ from bench.naive import POLLED
 from bench.procs import PeerProcess, RedisBox, run_child
 from bench.seqwatch_job import SOURCE
 from bench.synth import PAGE_SIZE, Account, Cycle
-from worker import keys
+from worker.store import keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,12 +10,12 @@ import httpx
 
 from bench.meter import Meter
 from bench.synth import API_KEY
+from worker.delivery.outbox import Route
+from worker.detect.pipeline import SourceRuntime, poll_source
 from worker.normalize import NORMALIZERS
-from worker.outbox import Route
-from worker.pipeline import SourceRuntime, poll_source
-from worker.redis_conn import connect
 from worker.sources.limiter import PacingLimiter
 from worker.sources.registry import SourceParams, build_source
+from worker.store.redis_conn import connect
 
 SOURCE = "bench"
 PROVIDER = "replyio"
@@ -41,7 +41,7 @@ def open_http() -> httpx.AsyncClient:
 def runtime_for(
     name: str, *, peer_url: str, http: httpx.AsyncClient, sequences: tuple[str, ...] = ()
 ) -> SourceRuntime:
-    """The registry's Reply.io source with its own unpaced pacer, as worker.deps builds it."""
+    """The registry's Reply.io source with its own unpaced pacer, as worker.app.deps builds it."""
     source = build_source(
         PROVIDER,
         SourceParams(
@@ -60,7 +60,7 @@ def runtime_for(
 
 
 async def poll_once(*, peer_url: str, redis_url: str, meter: Meter) -> dict[str, Any]:
-    """Builds the source as `seqwatch` does (worker.deps), then measures one poll."""
+    """Builds the source as `seqwatch` does (worker.app.deps), then measures one poll."""
     redis = connect(redis_url)
     http = open_http()
     try:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from worker.embedded_redis import EmbeddedRedis
+from worker.store.embedded_redis import EmbeddedRedis
 
 TARGET_S = 0.25
 

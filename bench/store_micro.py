@@ -24,10 +24,10 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 from bench.procs import RedisBox
-from worker import lease
-from worker.batch import Batch
-from worker.redis_conn import FastPackConnection, connect
-from worker.state import SeenIds, StateStore
+from worker.store import lease
+from worker.store.batch import Batch
+from worker.store.redis_conn import FastPackConnection, connect
+from worker.store.state import SeenIds, StateStore
 
 OLD_BUCKETS = 16_384
 VALUE = "afff\x1f3\x1f\x1fActive\x1f"

@@ -18,10 +18,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from notifiers.base import OutboundEvent
-from worker import commands
+from worker.app import commands
+from worker.demo.fakes.receiver import WebhookReceiver
 from worker.events import Event
-from worker.fakes.receiver import WebhookReceiver
-from worker.health import HealthEvent
+from worker.ops.health import HealthEvent
 from worker.schema import event_schema
 
 _OURS = ("enrollment.", "source.", "seqwatch.")

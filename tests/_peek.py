@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from worker import codec
 from worker.normalize import NORMALIZERS
 from worker.normalize.fields import RecordError
 from worker.sources.base import RawPage
+from worker.store import codec
 
 
 def agrees(provider: str, record: Mapping[str, Any], page: RawPage) -> bool:

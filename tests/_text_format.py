@@ -3,7 +3,7 @@ encoder), to put such values in a real Redis and check today's worker reads them
 
 from __future__ import annotations
 
-from worker.codec import FLAG_LETTERS, SEP, Stored, state_text
+from worker.store.codec import FLAG_LETTERS, SEP, Stored, state_text
 
 
 def _clean(value: str | None) -> str:

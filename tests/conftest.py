@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests import _event_schema
-from worker.embedded_redis import EmbeddedRedis
-from worker.redis_conn import connect
+from worker.store.embedded_redis import EmbeddedRedis
+from worker.store.redis_conn import connect
 
 
 @pytest.fixture(scope="session")

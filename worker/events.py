@@ -25,8 +25,8 @@ An id is a hash of (source, enrollment id, event type, change key), and the chan
   an absence sweep re-derives the same life for every enrollment (the sweep moved no counter the
   others depend on), which is what the old source-wide "epoch" got wrong.
 * `rev` counts the changes seen in this life; `before`/`after` are the encoded states. They are
-  written in the same atomic commit as the state and the event itself (worker/batch.py), so any
-  snapshot holds either the change with its event or neither: a re-poll from that snapshot sees
+  written in the same atomic commit as the state and the event itself (worker/store/batch.py), so
+  any snapshot holds either the change with its event or neither: a re-poll from that snapshot sees
   the same record, computes the same (life, rev, before, after), and so the same id. The next
   change of the same life has rev+1, so pause / resume / pause again are three ids.
 * Absence removals use "<rev+1>|<before>|absent", under the same rules.

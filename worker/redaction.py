@@ -3,7 +3,7 @@
 It replaces every configured secret (API keys, webhook secrets and their key material, Slack
 URLs, the Redis URL and password) and anything shaped like a Slack webhook URL or a `whsec_`
 key, whoever configured it. The process-wide instance is set once at startup
-(`configure`, from worker/logs.py) and used by the exception tree (worker/errors.py), the
+(`configure`, from worker/app/logs.py) and used by the exception tree (worker/errors.py), the
 structured and stdlib logging, and what is written to Redis or printed (status, poll output).
 """
 

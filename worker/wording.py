@@ -23,7 +23,7 @@ def duration(seconds: float) -> str:
     return f"{round(hours / 24)} d"
 
 
-# Why a source's stored state was found lost (worker/continuity.py), for logs and `status`.
+# Why a source's stored state was found lost (worker/detect/continuity.py), for logs and `status`.
 STATE_LOSS_REASONS = {
     "vanished": "stored state vanished (Redis lost its data); re-baselining silently",
     "replaced": "stored state was lost and replaced; changes meanwhile were not seen",

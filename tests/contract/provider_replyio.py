@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from worker.fakes.faults import FaultPlan
-from worker.fakes.replyio import VERSIONS, ContactStatus, ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.replyio import VERSIONS, ContactStatus, ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
+from worker.detect.pipeline import SourceRuntime
 from worker.normalize import NORMALIZERS
-from worker.pipeline import SourceRuntime
 from worker.sources import replyio
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter

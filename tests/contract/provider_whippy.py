@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from worker.fakes.faults import FaultPlan
-from worker.fakes.server import FakeServer
-from worker.fakes.unify import ManualClock
-from worker.fakes.whippy import StepStatus, WhippyApp, WhippyWorld
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.unify import ManualClock
+from worker.demo.fakes.whippy import StepStatus, WhippyApp, WhippyWorld
+from worker.detect.pipeline import SourceRuntime
 from worker.normalize import NORMALIZERS
-from worker.pipeline import SourceRuntime
 from worker.sources import whippy
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter

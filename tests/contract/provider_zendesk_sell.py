@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from worker.fakes.faults import FaultPlan
-from worker.fakes.server import FakeServer
-from worker.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
+from worker.detect.pipeline import SourceRuntime
 from worker.normalize import NORMALIZERS
-from worker.pipeline import SourceRuntime
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 from worker.sources.zendesk_sell import ZendeskSellSource, error_text

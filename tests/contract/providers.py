@@ -14,11 +14,11 @@ import httpx
 from tests.contract.provider_replyio import ReplyioHarness, ReplyioV4Harness
 from tests.contract.provider_whippy import WhippyHarness
 from tests.contract.provider_zendesk_sell import ZendeskSellHarness, ZendeskSellLinksHarness
-from worker.fakes.faults import FaultPlan
-from worker.fakes.server import FakeServer
-from worker.fakes.unify import ManualClock, UnifyApp, UnifyWorld
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.unify import ManualClock, UnifyApp, UnifyWorld
+from worker.detect.pipeline import SourceRuntime
 from worker.normalize import NORMALIZERS
-from worker.pipeline import SourceRuntime
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 from worker.sources.unify import UnifySource

@@ -11,8 +11,8 @@ import pytest
 from notifiers.base import Notifier, OutboundEvent
 from notifiers.registry import NotifierParams, build_notifier
 from tests.integration.test_delivery import SECRET, make_event
+from worker.demo.fakes.receiver import WebhookReceiver
 from worker.errors import DeliveryPermanent, DeliveryRetriable
-from worker.fakes.receiver import WebhookReceiver
 
 NETWORKED = ("webhook", "slack")
 

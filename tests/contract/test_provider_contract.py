@@ -12,14 +12,14 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.contract.providers import API_KEY, HARNESSES, PAGE_SIZE, ProviderHarness, Sleeps
-from worker import keys
+from worker.delivery.outbox import Outbox, Route
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
 from worker.enrollment import Enrollment
 from worker.errors import MalformedResponse, SourceError, SourceUnavailable
 from worker.normalize import ProviderNormalizer
-from worker.outbox import Outbox, Route
-from worker.pipeline import PollResult, SourceRuntime, poll_source
 from worker.sources.base import RawPage
-from worker.state import StateStore
+from worker.store import keys
+from worker.store.state import StateStore
 
 SOURCE = "contract-src"
 SINK = "sink"

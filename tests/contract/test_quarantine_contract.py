@@ -12,10 +12,10 @@ from structlog.testing import capture_logs
 from tests.contract import test_provider_contract as contract
 from tests.contract.providers import ProviderHarness
 from tests.contract.test_provider_contract import SOURCE, drain, poll, snapshot, types
-from worker import keys
+from worker.detect.pipeline import SourceRuntime
 from worker.errors import MalformedResponse
-from worker.pipeline import SourceRuntime
-from worker.status import source_status
+from worker.ops.status import source_status
+from worker.store import keys
 
 # The provider contract's fixtures, shared.
 harness = contract.harness

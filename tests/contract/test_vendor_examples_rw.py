@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from worker.demo.fakes.server import FakeServer, Request, Response
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
-from worker.fakes.server import FakeServer, Request, Response
 from worker.normalize import NORMALIZERS
 from worker.sources import replyio, whippy
 from worker.sources.base import RawPage

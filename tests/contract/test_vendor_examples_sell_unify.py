@@ -19,11 +19,11 @@ import httpx
 import pytest
 import respx
 
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.unify import UnifyApp, UnifyWorld
+from worker.demo.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.errors import SourceRejected
-from worker.fakes.server import FakeServer
-from worker.fakes.unify import UnifyApp, UnifyWorld
-from worker.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
 from worker.normalize import NORMALIZERS
 from worker.sources.base import Source
 from worker.sources.registry import SourceParams, build_source

@@ -1,6 +1,6 @@
 """Shared pieces of the end-to-end CLI tests: fake providers, receivers, config, subprocesses.
 
-The product runs as a real `seqwatch` subprocess (`python -m worker.cli`); the fake Reply.io
+The product runs as a real `seqwatch` subprocess (`python -m worker.app.cli`); the fake Reply.io
 and Unify APIs and the webhook/Slack receivers run in this process on 127.0.0.1.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 from standardwebhooks import Webhook
 
 from notifiers.signing import parse_secret, verify
-from worker.fakes.faults import FaultPlan
-from worker.fakes.receiver import Delivery, WebhookReceiver
-from worker.fakes.replyio import ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
-from worker.fakes.unify import ManualClock, UnifyApp, UnifyWorld
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.receiver import Delivery, WebhookReceiver
+from worker.demo.fakes.replyio import ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.unify import ManualClock, UnifyApp, UnifyWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLY_KEY = "rk-live-5d1c0a7e9b3f4e21"
@@ -246,7 +246,7 @@ class Result:
 
 
 def command(setup: Setup, *args: str) -> list[str]:
-    return [sys.executable, "-m", "worker.cli", "--config", str(setup.config), *args]
+    return [sys.executable, "-m", "worker.app.cli", "--config", str(setup.config), *args]
 
 
 def assert_no_secrets(text: str, secrets: Iterable[str], *, where: str) -> None:
@@ -256,7 +256,7 @@ def assert_no_secrets(text: str, secrets: Iterable[str], *, where: str) -> None:
 
 def run(setup: Setup, *args: str, config: bool = True) -> Result:
     """Run one seqwatch command to completion; every run is checked for leaked secrets."""
-    argv = command(setup, *args) if config else [sys.executable, "-m", "worker.cli", *args]
+    argv = command(setup, *args) if config else [sys.executable, "-m", "worker.app.cli", *args]
     done = subprocess.run(
         argv, env=setup.env, cwd=setup.cwd, capture_output=True, text=True,
         timeout=RUN_TIMEOUT, check=False,

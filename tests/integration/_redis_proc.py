@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from worker.embedded_redis import find_redis_server
+from worker.store.embedded_redis import find_redis_server
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 20.0

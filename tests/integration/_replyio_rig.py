@@ -10,15 +10,15 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
-from worker import keys
-from worker.fakes.faults import FaultPlan
-from worker.fakes.replyio import ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.replyio import ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
+from worker.detect.pipeline import SourceRuntime
 from worker.normalize import NORMALIZERS
-from worker.pipeline import SourceRuntime
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 from worker.sources.replyio import ReplyioSource
+from worker.store import keys
 
 API_KEY = "rk-rig-0a1b2c3d4e5f"
 

@@ -32,11 +32,11 @@ from tests.integration._cli_helpers import (
     UNIFY_T0,
     Setup,
 )
-from worker.fakes.faults import FaultPlan
-from worker.fakes.receiver import Delivery, WebhookReceiver
-from worker.fakes.replyio import ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer, Request, Response
-from worker.fakes.unify import ManualClock, UnifyApp, UnifyWorld
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.receiver import Delivery, WebhookReceiver
+from worker.demo.fakes.replyio import ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer, Request, Response
+from worker.demo.fakes.unify import ManualClock, UnifyApp, UnifyWorld
 
 State = dict[str, Any]
 REPLY_SEQUENCES = (100, 200, 300)

@@ -27,9 +27,9 @@ from tests.integration._cli_helpers import (
     run,
     stderr_lines,
 )
-from worker import keys
-from worker.fakes.faults import FaultKind
-from worker.fakes.replyio import ContactStatus
+from worker.demo.fakes.faults import FaultKind
+from worker.demo.fakes.replyio import ContactStatus
+from worker.store import keys
 
 STEP_ADVANCED, PAUSED, RESUMED = (
     "enrollment.step_advanced", "enrollment.paused", "enrollment.resumed",

@@ -9,7 +9,7 @@ import pytest
 from redis import Redis
 
 from tests.integration._cli_helpers import Fakes, Setup, make_setup, run
-from worker.fakes.faults import FaultKind
+from worker.demo.fakes.faults import FaultKind
 
 
 @pytest.fixture

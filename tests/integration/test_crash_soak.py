@@ -30,7 +30,7 @@ from redis import Redis
 from tests.integration._cli_helpers import wait_until
 from tests.integration._daemon_proc import Daemon, Daemons
 from tests.integration._soak_world import Report, SoakWorld
-from worker import keys
+from worker.store import keys
 
 ITERATIONS = int(os.environ.get("SEQWATCH_SOAK_ITERATIONS", "12"))
 SEED = int(os.environ.get("SEQWATCH_SOAK_SEED", "20261123"))

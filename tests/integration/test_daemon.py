@@ -26,7 +26,7 @@ from tests.integration._cli_helpers import (
     make_setup,
     wait_until,
 )
-from worker import keys
+from worker.store import keys
 
 STARTUP_TIMEOUT = 15.0
 DELIVERY_TIMEOUT = 15.0

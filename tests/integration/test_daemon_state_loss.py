@@ -12,8 +12,8 @@ import pytest
 from tests.integration._cli_helpers import Fakes, Setup, make_setup, wait_until
 from tests.integration._daemon_proc import Daemons
 from tests.integration._redis_proc import RedisProcess
-from worker import keys
-from worker.fakes.replyio import ContactStatus
+from worker.demo.fakes.replyio import ContactStatus
+from worker.store import keys
 
 TIMEOUT = 30.0
 

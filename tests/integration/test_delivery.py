@@ -11,13 +11,13 @@ import pytest
 from redis.asyncio import Redis
 
 from notifiers.webhook import WebhookNotifier
-from worker import keys
-from worker.batch import Batch
-from worker.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.outbox import Outbox, Route, enqueue
+from worker.demo.fakes.receiver import WebhookReceiver
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.events import Event, EventType, event_id
-from worker.fakes.receiver import WebhookReceiver
-from worker.outbox import Outbox, Route, enqueue
+from worker.store import keys
+from worker.store.batch import Batch
 
 SOURCE = "src"
 SECRET = "whsec_" + "c2Vxd2F0Y2gtdGVzdC1zZWNyZXQtMzJieXRlcyE="

@@ -15,11 +15,11 @@ from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration._cli_helpers import Fakes, Setup, make_setup, run
 from tests.integration._daemon_proc import Daemons
-from worker import keys
-from worker.batch import Batch
+from worker.delivery.outbox import Route, enqueue
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.events import Event, EventType, event_id
-from worker.outbox import Route, enqueue
+from worker.store import keys
+from worker.store.batch import Batch
 
 SOURCE = "reply"
 BACKLOG = 2_500  # 2.5x the old per-round cap of 1,000

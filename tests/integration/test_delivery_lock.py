@@ -16,12 +16,13 @@ import pytest
 from redis.asyncio import Redis
 
 from notifiers.base import OutboundEvent
-from worker import deliver, keys
-from worker.batch import Batch
-from worker.deliver import DestinationRuntime, deliver_destination
+from worker.delivery import deliver
+from worker.delivery.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.outbox import Route, enqueue
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.events import Event, EventType, event_id
-from worker.outbox import Route, enqueue
+from worker.store import keys
+from worker.store.batch import Batch
 
 SOURCE = "src"
 DESTINATION = "hook"

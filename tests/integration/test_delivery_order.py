@@ -15,15 +15,15 @@ import pytest
 from redis.asyncio import Redis
 
 from notifiers.base import OutboundEvent
-from worker import keys
-from worker import lanes as lanes_module
-from worker.batch import Batch
-from worker.deliver import DestinationRuntime, deliver_destination
+from worker.delivery import lanes as lanes_module
+from worker.delivery.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.lanes import ACK_EVERY
+from worker.delivery.outbox import Outbox, Route, enqueue
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent, DeliveryRetriable
 from worker.events import Event, EventType, event_id
-from worker.lanes import ACK_EVERY
-from worker.outbox import Outbox, Route, enqueue
+from worker.store import keys
+from worker.store.batch import Batch
 
 SOURCE = "src"
 DESTINATION = "hook"

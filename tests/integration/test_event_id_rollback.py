@@ -19,17 +19,17 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.integration._redis_proc import RedisProcess, server_binaries
-from worker import keys
-from worker.fakes.faults import FaultPlan
-from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
+from worker.delivery.outbox import Route
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
+from worker.detect.pipeline import SourceRuntime, poll_source
 from worker.normalize import NORMALIZERS
-from worker.outbox import Route
-from worker.pipeline import SourceRuntime, poll_source
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 from worker.sources.replyio import ReplyioSource
-from worker.state import StateStore
+from worker.store import keys
+from worker.store.state import StateStore
 
 SOURCE = "rollback-src"
 API_KEY = "rk-rollback-0a1b2c3d4e5f"

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from worker.demo.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
 from worker.enrollment import Enrollment, Status
-from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
 from worker.normalize import NORMALIZERS
 from worker.sources.limiter import PacingLimiter
 from worker.sources.params import LocalMemory

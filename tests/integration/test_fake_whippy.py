@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from tests.contract import provider_whippy, providers
-from worker import demo_whippy
+from worker.demo import whippy as demo_whippy
+from worker.demo.fakes.faults import FaultKind, FaultPlan
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.unify import ManualClock
+from worker.demo.fakes.whippy import RETRY_MS_HEADER, StepStatus, WhippyApp, WhippyWorld
 from worker.enrollment import Enrollment, State, Status
-from worker.fakes.faults import FaultKind, FaultPlan
-from worker.fakes.server import FakeServer
-from worker.fakes.unify import ManualClock
-from worker.fakes.whippy import RETRY_MS_HEADER, StepStatus, WhippyApp, WhippyWorld
 from worker.normalize import whippy as normalize_whippy
 from worker.normalize.fields import UnreadableId
 from worker.sources.limiter import PacingLimiter

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from worker import demo_zendesk_sell
-from worker.diff import transitions
+from worker.demo import zendesk_sell as demo_zendesk_sell
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.server import FakeServer, Mount
+from worker.demo.fakes.unify import ManualClock
+from worker.demo.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
+from worker.detect.diff import transitions
 from worker.errors import MalformedResponse, SourceRejected
-from worker.fakes.faults import FaultPlan
-from worker.fakes.server import FakeServer, Mount
-from worker.fakes.unify import ManualClock
-from worker.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
 from worker.normalize import zendesk_sell as normalize
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from worker.fakes.faults import FaultKind, FaultPlan
-from worker.fakes.receiver import WebhookReceiver
-from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer, Mount, Request, Response
-from worker.fakes.unify import ManualClock, UnifyApp, UnifyWorld
+from worker.demo.fakes.faults import FaultKind, FaultPlan
+from worker.demo.fakes.receiver import WebhookReceiver
+from worker.demo.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer, Mount, Request, Response
+from worker.demo.fakes.unify import ManualClock, UnifyApp, UnifyWorld
 
 KEY = "test-key-123"
 REPLY_FIELDS = {

@@ -24,9 +24,9 @@ from redis import Redis
 from tests.integration._cli_helpers import Fakes, Seen, Setup, make_setup, wait_until
 from tests.integration._daemon_proc import Daemon, Daemons
 from tests.integration._soak_world import SoakWorld
-from worker import keys
-from worker.jobs import QUEUE
-from worker.pipeline import LEASE_TTL_MS
+from worker.app.jobs import QUEUE
+from worker.detect.pipeline import LEASE_TTL_MS
+from worker.store import keys
 
 STARTUP_TIMEOUT = 20.0
 DELIVERY_TIMEOUT = 20.0

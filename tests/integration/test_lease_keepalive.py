@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from worker import lease
+from worker.store import lease
 
 
 async def test_a_renewal_that_swallows_its_cancel_still_stops(

@@ -27,7 +27,7 @@ from tests.integration._cli_helpers import (
 )
 from tests.integration._daemon_proc import Daemon
 from tests.integration._redis_proc import free_port
-from worker import keys
+from worker.store import keys
 
 TIMEOUT = 20.0
 SPEC_METRICS = {

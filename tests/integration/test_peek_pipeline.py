@@ -16,15 +16,15 @@ from tests.integration._replyio_rig import (
     replyio_runtime,
     small_world,
 )
+from worker.delivery.outbox import Route
+from worker.demo.fakes.faults import FaultKind, FaultPlan
+from worker.detect.pipeline import poll_source
 from worker.enrollment import Enrollment, Status
-from worker.fakes.faults import FaultKind, FaultPlan
 from worker.normalize import ProviderNormalizer, replyio
 from worker.normalize.fields import Peek
-from worker.outbox import Route
-from worker.pipeline import poll_source
+from worker.ops.status import source_status
 from worker.sources.base import RawPage
-from worker.state import StateStore
-from worker.status import source_status
+from worker.store.state import StateStore
 
 SOURCE = "peek-src"
 

@@ -13,12 +13,12 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from tests.contract.provider_replyio import ReplyioHarness
 from tests.contract.providers import Sleeps
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
-from worker import keys, lease
-from worker.batch import Batch
+from worker.detect.pipeline import LeaseBusy, poll_source
 from worker.errors import LeaseLost
-from worker.pipeline import LeaseBusy, poll_source
-from worker.redis_conn import FastPackConnection, connect
-from worker.redis_io import awaited
+from worker.store import keys, lease
+from worker.store.batch import Batch
+from worker.store.redis_conn import FastPackConnection, connect
+from worker.store.redis_io import awaited
 
 
 @pytest.fixture

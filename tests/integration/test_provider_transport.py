@@ -1,5 +1,5 @@
-"""The provider client `seqwatch` builds (worker.deps.provider_client): httpx's API over aiohttp,
-against a real local HTTP server: what ProviderClient relies on arrives intact."""
+"""The provider client `seqwatch` builds (worker.app.deps.provider_client): httpx's API over
+aiohttp, against a real local HTTP server: what ProviderClient relies on arrives intact."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from worker.deps import provider_client
+from worker.app.deps import provider_client
 from worker.errors import SourceRejected, SourceUnavailable
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter

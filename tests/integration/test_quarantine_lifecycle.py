@@ -5,10 +5,10 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from tests.integration._replyio_rig import now, replyio_runtime, small_world
-from worker import keys
-from worker.fakes.faults import FaultKind, FaultPlan
-from worker.pipeline import poll_source
-from worker.status import source_status
+from worker.demo.fakes.faults import FaultKind, FaultPlan
+from worker.detect.pipeline import poll_source
+from worker.ops.status import source_status
+from worker.store import keys
 
 SOURCE = "quarantine-src"
 

@@ -12,13 +12,13 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from worker.demo.fakes.faults import FaultPlan
+from worker.demo.fakes.quota import QuotaGate
+from worker.demo.fakes.replyio import ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
+from worker.detect.pipeline import LeaseBusy, SourceRuntime, poll_source
 from worker.errors import SourceError, SourceUnavailable
-from worker.fakes.faults import FaultPlan
-from worker.fakes.quota import QuotaGate
-from worker.fakes.replyio import ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
 from worker.normalize import NORMALIZERS
-from worker.pipeline import LeaseBusy, SourceRuntime, poll_source
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter, RateLimiter
 from worker.sources.replyio import ReplyioSource

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from worker.redis_conn import connect
+from worker.store.redis_conn import connect
 
 
 async def test_a_pipeline_returns_every_reply_in_order_errors_included(store: Redis) -> None:

@@ -1,4 +1,4 @@
-"""worker.redis_lite and the status plans on a real Redis: `seqwatch status` reads through the
+"""worker.store.redis_lite and the status plans on a real Redis: `seqwatch status` reads through the
 small blocking client what the redis-py path reads, with the URLs seqwatch documents."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import redis as redis_sync
 from redis.asyncio import Redis
 
 from tests.integration._redis_proc import free_port
-from worker import keys
-from worker.outbox import Attempts
-from worker.reads import run_sync
-from worker.redis_lite import LiteRedis, RedisUnavailable, supports
-from worker.status import workers_plan
-from worker.status_report import status, status_lite
+from worker.delivery.outbox import Attempts
+from worker.ops.status import workers_plan
+from worker.ops.status_report import status, status_lite
+from worker.store import keys
+from worker.store.reads import run_sync
+from worker.store.redis_lite import LiteRedis, RedisUnavailable, supports
 
 SOURCES = ["reply-emea", "unify-main"]
 DESTINATIONS = ["crm", "slack"]

@@ -25,8 +25,8 @@ from tests.integration._cli_helpers import (
 )
 from tests.integration._daemon_proc import Daemons
 from tests.integration._redis_proc import RedisProcess
-from worker import keys
-from worker.daemon import Backoff
+from worker.app.daemon import Backoff
+from worker.store import keys
 
 STARTUP_TIMEOUT = 20.0
 DELIVERY_TIMEOUT = 30.0
@@ -133,7 +133,7 @@ def test_poll_without_redis_exits_1_with_one_clear_line(setup: Setup, server: Re
 def test_status_without_redis_exits_1_with_the_same_line(
     setup: Setup, server: RedisProcess
 ) -> None:
-    result = run(setup, "status")  # read through worker.redis_lite, not redis-py
+    result = run(setup, "status")  # read through worker.store.redis_lite, not redis-py
     assert result.code == 1, str(result)
     assert stderr_lines(result) == [
         f"seqwatch: redis unavailable at 127.0.0.1:{server.port} (ConnectionError)"
@@ -190,7 +190,7 @@ def snapshot(client: Redis) -> dict[str, object]:
         kind = client.type(key)
         if kind == "string":
             found[key] = client.get(key)
-        elif kind == "hash":  # as bytes: state field names are packed ids (worker.buckets)
+        elif kind == "hash":  # as bytes: state field names are packed ids (worker.store.buckets)
             found[key] = client.execute_command("HGETALL", key, NEVER_DECODE=True)  # type: ignore[no-untyped-call]
         elif kind == "zset":
             found[key] = client.zrange(key, 0, -1, withscores=True)

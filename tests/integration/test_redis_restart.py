@@ -24,7 +24,7 @@ from tests.integration._cli_helpers import wait_until
 from tests.integration._daemon_proc import Daemon, Daemons
 from tests.integration._redis_proc import RedisProcess
 from tests.integration._soak_world import SoakWorld
-from worker import keys
+from worker.store import keys
 
 SOURCES = ("reply", "unify")
 STARTUP_TIMEOUT = 30.0

@@ -12,17 +12,17 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.contract.test_provider_contract import ROUTES, drain, types
-from worker import keys
-from worker.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
-from worker.fakes.server import FakeServer
+from worker.demo.fakes.replyio import ContactStatus, ReplyioApp, ReplyioWorld
+from worker.demo.fakes.server import FakeServer
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
 from worker.normalize import NORMALIZERS
-from worker.pipeline import PollResult, SourceRuntime, poll_source
-from worker.redis_io import awaited
 from worker.sources import replyio
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 from worker.sources.memory import RedisMemory
 from worker.sources.metering import metering
+from worker.store import keys
+from worker.store.redis_io import awaited
 
 SOURCE = "contract-src"  # the name ROUTES and drain() use
 KEY = "rk-archived-test-0042"

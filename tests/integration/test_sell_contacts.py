@@ -12,16 +12,16 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from worker import keys
-from worker.contacts import CACHE_TTL_S
-from worker.fakes.server import FakeServer
-from worker.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
+from worker.delivery.outbox import Outbox, Route
+from worker.demo.fakes.server import FakeServer
+from worker.demo.fakes.zendesk_sell import ZendeskSellApp, ZendeskSellWorld
+from worker.detect.contacts import CACHE_TTL_S
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
 from worker.normalize import NORMALIZERS
-from worker.outbox import Outbox, Route
-from worker.pipeline import PollResult, SourceRuntime, poll_source
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 from worker.sources.zendesk_sell import ZendeskSellSource
+from worker.store import keys
 
 TOKEN = "sell-token-0123456789"
 SOURCE = "sell-eu"

@@ -17,10 +17,10 @@ from notifiers.base import OutboundEvent
 from notifiers.slack import SlackNotifier
 from tests.integration._http_receiver import Canned, Receiver, running_receiver
 from tests.integration.test_delivery import make_event
+from worker.demo.fakes.receiver import WebhookReceiver
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.errors import DeliveryPermanent, DeliveryRetriable
 from worker.events import Event, EventType
-from worker.fakes.receiver import WebhookReceiver
 from worker.sources.shared_limiter import Quota, SharedRateLimiter
 
 PATH = "/services/T0001/B0002/XoXoSecretToken42"  # the whole URL is the credential

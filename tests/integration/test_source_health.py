@@ -11,11 +11,11 @@ from structlog.testing import capture_logs
 
 from tests.contract.provider_replyio import ReplyioHarness
 from tests.contract.providers import API_KEY, Sleeps
-from worker.deps import Deps
+from worker.app.deps import Deps
+from worker.app.service import run_poll
+from worker.delivery.outbox import Outbox, Route
 from worker.errors import SourceError
-from worker.outbox import Outbox, Route
-from worker.service import run_poll
-from worker.status import source_status
+from worker.ops.status import source_status
 
 SOURCE = "health-src"
 

@@ -15,12 +15,12 @@ from redis.asyncio import Redis
 from tests._text_format import text_value
 from tests.contract.providers import HARNESSES, ProviderHarness, Sleeps
 from tests.contract.test_provider_contract import ROUTES, drain, types
-from worker import buckets, codec, keys, lease
-from worker import state as state_store_module
-from worker.batch import Batch
+from worker.detect.pipeline import poll_source
 from worker.enrollment import State, Status
-from worker.pipeline import poll_source
-from worker.state import SeenIds, StateStore
+from worker.store import buckets, codec, keys, lease
+from worker.store import state as state_store_module
+from worker.store.batch import Batch
+from worker.store.state import SeenIds, StateStore
 
 SOURCE = "contract-src"  # the contract harnesses' routes and drain use it
 SEQUENCES = [str(uuid.UUID(int=k + 1, version=4)) for k in range(3)]

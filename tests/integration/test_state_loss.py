@@ -22,13 +22,14 @@ from tests.integration._replyio_rig import (
     replyio_runtime,
     small_world,
 )
-from worker import continuity, keys
-from worker.fakes.replyio import ContactStatus, ReplyioWorld
-from worker.outbox import Route
-from worker.pipeline import PollResult, SourceRuntime, poll_source
-from worker.redis_conn import connect
-from worker.state import StateStore
-from worker.status import source_status
+from worker.delivery.outbox import Route
+from worker.demo.fakes.replyio import ContactStatus, ReplyioWorld
+from worker.detect import continuity
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
+from worker.ops.status import source_status
+from worker.store import keys
+from worker.store.redis_conn import connect
+from worker.store.state import StateStore
 
 SOURCE = "loss-src"
 ROUTES = (

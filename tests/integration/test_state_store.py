@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from worker import buckets, keys, lease
-from worker.batch import Batch
 from worker.errors import LeaseLost
-from worker.state import SeenIds, StateStore
+from worker.store import buckets, keys, lease
+from worker.store.batch import Batch
+from worker.store.state import SeenIds, StateStore
 
 SOURCE = "store-src"
 PAGE = 1000

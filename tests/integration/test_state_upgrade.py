@@ -14,9 +14,9 @@ from tests._text_format import text_value
 from tests.contract.provider_replyio import ReplyioHarness
 from tests.contract.providers import Sleeps
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
-from worker import codec, keys
-from worker.pipeline import poll_source
-from worker.state import StateStore
+from worker.detect.pipeline import poll_source
+from worker.store import codec, keys
+from worker.store.state import StateStore
 
 
 @pytest.fixture

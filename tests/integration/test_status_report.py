@@ -16,11 +16,12 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from worker import keys, progress
-from worker.outbox import Attempts, Outbox
+from worker.delivery.outbox import Attempts, Outbox
+from worker.ops import progress
+from worker.ops.status import destination_status, source_status, workers
+from worker.ops.status_report import status
 from worker.sources.base import RawPage
-from worker.status import destination_status, source_status, workers
-from worker.status_report import status
+from worker.store import keys
 
 SOURCE = "reply-emea"
 

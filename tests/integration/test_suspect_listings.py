@@ -14,12 +14,12 @@ from tests.integration._replyio_rig import (
     replyio_runtime,
     small_world,
 )
-from worker import codec
-from worker.fakes.replyio import ReplyioWorld
-from worker.outbox import Route
-from worker.pipeline import PollResult, SourceRuntime, poll_source
-from worker.state import StateStore
-from worker.status import source_status
+from worker.delivery.outbox import Route
+from worker.demo.fakes.replyio import ReplyioWorld
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
+from worker.ops.status import source_status
+from worker.store import codec
+from worker.store.state import StateStore
 
 SOURCE = "suspect-src"
 ROUTES = (

@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 
 from tests.contract.providers import Sleeps, UnifyHarness
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
-from worker.pipeline import PollResult, SourceRuntime, poll_source
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
+from worker.detect.watermark import next_watermark
 from worker.sources.base import RawPage, Source
-from worker.watermark import next_watermark
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from tests.contract.providers import Sleeps, UnifyHarness
 from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
-from worker.pipeline import PollResult, SourceRuntime, poll_source
-from worker.state import StateStore
-from worker.status import source_status
+from worker.detect.pipeline import PollResult, SourceRuntime, poll_source
+from worker.ops.status import source_status
+from worker.store.state import StateStore
 
 MAILBOX = "rep@seller.example"  # the fake's default sending mailbox
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from worker import buckets
+from worker.store import buckets
 
 IDS = [
     "5000:10048271",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from worker.cli import PROVIDER_SLUGS, build_parser, main
+from worker.app.cli import PROVIDER_SLUGS, build_parser, main
 from worker.sources.registry import PROVIDERS
 from worker.wording import duration, plural
 
@@ -54,7 +54,7 @@ def test_an_unknown_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str
 
 def test_schema_needs_no_config_and_is_a_valid_2020_12_schema(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "schema"], cwd=tmp_path, capture_output=True,
+        [sys.executable, "-m", "worker.app.cli", "schema"], cwd=tmp_path, capture_output=True,
         text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

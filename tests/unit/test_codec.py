@@ -1,4 +1,4 @@
-"""worker.codec: lossless round trips, equality semantics, id elision and compactness."""
+"""worker.store.codec: lossless round trips, equality semantics, id elision and compactness."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from itertools import pairwise, product
 
 import pytest
 
-from worker.codec import (
+from worker.enrollment import State, Status
+from worker.store.codec import (
     SEP,
     Stored,
     decode,
@@ -23,7 +24,6 @@ from worker.codec import (
     state_text,
     unchanged,
 )
-from worker.enrollment import State, Status
 
 FLAGS = (None, False, True)
 RAW_FOR = {

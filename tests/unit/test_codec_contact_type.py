@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.codec import Stored, decode, encode, encode_state, unchanged
 from worker.enrollment import State, Status
+from worker.store.codec import Stored, decode, encode, encode_state, unchanged
 
 STATE = State(status=Status.ACTIVE, raw_status="active", step=2, reason=None)
 

@@ -1,4 +1,4 @@
-"""worker.diff: every row of SPEC §5's event table, and the 36 status pairs."""
+"""worker.detect.diff: every row of SPEC §5's event table, and the 36 status pairs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from itertools import product
 
 import pytest
 
-from worker.diff import Marks, status_event, transitions
+from worker.detect.diff import Marks, status_event, transitions
 from worker.enrollment import State, Status
 from worker.events import EventType as E
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.events import HealthType
-from worker.health import transition
+from worker.ops.health import transition
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""worker.logs: secrets never reach a log line, and tracebacks carry no local variables."""
+"""worker.app.logs: secrets never reach a log line, and tracebacks carry no local variables."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import orjson
 import pytest
 import structlog
 
-from worker.logs import SecretRedactor, configure
+from worker.app.logs import SecretRedactor, configure
 from worker.redaction import REDACTED, Scrubber
 
 API_KEY = "rk_live_5f2e9a77c1d04b1f"

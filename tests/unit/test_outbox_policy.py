@@ -6,14 +6,14 @@ import random
 
 import pytest
 
-from worker.events import EventType
-from worker.outbox import (
+from worker.delivery.outbox import (
     MAX_RETRY_AFTER_S,
     RETRY_SCHEDULE,
     RETRY_WINDOW_S,
     Route,
     next_delay,
 )
+from worker.events import EventType
 
 DAY_S = 24 * 3600
 
@@ -132,7 +132,7 @@ def test_retry_after_of_exactly_24_hours_is_honoured() -> None:
 
 
 def dead_letter_time(rng: random.Random, *, retry_after: float | None = None) -> tuple[int, int]:
-    """Replays worker/deliver.py's rule for an always-failing, retriable destination.
+    """Replays worker/delivery/deliver.py's rule for an always-failing, retriable destination.
 
     Every attempt fails; it is dead-lettered only once RETRY_WINDOW_S have passed since the
     first failure, else rescheduled `next_delay` later. Returns (ms of burial, attempts).

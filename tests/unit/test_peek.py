@@ -17,10 +17,10 @@ from tests.unit import test_normalize as reply_unify
 from tests.unit import test_replyio_normalize as reply_versions
 from tests.unit import test_whippy_normalize as whippy_cases
 from tests.unit import test_zendesk_sell_normalize as sell_cases
-from worker import codec
 from worker.enrollment import SequenceRef, State, Status
 from worker.sources.base import RawPage
 from worker.sources.zendesk_sell import SEQUENCE_NAMES
+from worker.store import codec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "contract" / "vendor_examples"
 Case = tuple[str, dict[str, Any], RawPage]

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from worker.jobs import next_due
-from worker.probes import Probes
+from worker.app.jobs import next_due
+from worker.ops.probes import Probes
 
 
 @pytest.mark.parametrize(("interval", "spread"), [(60, 6), (300, 30), (3600, 30), (5, 0.5)])

@@ -17,10 +17,10 @@ from slack_sdk.models.blocks import Block, HeaderBlock, SectionBlock
 
 from notifiers.describe import describe
 from notifiers.slack import SourceDisplay, build_message
-from worker.commands import check_event
+from worker.app.commands import check_event
 from worker.enrollment import Contact, SequenceRef, State, Status
 from worker.events import Event, EventType, HealthType
-from worker.health import HealthEvent
+from worker.ops.health import HealthEvent
 
 AT = datetime(2026, 11, 22, 13, 0, 5, tzinfo=UTC)
 DATE = "<!date^1795352405^{date_short_pretty} {time}|2026-11-22 13:00 UTC>"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from worker.diff import transitions
+from worker.detect.diff import transitions
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.errors import MalformedResponse
 from worker.events import EventType

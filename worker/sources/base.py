@@ -52,7 +52,7 @@ class ContactLookup(Protocol):
     objects it was given, with `email`/`name`/`company` filled in. It must not raise for a
     failed lookup (it logs and returns what it has), and it should not retry long: events
     wait for it. The pipeline calls it only for enrollments that may produce events, and
-    caches what it returns (worker/contacts.py).
+    caches what it returns (worker/detect/contacts.py).
     """
 
     async def contacts(self, wanted: Collection[Contact]) -> Mapping[Contact, Contact]: ...

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from worker import keys
-from worker.redis_io import awaited
+from worker.store import keys
+from worker.store.redis_io import awaited
 
 
 class RedisMemory:

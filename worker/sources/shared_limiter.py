@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker import keys
-from worker.redis_io import awaited
+from worker.store import keys
+from worker.store.redis_io import awaited
 
 # KEYS[i]: theoretical arrival time (ms) per window; ARGV: interval_ms, tolerance_ms per window.
 _ACQUIRE = """

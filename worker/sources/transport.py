@@ -2,7 +2,7 @@
 
 httpcore's pool gets slower with every request in flight (encode/httpx#3215): on this 2-core
 box a provider GET cost 2 ms of CPU one at a time and 7 ms with 100 polls running, aiohttp's
-0.3-0.5 ms. `seqwatch run` polls many sources at once, so the shared client (worker/deps.py)
+0.3-0.5 ms. `seqwatch run` polls many sources at once, so the shared client (worker/app/deps.py)
 sends through aiohttp; sources keep speaking httpx (requests, responses, timeouts, errors), so
 ProviderClient and its tests are unchanged. Response decoding (gzip) stays httpx's.
 """

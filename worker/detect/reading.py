@@ -1,0 +1,108 @@
+"""A page's records -> what the store compares, cheaply; full Enrollments only where needed.
+
+Most records of a re-poll are unchanged. Where the provider has a `peek` (worker/normalize),
+a record is read as (id, updated_at, state fields) and encoded once per distinct state; only
+the records the store reports changed are normalized in full. A record `peek` cannot read
+takes the full path at once; one that fails it is quarantined (SPEC §5), not fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from worker.detect.quarantine import Quarantine
+from worker.detect.watermark import Newest
+from worker.enrollment import Enrollment
+from worker.normalize import Normalizer, StateFields
+from worker.normalize.fields import RecordError
+from worker.sources.base import RawPage
+from worker.store import codec
+from worker.store.state import SeenIds
+
+_KEYS_KEPT = 4096
+# A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
+_Found = Mapping[str, Any] | Enrollment
+
+
+class PageRead:
+    """One page, read: `states` maps each readable enrollment id to its codec.encode_state."""
+
+    def __init__(self, reader: PageReader, page: RawPage) -> None:
+        self.states: dict[str, str] = {}
+        self._found: dict[str, _Found] = {}
+        self._reader = reader
+        self._page = page
+
+    def enrollments(
+        self, ids: Mapping[str, object], *, seen: SeenIds | None
+    ) -> dict[str, Enrollment]:
+        """The Enrollments of `ids` (the changed ones), normalized in full now. A record that
+        `peek` read but the normalizer refuses is quarantined and leaves `states`."""
+        current: dict[str, Enrollment] = {}
+        # In listing order (the store answers in its own): events keep the page's order.
+        in_order = [i for i in self.states if i in ids] if ids else []
+        for enrollment_id in in_order:
+            item = self._found[enrollment_id]
+            enrollment = (
+                item
+                if isinstance(item, Enrollment)
+                else self._reader.normalize(item, self._page, seen=seen)
+            )
+            if enrollment is None:
+                del self.states[enrollment_id]
+            else:
+                current[enrollment_id] = enrollment
+        return current
+
+
+class PageReader:
+    """Reads the pages of one listing; remembers the newest updated_at it met."""
+
+    def __init__(self, normalizer: Normalizer, quarantine: Quarantine) -> None:
+        self._normalizer = normalizer
+        self._quarantine = quarantine
+        self._keys: dict[StateFields, str] = {}  # state fields -> codec.encode_state_fields
+        self.newest = Newest()
+
+    def normalize(
+        self, record: Mapping[str, Any], page: RawPage, *, seen: SeenIds | None
+    ) -> Enrollment | None:
+        try:
+            return self._normalizer(record, page=page)
+        except RecordError as exc:
+            self._quarantine.add(exc, where=page.where)
+            if exc.enrollment_id is not None and seen is not None:
+                seen.add(exc.enrollment_id)  # seen: never swept as absent
+            return None
+
+    def read(self, page: RawPage, *, seen: SeenIds | None) -> PageRead:
+        read = PageRead(self, page)
+        states, found = read.states, read._found
+        peek = self._normalizer.peek
+        keys = self._keys
+        for record in page.records:
+            if peek is not None:
+                try:
+                    enrollment_id, updated_at, fields = peek(record, page=page)
+                except Exception:  # noqa: S110 (anything odd: the full path decides)
+                    pass
+                else:
+                    # A source has few distinct states: each is encoded once per listing.
+                    key = keys.get(fields)
+                    if key is None:
+                        key = codec.encode_state_fields(*fields)
+                        if len(keys) < _KEYS_KEPT:
+                            keys[fields] = key
+                    states[enrollment_id] = key
+                    found[enrollment_id] = record
+                    if updated_at is not None:
+                        self.newest.saw(updated_at)
+                    continue
+            enrollment = self.normalize(record, page, seen=seen)
+            if enrollment is not None:
+                states[enrollment.enrollment_id] = codec.encode_state(enrollment.state)
+                found[enrollment.enrollment_id] = enrollment
+                if enrollment.updated_at is not None:
+                    self.newest.saw(enrollment.updated_at)
+        return read

@@ -1,0 +1,81 @@
+"""The absence sweep after a complete listing (SPEC §5).
+
+An enrollment absent from ABSENCES consecutive complete listings is removed (a tombstone); a
+suspect listing (it would remove more than half of the tracked enrollments and at least
+MASS_REMOVAL_MIN, or it listed nothing) needs SUSPECT_ABSENCES, i.e. three listings that agree.
+Enrollments of sequences the source chose not to list this poll are not absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+
+from worker.detect import history
+from worker.enrollment import Status
+from worker.store.batch import Batch
+from worker.store.codec import Stored
+from worker.store.state import SeenIds, StateStore
+
+ABSENCES = 2
+SUSPECT_ABSENCES = 3
+MASS_REMOVAL_MIN = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """An enrollment removed by absence now, to be announced."""
+
+    enrollment_id: str
+    stored: Stored
+    change_key: str
+
+
+@dataclass(slots=True)
+class Swept:
+    tracked: int  # before the sweep
+    absent: int  # candidates counted (exactly when the listing may be suspect)
+    gone: int = 0  # tombstoned now
+    held: bool = False  # a suspect mass removal: nothing removed, recorded instead
+    removals: list[Removal] = field(default_factory=list)
+
+
+def suspect(absent: int, *, tracked: int, listed: int) -> bool:
+    return absent > 0 and (listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN))
+
+
+async def _absent(
+    store: StateStore, seen: SeenIds, skipped: Collection[str]
+) -> AsyncIterator[tuple[str, Stored]]:
+    async for enrollment_id, stored in store.unseen(seen):
+        if stored.sequence_id not in skipped:
+            yield enrollment_id, stored
+
+
+async def sweep(
+    store: StateStore, batch: Batch, seen: SeenIds, *, skipped: Collection[str], listed: int
+) -> Swept:
+    """Adds the sweep's writes to `batch`; the caller announces `removals`."""
+    tracked = await store.tracked()
+    # The counts settle the usual case; only a listing that may be suspect pays for an exact
+    # count of the candidates first (a second read of the buckets holding them).
+    absent = max(0, tracked - seen.total())
+    if suspect(absent, tracked=tracked, listed=listed):
+        absent = 0
+        async for _ in _absent(store, seen, skipped):
+            absent += 1
+    swept = Swept(tracked=tracked, absent=absent)
+    is_suspect = suspect(absent, tracked=tracked, listed=listed)
+    needed = SUSPECT_ABSENCES if is_suspect else ABSENCES
+    async for enrollment_id, stored in _absent(store, seen, skipped):
+        missed = history.miss(enrollment_id, stored, needed=needed)
+        store.put(batch, enrollment_id, missed.value)
+        if not missed.tombstone:
+            continue
+        swept.gone += 1
+        if stored.state.status is not Status.REMOVED:  # else reported when the provider said so
+            swept.removals.append(Removal(enrollment_id, stored, missed.change_key))
+    store.count(batch, "tracked", -swept.gone)
+    store.count(batch, "tombstones", swept.gone)
+    swept.held = is_suspect and not swept.gone
+    return swept

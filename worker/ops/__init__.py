@@ -1,0 +1,1 @@
+"""Ops: what operators watch: status, source health, listing progress, metrics and probes."""

@@ -1,0 +1,116 @@
+"""Source health: a source failing N polls in a row is `failing` until a poll succeeds.
+
+Transitions (not every failed tick) are what gets logged at error level and, for
+destinations that ask for `source.*`, delivered as health events.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from worker.delivery.outbox import Route, publish
+from worker.events import HealthType, event_id, format_timestamp
+from worker.redaction import scrub_optional
+from worker.store import keys
+
+DEFAULT_FAILURE_THRESHOLD = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthEvent:
+    id: str
+    type: HealthType
+    source: str
+    provider: str
+    consecutive_failures: int
+    error: str | None
+    detected_at: datetime
+
+    def document(self) -> dict[str, Any]:
+        stamp = format_timestamp(self.detected_at)
+        return {
+            "type": self.type.value,
+            "timestamp": stamp,
+            "data": {
+                "id": self.id,
+                "source": self.source,
+                "provider": self.provider,
+                "consecutive_failures": self.consecutive_failures,
+                "error": self.error,
+                "detected_at": stamp,
+            },
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.document())
+
+
+def transition(*, was_failing: bool, failures: int, threshold: int) -> HealthType | None:
+    """Pure: which notice, if any, one poll outcome implies (`failures` counts this poll)."""
+    if failures == 0:
+        return HealthType.RECOVERED if was_failing else None
+    if not was_failing and failures >= threshold:
+        return HealthType.FAILING
+    return None
+
+
+async def record_outcome(
+    redis: Redis,
+    *,
+    source: str,
+    provider: str,
+    error: str | None,
+    at: datetime,
+    threshold: int,
+    routes: Sequence[Route],
+    also: Callable[[Pipeline], None] | None = None,
+) -> HealthEvent | None:
+    """Updates the source's streak and health state; publishes a notice on a transition.
+    `also` queues the poll's other bookkeeping into the same transaction (one round trip)."""
+    meta = keys.meta(source)
+    error = scrub_optional(error)
+    async with redis.pipeline(transaction=True) as pipe:
+        if also is not None:
+            also(pipe)
+        before = len(pipe)
+        pipe.hget(meta, "health")
+        if error is None:
+            pipe.hset(meta, "consecutive_failures", "0")
+            pipe.hget(meta, "consecutive_failures")
+        else:
+            pipe.hincrby(meta, "consecutive_failures", 1)
+        replies = (await pipe.execute())[before:]
+    was_failing = replies[0] == "failing"
+    failures = 0 if error is None else int(replies[1])
+    notice = transition(was_failing=was_failing, failures=failures, threshold=threshold)
+    if notice is None:
+        return None
+    epoch = await redis.hincrby(meta, "health_epoch", 1)  # type: ignore[misc]
+    await redis.hset(meta, "health", "failing" if notice is HealthType.FAILING else "ok")  # type: ignore[misc]
+    # The epoch restarts when Redis loses its data; the incarnation (or, before any baseline,
+    # fresh randomness) keeps ids after a loss from repeating earlier ones.
+    incarnation = await redis.hget(meta, "incarnation") or secrets.token_hex(8)  # type: ignore[misc]
+    event = HealthEvent(
+        id=event_id(
+            source=source,
+            enrollment_id="",
+            event_type=notice,
+            change_key=f"{incarnation}|{epoch}",
+        ),
+        type=notice,
+        source=source,
+        provider=provider,
+        consecutive_failures=failures,
+        error=error,
+        detected_at=at,
+    )
+    await publish(redis, event, routes=routes, now_ms=int(at.timestamp() * 1000))
+    return event

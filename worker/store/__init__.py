@@ -1,0 +1,1 @@
+"""Store: all that knows Redis: connection, keys, compact state, lease-guarded commit."""

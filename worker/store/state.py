@@ -1,0 +1,657 @@
+"""Compact per-source state store: listing bookkeeping, stored enrollments, absence sweep.
+
+The bucket layout (worker.store.buckets) lives entirely in here: callers speak in enrollment ids and
+encoded values. A poll hands each page over as id -> encoded state and gets back only what
+changed (`changed`); the ids it sees are kept for the sweep on the way. A store serves one
+poll; it learns the layout at its first read and grows it by splitting buckets inside the
+poll's own page commits.
+
+Values are byte strings held one character per byte (worker/store/codec.py). In Redis the store
+keeps what many enrollments repeat once, in the source's dictionary of names
+(keys.state_names), and refers to it by index: the sequence ids and contact types values
+carry, the head of each value (state key, history byte, sequence: see `codec.head_end`), and
+the sequence part of `<uuid>:<uuid>` ids. Reads hand values back with their head in place,
+so `codec.unchanged` compares them to a state key as they are. The dictionary is append-only,
+read with the layout (no extra round trip), and a name is written in the same atomic commit as
+every value or field that first refers to it, so no snapshot refers to a missing name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zlib
+from array import array
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from worker.errors import StoreError
+from worker.store import buckets, codec, keys, legacy_state
+from worker.store.batch import Batch
+from worker.store.codec import Stored
+from worker.store.redis_io import awaited
+
+_RESET_FIELDS = (
+    "baseline",
+    "watermark",
+    "last_full_at",
+    "tracked",
+    "buckets",
+    "tombstones",
+    "quarantined",
+    "quarantine_first",
+    "removals_held",
+    "state_lost",
+    legacy_state.MIGRATING,
+)
+_SCAN_CHUNK = 256
+# Names per source (loaded by every poll): heads and value ids stop being shared past
+# min(MAX_NAMES, NAMES_BASE + tracked / NAMES_PER), so a small source loads a small dictionary
+# and the dictionary (~30-100 B a name) costs at most a few bytes per enrollment. The sequences
+# of packed pair fields are always named (a field must not depend on a cap).
+MAX_NAMES = 4096
+NAMES_BASE = 64
+NAMES_PER = 32
+_SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
+# Names field: "2" when the source's state began with the v2 field packing (pair ids refer to
+# their sequence's name, UUIDs in 16 bytes: buckets.pack_id_v2), "1" when it holds fields
+# packed before (those stay as they are).
+_PACKING = "packing"
+_LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
+_LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+# Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
+# most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
+SLOT_BITS = 16
+_SLOT_MASK = (1 << SLOT_BITS) - 1
+_SAME_KEPT = 4096
+
+
+def new_incarnation() -> str:
+    """A random name for one stored history of a source (see worker/events.py)."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListingMeta:
+    """What one poll needs to know about the source's history before it starts."""
+
+    generation: int
+    baseline_done: bool
+    # Random, set when the source's stored history starts (first baseline, after a reset or a
+    # data loss); part of every event id, so ids of one history never repeat another's.
+    incarnation: str
+    watermark: str | None
+    last_full_at: float | None
+    removals_held: bool = False
+
+
+class SeenIds:
+    """Which enrollments one listing returned: 8 bytes each, kept by hash slot."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[int, array[int]] = {}
+
+    def add(self, enrollment_id: str) -> None:
+        self.hashed(zlib.crc32(enrollment_id.encode()), enrollment_id)
+
+    def hashed(self, crc: int, enrollment_id: str) -> None:
+        """`add`, given the id's buckets.hash_of (the store computes it anyway)."""
+        slot = crc & _SLOT_MASK
+        hashes = self._hashes.get(slot)
+        if hashes is None:
+            hashes = self._hashes[slot] = array("q")
+        hashes.append(hash(enrollment_id))
+
+    def total(self) -> int:
+        """Distinct enrollments seen."""
+        return sum(len(set(hashes)) for hashes in self._hashes.values())
+
+    def has(self, enrollment_id: str) -> bool:
+        slot = buckets.hash_of(enrollment_id) & _SLOT_MASK
+        return hash(enrollment_id) in self._hashes.get(slot, ())
+
+    def per_bucket(self, bucket_count: int) -> dict[int, int] | None:
+        """Distinct ids seen per bucket of a layout; None when slots no longer pin buckets."""
+        if bucket_count > 1 << SLOT_BITS:
+            return None
+        counts: dict[int, int] = {}
+        for slot, hashes in self._hashes.items():
+            bucket = buckets.bucket_for(slot, bucket_count)
+            counts[bucket] = counts.get(bucket, 0) + len(set(hashes))
+        return counts
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    field: bytes
+    value: bytes
+    source: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Growth:
+    """Splits read at `load`, written by the first commit that follows."""
+
+    bucket_count: int
+    moves: list[_Move]
+
+
+class StateStore:
+    def __init__(self, redis: Redis, *, source: str) -> None:
+        self._redis = redis
+        self._source = source
+        self._meta = keys.meta(source)
+        self._counts = keys.state_counts(source)
+        self._key_prefix = keys.state_bucket(source, 0).removesuffix("0")
+        self._bucket_count: int | None = None  # learnt at the first load
+        self._tracked = 0
+        self._tombstones = 0
+        self._growth: _Growth | None = None
+        # Upgrades: enrollments still in the old layout, moved as they are met (legacy_state).
+        self._legacy = False
+        self._carried: dict[str, str] = {}  # met by the last load, moved by the next commit
+        self._legacy_done = False
+        # The dictionary of names (see the module docstring), learnt with the layout.
+        self._names_key = keys.state_names(source)
+        self._names: dict[int, str] = {}
+        self._by_ref: dict[bytes, str] = {}  # one-byte head reference -> its name
+        self._index: dict[str, int] = {}
+        self._next_name = 0
+        self._fresh: dict[int | str, str] = {}  # not committed yet: goes with each user
+        self._names_batch: Batch | None = None
+        self._names_written: set[int | str] = set()
+        self._v2 = False
+        self._names_loaded = False
+        self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    async def begin_listing(self) -> ListingMeta:
+        """Allocates this listing's generation number (monotonic, never reused)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self._meta, "generation", 1)
+            pipe.hsetnx(self._meta, "incarnation", new_incarnation())
+            pipe.hmget(
+                self._meta,
+                ["baseline", "watermark", "last_full_at", "incarnation", "removals_held"],
+            )
+            generation, _, meta = await pipe.execute()
+        baseline, watermark, last_full_at, incarnation, held = meta
+        return ListingMeta(
+            generation=int(generation),
+            baseline_done=baseline == "1",
+            incarnation=incarnation,
+            watermark=watermark or None,
+            last_full_at=float(last_full_at) if last_full_at else None,
+            removals_held=bool(held),
+        )
+
+    async def tracked(self) -> int:
+        return int(await awaited(self._redis.hget(self._meta, "tracked")) or 0)
+
+    def _key(self, bucket: int) -> str:
+        return keys.state_bucket(self._source, bucket)
+
+    async def _layout(self, *, names: bool = True) -> tuple[int, int]:
+        """(bucket count, tracked) as committed; notices state left in the old layout. With
+        `names`, reads the source's names too."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones"])
+            pipe.exists(self._counts)
+            if names:
+                pipe.hgetall(self._names_key)
+            (bucket_count, tracked, migrating, tombstones), counted, *found = await pipe.execute()
+        # Tombstones (codec `g`) are stored fields but not tracked enrollments.
+        self._tombstones = int(tombstones or 0)
+        # Enrollments tracked but never counted were stored by a version before the counts.
+        self._legacy = migrating == "1" or (int(tracked or 0) > 0 and not counted)
+        if names:
+            empty = not counted and not tracked and not self._tombstones and not self._legacy
+            self._learn_names(found[0], empty=empty)
+        return int(bucket_count or 1), int(tracked or 0)
+
+    def _learn_names(self, stored: dict[str, str], *, empty: bool) -> None:
+        self._names_loaded = True
+        self._names = {int(k): v for k, v in stored.items() if k.isdigit()}
+        self._index = {name: index for index, name in self._names.items()}
+        self._by_ref = {
+            codec.head_ref(i).encode("latin-1"): n
+            for i, n in self._names.items()
+            if i < _SHORT_REFS
+        }
+        self._next_name = max(self._names, default=-1) + 1
+        self._fresh = {}
+        packing = stored.get(_PACKING)
+        if packing is None:  # decided once, by the first commit: v2 only from the start
+            packing = "2" if empty else "1"
+            self._fresh[_PACKING] = packing
+        self._v2 = packing == "2"
+
+    def _name_used(self, batch: Batch, name: int | str) -> None:
+        """A fresh name goes into every batch that uses it, so it commits with its first user
+        whichever batch that turns out to be."""
+        if batch is not self._names_batch:
+            self._names_batch, self._names_written = batch, set()
+        if name in self._fresh and name not in self._names_written:
+            self._names_written.add(name)
+            batch.hset(self._names_key, str(name), self._fresh[name])
+
+    def _intern(self, batch: Batch, name: str, *, capped: bool = True) -> int | None:
+        index = self._index.get(name)
+        if index is None:
+            if capped and len(self._index) >= min(
+                MAX_NAMES, NAMES_BASE + self._tracked // NAMES_PER
+            ):
+                return None
+            index = self._next_name
+            self._next_name += 1
+            self._names[index] = self._fresh[index] = name
+            self._index[name] = index
+            if index < _SHORT_REFS:
+                self._by_ref[codec.head_ref(index).encode("latin-1")] = name
+        self._name_used(batch, index)
+        return index
+
+    def _field(self, enrollment_id: str, batch: Batch | None = None) -> str | bytes:
+        """The hash field of an enrollment; with `batch`, a new name may be taken for it."""
+        if self._v2:
+            parts = buckets.pair_parts(enrollment_id)
+            if parts is not None:
+                sequence, contact = parts
+                index = (
+                    self._index.get(sequence)
+                    if batch is None
+                    else self._intern(batch, sequence, capped=False)
+                )
+                if index is not None:
+                    return buckets.pack_pair_ref(index, contact)
+            return buckets.pack_id_v2(enrollment_id)
+        return buckets.pack_id(enrollment_id)
+
+    def _unpack(self, field: bytes) -> str:
+        if self._v2:
+            return buckets.unpack_id_v2(field, self._names)
+        return buckets.unpack_id(field, self._names)
+
+    def _expand_raw(self, raw: bytes) -> str:
+        head = self._by_ref.get(raw[:1])
+        if head is not None:
+            return head + raw[1:].decode("latin-1")
+        return self._expand(raw.decode("latin-1"))
+
+    def _expand(self, value: str) -> str:
+        """A value as read from a bucket, its head (if kept in the names) put back."""
+        found = codec.read_head_ref(value) if value else None
+        if found is None:
+            return value
+        index, rest = found
+        head = self._names.get(index)
+        if head is None:
+            raise StoreError(f"stored state of {self._source!r} refers to a missing name")
+        return head + value[rest:]
+
+    def decode(self, value: str, *, enrollment_id: str) -> Stored:
+        """A value returned by `load`, decoded (its names resolved)."""
+        return codec.decode(value, enrollment_id=enrollment_id, names=self._names)
+
+    async def load(self, enrollment_ids: Iterable[str]) -> dict[str, str]:
+        """Stored values (still encoded) of the given enrollments: one round trip, one command.
+
+        Only when the page would outgrow the buckets does a second round trip read the buckets
+        to split; their moves are written first by the next commit (see `_grow`).
+        """
+        ids, values = await self._values(enrollment_ids, None)
+        return {i: value for i, value in zip(ids, values, strict=True) if value is not None}
+
+    async def changed(
+        self, current: Mapping[str, str], *, seen: SeenIds | None = None
+    ) -> dict[str, str | None]:
+        """What a page changed: of `current` (enrollment id -> its codec.encode_state), those
+        whose stored state differs, with their stored value (None: not stored). All of them
+        are added to `seen` on the way (one hash of each id for both)."""
+        ids, values = await self._values(current, seen)
+        # codec.unchanged, remembered: a re-poll meets the same few (value, state) pairs.
+        same = self._same
+        out: dict[str, str | None] = {}
+        for enrollment_id, value in zip(ids, values, strict=True):
+            if value is None:
+                out[enrollment_id] = None
+                continue
+            pair = (value, current[enrollment_id])
+            unchanged = same.get(pair)
+            if unchanged is None:
+                unchanged = codec.unchanged(*pair)
+                if len(same) < _SAME_KEPT:
+                    same[pair] = unchanged
+            if not unchanged:
+                out[enrollment_id] = value
+        return out
+
+    async def _values(
+        self, enrollment_ids: Iterable[str], seen: SeenIds | None
+    ) -> tuple[list[str], list[str | None]]:
+        """The ids grouped by bucket, and their stored values in the same order."""
+        if self._bucket_count is None:
+            self._bucket_count, self._tracked = await self._layout()
+        self._growth = None
+        # buckets.bucket_for, inlined: this loop runs for every enrollment of every poll.
+        bucket_count = self._bucket_count
+        high = 1 << (bucket_count - 1).bit_length()
+        mask, half = high - 1, high >> 1
+        crc32 = zlib.crc32
+        # SeenIds.hashed, inlined: the seen set is kept by the same hash.
+        slots = seen._hashes if seen is not None else None
+        by_bucket: dict[int, list[str]] = {}
+        for enrollment_id in enrollment_ids:
+            crc = crc32(enrollment_id.encode())
+            if slots is not None:
+                hashes = slots.get(crc & _SLOT_MASK)
+                if hashes is None:
+                    hashes = slots[crc & _SLOT_MASK] = array("q")
+                hashes.append(hash(enrollment_id))
+            bucket = crc & mask
+            if bucket >= bucket_count:
+                bucket -= half
+            members = by_bucket.get(bucket)
+            if members is None:
+                by_bucket[bucket] = [enrollment_id]
+            else:
+                members.append(enrollment_id)
+        if not by_bucket:
+            return [], []
+        prefix = self._key_prefix
+        names: list[str] = []
+        args: list[str | bytes | int] = []
+        pack = self._field if self._v2 else buckets.pack_id
+        for bucket, members in by_bucket.items():
+            names.append(f"{prefix}{bucket}")
+            args.append(len(members))
+            args += map(pack, members)
+        values = await self._read(names, args)
+        ids = [i for members in by_bucket.values() for i in members]
+        self._carried = {}
+        if self._legacy and None in values:
+            missing = (i for i, value in zip(ids, values, strict=True) if value is None)
+            # Held one character per byte, like the values read from the buckets.
+            self._carried = {
+                i: v.encode().decode("latin-1")
+                for i, v in (await legacy_state.find(self._redis, self._source, missing)).items()
+            }
+            carried = self._carried.get
+            values = [carried(i) if v is None else v for i, v in zip(ids, values, strict=True)]
+        await self._plan_growth(new=values.count(None))
+        return ids, values
+
+    async def _plan_growth(self, *, new: int) -> None:
+        """Splits that keep every bucket small even if all of `new` get stored: their source
+        buckets are read now (only while the source grows) and moved by the next commit."""
+        assert self._bucket_count is not None
+        bucket_count = self._bucket_count
+        wanted = min(
+            buckets.wanted_buckets(self._tracked + new),
+            bucket_count + buckets.MAX_SPLITS_PER_COMMIT,
+        )
+        if wanted <= bucket_count:
+            return
+        sources = sorted(
+            {buckets.split_source(b) for b in range(bucket_count, wanted)}
+            & set(range(bucket_count))
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in sources:
+                pipe.execute_command("HGETALL", self._key(bucket), NEVER_DECODE=True)
+            snapshots: list[dict[bytes, bytes]] = await pipe.execute()
+        self._growth = _Growth(
+            bucket_count=wanted,
+            moves=self._moves(dict(zip(sources, snapshots, strict=True)), wanted),
+        )
+
+    async def _read(self, names: list[str], args: list[str | bytes | int]) -> list[str | None]:
+        """One EVALSHA over the page's buckets (the script is sent in full only if Redis
+        does not have it yet, e.g. after a restart). Values come back one char per byte."""
+        try:
+            values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", _LOAD_SHA, len(names), *names, *args, NEVER_DECODE=True
+            )
+        except NoScriptError:
+            values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
+            )
+        # A value that is a head reference alone (every value of many sources) is one lookup.
+        whole, expand = self._by_ref.get, self._expand_raw
+        return [
+            None if raw is None else whole(raw) or expand(raw)
+            for raw in cast("list[bytes | None]", values)
+        ]
+
+    def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
+        moves = []
+        for source, entries in snapshots.items():
+            for field, value in entries.items():
+                enrollment_id = self._unpack(field)
+                target = buckets.bucket_for(buckets.hash_of(enrollment_id), bucket_count)
+                if target != source:
+                    moves.append(_Move(field, value, source, target))
+        return moves
+
+    def _grow(self, batch: Batch) -> None:
+        """What the last `load` or `unseen` read for the layout goes first into the commit that
+        follows (splits, enrollments carried over from the old layout), so the writes after it
+        already land in the grown layout."""
+        growth, self._growth = self._growth, None
+        carried, self._carried = self._carried, {}
+        if _PACKING in self._fresh:
+            self._name_used(batch, _PACKING)
+        if self._legacy_done:
+            # Still rewrites or forgets old-layout copies for the rest of this poll.
+            batch.hdel(self._meta, legacy_state.MIGRATING)
+            self._legacy_done = False
+        if growth is not None:
+            self._split(batch, growth)
+        if carried:
+            self._carry(batch, carried)
+
+    def _split(self, batch: Batch, growth: _Growth) -> None:
+        for move in growth.moves:
+            batch.hdel_counted(
+                self._key(move.source),
+                move.field,
+                counts=self._counts,
+                group=buckets.group_of(move.source),
+            )
+            batch.hset_counted(
+                self._key(move.target),
+                move.field,
+                move.value,
+                counts=self._counts,
+                group=buckets.group_of(move.target),
+            )
+        batch.hset(self._meta, "buckets", growth.bucket_count)
+        self._bucket_count = growth.bucket_count
+
+    def _carry(self, batch: Batch, carried: dict[str, str]) -> None:
+        """Old-layout enrollments met by the last load move to the sized layout."""
+        for enrollment_id, value in carried.items():
+            batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
+            bucket = self._place(enrollment_id)
+            batch.hset_counted(
+                self._key(bucket),
+                self._field(enrollment_id, batch),
+                self._compact(batch, value),
+                counts=self._counts,
+                group=buckets.group_of(bucket),
+            )
+        batch.hset(self._meta, legacy_state.MIGRATING, "1")
+
+    def _place(self, enrollment_id: str) -> int:
+        if self._bucket_count is None:
+            raise RuntimeError("StateStore: load() or unseen() first learns the layout")
+        return buckets.bucket_for(buckets.hash_of(enrollment_id), self._bucket_count)
+
+    async def unseen(self, seen: SeenIds) -> AsyncIterator[tuple[str, Stored]]:
+        """Stored enrollments a complete listing did not return.
+
+        The stored count settles the common case of nothing missing without touching a bucket.
+        Otherwise the per-group counts (kept by every commit) name the groups holding more than
+        was seen, one HLEN per bucket of those groups names the buckets, and only those are read.
+        """
+        # The names are read only if a bucket has to be.
+        bucket_count, tracked = await self._layout(names=False)
+        self._bucket_count = bucket_count
+        if tracked <= seen.total():
+            # Everything was seen, so every old-layout enrollment was met and carried over.
+            self._legacy_done = self._legacy
+            return
+        async for found in self._unseen(seen, bucket_count=bucket_count, tracked=tracked):
+            yield found
+        if self._legacy:
+            async for enrollment_id, value in legacy_state.leftovers(self._redis, self._source):
+                if not seen.has(enrollment_id):
+                    stored = self.decode(value, enrollment_id=enrollment_id)
+                    if not stored.gone:
+                        yield enrollment_id, stored
+            # Each of those is now rewritten or forgotten by the caller's commit.
+            self._legacy_done = True
+
+    async def _unseen(
+        self, seen: SeenIds, *, bucket_count: int, tracked: int
+    ) -> AsyncIterator[tuple[str, Stored]]:
+        seen_buckets = seen.per_bucket(bucket_count)
+        group_counts: dict[str, str] = await awaited(self._redis.hgetall(self._counts))
+        stored_fields = tracked + self._tombstones
+        if not self._legacy and sum(int(n) for n in group_counts.values()) != stored_fields:
+            # Counts that disagree with the stored total (state older than the counts): trust
+            # neither and look at every bucket.
+            seen_buckets = None
+            group_counts = {
+                str(g): str(stored_fields) for g in range(buckets.group_of(bucket_count - 1) + 1)
+            }
+        suspects: list[int] = []
+        for group_text, stored_text in group_counts.items():
+            group = int(group_text)
+            first = group << buckets.GROUP_BITS
+            members = range(first, min(bucket_count, first + (1 << buckets.GROUP_BITS)))
+            seen_in_group = (
+                -1
+                if seen_buckets is None
+                else sum(seen_buckets.get(bucket, 0) for bucket in members)
+            )
+            if int(stored_text) > seen_in_group:
+                suspects += members
+        for start in range(0, len(suspects), _SCAN_CHUNK):
+            if not self._names_loaded:
+                # The source holds state (it is being swept), so it is not a new one.
+                self._learn_names(await awaited(self._redis.hgetall(self._names_key)), empty=False)
+            chunk = suspects[start : start + _SCAN_CHUNK]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for bucket in chunk:
+                    pipe.hlen(self._key(bucket))
+                sizes = await pipe.execute()
+            for bucket, size in zip(chunk, sizes, strict=True):
+                if seen_buckets is not None and size <= seen_buckets.get(bucket, 0):
+                    continue
+                entries: dict[bytes, bytes] = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                    "HGETALL", self._key(bucket), NEVER_DECODE=True
+                )
+                for field, value in entries.items():
+                    enrollment_id = self._unpack(field)
+                    if not seen.has(enrollment_id):
+                        stored = self.decode(self._expand_raw(value), enrollment_id=enrollment_id)
+                        if not stored.gone:
+                            yield enrollment_id, stored
+
+    async def stored(self) -> dict[str, str]:
+        """Every stored enrollment's value as `codec.encode` wrote it, names resolved
+        (inspection and tests; reads everything)."""
+        await self._layout()
+        found: dict[str, str] = {}
+        async for key in self._redis.scan_iter(match=keys.state_pattern(self._source)):
+            entries: dict[bytes, bytes] = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "HGETALL", key, NEVER_DECODE=True
+            )
+            found.update(
+                (self._unpack(f), codec.expand_ids(self._expand_raw(v), self._names))
+                for f, v in entries.items()
+            )
+        return found
+
+    def _compact(self, batch: Batch, value: str) -> bytes:
+        """`value` as Redis keeps it: names by index, one byte per character."""
+        value = codec.intern_ids(value, lambda name: self._intern(batch, name))
+        cut = codec.head_end(value)
+        if cut:
+            index = self._intern(batch, value[:cut])
+            if index is not None:
+                value = codec.head_ref(index) + value[cut:]
+        return value.encode("latin-1")
+
+    def put(self, batch: Batch, enrollment_id: str, value: str) -> None:
+        """Stores `value` (from codec.encode) for the enrollment."""
+        self._grow(batch)
+        if self._legacy:
+            batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
+        bucket = self._place(enrollment_id)
+        batch.hset_counted(
+            self._key(bucket),
+            self._field(enrollment_id, batch),
+            self._compact(batch, value),
+            counts=self._counts,
+            group=buckets.group_of(bucket),
+        )
+
+    def forget(self, batch: Batch, enrollment_id: str) -> None:
+        self._grow(batch)
+        if self._legacy:
+            batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
+        bucket = self._place(enrollment_id)
+        batch.hdel_counted(
+            self._key(bucket),
+            self._field(enrollment_id),
+            counts=self._counts,
+            group=buckets.group_of(bucket),
+        )
+
+    def count(self, batch: Batch, field: str, delta: int) -> None:
+        self._grow(batch)
+        if field == "tracked":
+            self._tracked += delta
+        if delta:
+            batch.hincr(self._meta, field, delta)
+
+    def set_meta(self, batch: Batch, field: str, value: str) -> None:
+        self._grow(batch)
+        batch.hset(self._meta, field, value)
+
+    async def reset(self) -> int:
+        """Forget the source's observed state; pending deliveries and dead letters are kept."""
+        deleted = 0
+        for pattern in (keys.state_pattern(self._source), keys.legacy_state_pattern(self._source)):
+            doomed = [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(doomed), _SCAN_CHUNK):
+                deleted += await self._redis.delete(*doomed[start : start + _SCAN_CHUNK])
+        # A new incarnation: ids after a reset never repeat earlier ones. `previous_incarnation`
+        # tells running daemons this was a reset, not a data loss (worker/detect/continuity.py).
+        old = await awaited(self._redis.hget(self._meta, "incarnation"))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._counts)
+            pipe.delete(self._names_key)
+            pipe.delete(keys.quarantine(self._source))
+            # What the source remembers (e.g. when it last listed archived sequences) goes too,
+            # so the new baseline is a whole listing.
+            pipe.delete(keys.provider_memory(self._source))
+            pipe.hdel(self._meta, *_RESET_FIELDS)
+            pipe.hset(
+                self._meta,
+                mapping={"incarnation": new_incarnation(), "previous_incarnation": old or ""},
+            )
+            await pipe.execute()
+        self._bucket_count = None
+        return deleted
