@@ -101,15 +101,19 @@ class _Poll:
         self.reader = PageReader(runtime.normalize, self.quarantine)
         # Sequences the source chose not to list this poll: their stored enrollments are kept.
         self.skipped: set[str] = set()
+        self.released = False  # by the last commit
 
-    async def commit(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch, *, release: bool = False) -> None:
         # The commit serial goes last: its value is what the commit returns
         # (worker/detect/continuity).
         batch.hincr(keys.meta(self.rt.name), "serial", 1)
+        if release:
+            batch.release_lease()
         serial = await batch.commit(
             self.redis, lease_key=self.lease.key, token=self.lease.token, ttl_ms=self.lease.ttl_ms
         )
         self.rt.memory.committed(serial)
+        self.released = release
 
     def _emit(
         self,
@@ -224,7 +228,7 @@ class _Poll:
         if watermark is not None:
             self.store.set_meta(batch, "watermark", watermark)
         self.store.count(batch, "events_total", self.result.events - events_before)
-        await self.commit(batch)
+        await self.commit(batch, release=True)
 
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
         swept = await sweep(
@@ -297,6 +301,7 @@ async def poll_source(
     if opening is None:
         raise LeaseBusy(f"source {runtime.name!r} is being polled by another worker")
     held, meta = opening.held, opening.meta
+    poll: _Poll | None = None
     try:
         async with lease.kept_alive(redis, held):
             lost = await continuity.settle(
@@ -338,4 +343,5 @@ async def poll_source(
             await poll.finish(full=full, started_at=started_at)
             return poll.result
     finally:
-        await lease.release(redis, held)
+        if poll is None or not poll.released:
+            await lease.release(redis, held)
