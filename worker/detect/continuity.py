@@ -38,23 +38,27 @@ from worker.wording import STATE_LOSS_REASONS
 
 log = structlog.get_logger("seqwatch.continuity")
 
-# KEYS[1] meta; ARGV[1] remembered incarnation, ARGV[2] a fresh one, ARGV[3] remembered serial.
-_VERIFY = """
-local current = redis.call('HGET', KEYS[1], 'incarnation')
-local serial = tonumber(redis.call('HGET', KEYS[1], 'serial') or '0')
-if not current then
-  redis.call('HSET', KEYS[1], 'incarnation', ARGV[2], 'previous_incarnation', ARGV[1])
-  return {'vanished', ARGV[2], 0}
+# A Lua function, so the script that opens a poll (worker/detect/opening.py) runs it too.
+VERIFY_FUNCTION = """
+local function verify(meta, remembered, fresh, remembered_serial)
+  local current = redis.call('HGET', meta, 'incarnation')
+  local serial = tonumber(redis.call('HGET', meta, 'serial') or '0')
+  if not current then
+    redis.call('HSET', meta, 'incarnation', fresh, 'previous_incarnation', remembered)
+    return {'vanished', fresh, 0}
+  end
+  if current == remembered then
+    if serial < tonumber(remembered_serial) then return {'rolled_back', current, serial} end
+    return {'ok', current, serial}
+  end
+  if redis.call('HGET', meta, 'previous_incarnation') == remembered then
+    return {'adopted', current, serial}
+  end
+  return {'replaced', current, serial}
 end
-if current == ARGV[1] then
-  if serial < tonumber(ARGV[3]) then return {'rolled_back', current, serial} end
-  return {'ok', current, serial}
-end
-if redis.call('HGET', KEYS[1], 'previous_incarnation') == ARGV[1] then
-  return {'adopted', current, serial}
-end
-return {'replaced', current, serial}
 """
+# KEYS[1] meta; ARGV[1] remembered incarnation, ARGV[2] a fresh one, ARGV[3] remembered serial.
+_VERIFY = VERIFY_FUNCTION + "return verify(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
 
 REASONS = STATE_LOSS_REASONS
 
@@ -101,27 +105,48 @@ async def verify_all(
                 pipe.hmget(meta, ["incarnation", "serial"])
             else:
                 assert memory.incarnation is not None
-                pipe.eval(
-                    _VERIFY, 1, meta, memory.incarnation, new_incarnation(), str(memory.serial)
-                )
+                pipe.eval(_VERIFY, 1, meta, *verify_args(memory))
         replies: list[Any] = await pipe.execute()
     found: list[str | None] = []
     for (source, provider, memory), learn, reply in zip(sources, first, replies, strict=True):
-        if learn:
-            current, serial = reply
-            memory.incarnation, memory.serial = current, int(serial or 0)
-            found.append(None)
-            continue
-        outcome, current, serial = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
-        memory.incarnation, memory.serial = current, int(serial)
-        if outcome in ("ok", "adopted"):
-            found.append(None)
-            continue
-        await _announce(
-            redis, source=source, provider=provider, reason=outcome, routes=routes, now=now
+        found.append(
+            await settle(
+                redis,
+                ["learn", *reply] if learn else reply,
+                source=source,
+                provider=provider,
+                memory=memory,
+                routes=routes,
+                now=now,
+            )
         )
-        found.append(outcome)
     return found
+
+
+def verify_args(memory: SourceMemory) -> tuple[str, str, str]:
+    """ARGV of `_VERIFY` for `memory` ('' as the incarnation: learn what is stored)."""
+    return memory.incarnation or "", new_incarnation(), str(memory.serial)
+
+
+async def settle(
+    redis: Redis,
+    reply: Sequence[Any],
+    *,
+    source: str,
+    provider: str,
+    memory: SourceMemory,
+    routes: Sequence[Route],
+    now: datetime,
+) -> str | None:
+    """Takes in one verdict (outcome, incarnation, serial): 'learn' (a process that never saw
+    the source has nothing to compare) or a `_VERIFY` reply; announces a loss. Returns its
+    reason, or None."""
+    outcome, current, serial = (v.decode() if isinstance(v, bytes) else v for v in reply)
+    memory.incarnation, memory.serial = current, int(serial or 0)
+    if outcome in ("learn", "ok", "adopted"):
+        return None
+    await _announce(redis, source=source, provider=provider, reason=outcome, routes=routes, now=now)
+    return str(outcome)
 
 
 async def _announce(

@@ -17,6 +17,7 @@ from worker.delivery.outbox import Route, enqueue
 from worker.detect import continuity, history, notices
 from worker.detect.contacts import with_contacts
 from worker.detect.continuity import SourceMemory
+from worker.detect.opening import open_poll
 from worker.detect.quarantine import Quarantine
 from worker.detect.reading import PageReader
 from worker.detect.sweep import sweep
@@ -82,6 +83,8 @@ class _Poll:
         held: lease.Lease,
         meta: ListingMeta,
         now: Callable[[], datetime],
+        store: StateStore,
+        quarantine: Quarantine,
     ) -> None:
         self.redis = redis
         self.rt = runtime
@@ -89,24 +92,28 @@ class _Poll:
         self.lease = held
         self.meta = meta
         self.now = now
-        self.store = StateStore(redis, source=runtime.name)
+        self.store = store
         self.result = PollResult(source=runtime.name, baseline=not meta.baseline_done)
         self.started = time.monotonic()
         # Only a complete listing after the baseline can reveal absences; only then track ids.
         self.seen: SeenIds | None = None
-        self.quarantine = Quarantine(runtime.name)
+        self.quarantine = quarantine
         self.reader = PageReader(runtime.normalize, self.quarantine)
         # Sequences the source chose not to list this poll: their stored enrollments are kept.
         self.skipped: set[str] = set()
+        self.released = False  # by the last commit
 
-    async def commit(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch, *, release: bool = False) -> None:
         # The commit serial goes last: its value is what the commit returns
         # (worker/detect/continuity).
         batch.hincr(keys.meta(self.rt.name), "serial", 1)
+        if release:
+            batch.release_lease()
         serial = await batch.commit(
             self.redis, lease_key=self.lease.key, token=self.lease.token, ttl_ms=self.lease.ttl_ms
         )
         self.rt.memory.committed(serial)
+        self.released = release
 
     def _emit(
         self,
@@ -221,7 +228,7 @@ class _Poll:
         if watermark is not None:
             self.store.set_meta(batch, "watermark", watermark)
         self.store.count(batch, "events_total", self.result.events - events_before)
-        await self.commit(batch)
+        await self.commit(batch, release=True)
 
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
         swept = await sweep(
@@ -281,20 +288,31 @@ async def poll_source(
     lease_ttl_ms: int = LEASE_TTL_MS,
 ) -> PollResult:
     """One listing of `runtime`; raises SourceError (nothing past the failing page is written)."""
-    held = await lease.try_acquire(redis, source=runtime.name, ttl_ms=lease_ttl_ms)
-    if held is None:
+    store = StateStore(redis, source=runtime.name)
+    quarantine = Quarantine(runtime.name)
+    opening = await open_poll(
+        redis,
+        source=runtime.name,
+        memory=runtime.memory,
+        ttl_ms=lease_ttl_ms,
+        store=store,
+        quarantine=quarantine,
+    )
+    if opening is None:
         raise LeaseBusy(f"source {runtime.name!r} is being polled by another worker")
+    held, meta = opening.held, opening.meta
+    poll: _Poll | None = None
     try:
         async with lease.kept_alive(redis, held):
-            lost = await continuity.verify(
+            lost = await continuity.settle(
                 redis,
+                opening.verdict,
                 source=runtime.name,
                 provider=runtime.provider,
                 memory=runtime.memory,
                 routes=routes,
                 now=now(),
             )
-            meta = await StateStore(redis, source=runtime.name).begin_listing()
             runtime.memory.incarnation = meta.incarnation
             started_at = time.time()
             full = (
@@ -304,10 +322,18 @@ async def poll_source(
                 or meta.last_full_at is None
                 or started_at - meta.last_full_at >= runtime.full_sync_interval
             )
-            poll = _Poll(redis, runtime, routes=routes, held=held, meta=meta, now=now)
+            poll = _Poll(
+                redis,
+                runtime,
+                routes=routes,
+                held=held,
+                meta=meta,
+                now=now,
+                store=store,
+                quarantine=quarantine,
+            )
             poll.result.full_listing = full
             poll.result.state_lost = lost
-            await poll.quarantine.load(redis)
             if full and meta.baseline_done:
                 poll.seen = SeenIds()
             updated_after = None if full else meta.watermark
@@ -317,4 +343,5 @@ async def poll_source(
             await poll.finish(full=full, started_at=started_at)
             return poll.result
     finally:
-        await lease.release(redis, held)
+        if poll is None or not poll.released:
+            await lease.release(redis, held)

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import orjson
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker.normalize.fields import RecordError
 from worker.store import keys
 from worker.store.batch import Batch
-from worker.store.redis_io import awaited
 
 log = structlog.get_logger("seqwatch.quarantine")
 UNREADABLE = "?"
@@ -61,9 +60,13 @@ class Quarantine:
         self.unreadable = 0
         self.first: Quarantined | None = None
 
-    async def load(self, redis: Redis) -> None:
-        """What was logged before (small: one entry per currently bad record)."""
-        self._known = await awaited(redis.hgetall(self._key))
+    def queue_load(self, pipe: Pipeline) -> None:
+        """What was logged before (small: one entry per currently bad record), read on the
+        pipeline that opens the poll; `loaded` takes in the reply."""
+        pipe.hgetall(self._key)
+
+    def loaded(self, known: dict[str, str]) -> None:
+        self._known = known
 
     def add(self, exc: RecordError, *, where: str) -> None:
         record = Quarantined(

@@ -69,6 +69,11 @@ class Batch:
     def zrem(self, key: str, member: str) -> None:
         self._ops += ["R", str(self._index(key)), member]
 
+    def release_lease(self) -> None:
+        """The last op of a poll's last commit: the lease goes in the same atomic step (one
+        round trip less); only a guarded commit can release it."""
+        self._ops.append("U")
+
     async def commit_unguarded(self, redis: Redis, *, lease_key: str) -> None:
         """For writes that belong to no poll (health notices); still one atomic step."""
         await self.commit(redis, lease_key=lease_key, token="", ttl_ms=0)

@@ -4,7 +4,7 @@
 -- ARGV[2] = lease ttl in ms (renewed); ARGV[3..] = ops:
 --   H idx field value   HSET        D idx field        HDEL
 --   I idx field delta   HINCRBY     Z idx score member ZADD
---   R idx member        ZREM
+--   R idx member        ZREM        U                  release the lease (guarded only)
 --   C idx field value cidx group   HSET; a new field adds 1 to group `group` of hash KEYS[cidx]
 --   X idx field cidx group         HDEL; a removed field takes 1 from that group count
 -- Returns the result of the last HINCRBY (1 when there is none): a commit counter placed last
@@ -41,6 +41,8 @@ while i <= n do
     i = i + 5
   elseif op == 'R' then
     redis.call('ZREM', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'U' and ARGV[1] ~= '' then
+    redis.call('DEL', KEYS[1]); i = i + 1
   else
     return redis.error_reply('BAD_OP ' .. tostring(op))
   end

@@ -16,12 +16,16 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# One round trip: the token is drawn whether or not the lease is free, as before.
-_ACQUIRE = """
-local token = redis.call('INCR', KEYS[1])
-if redis.call('SET', KEYS[2], token, 'NX', 'PX', ARGV[1]) then return token end
-return -token
+# The token is drawn whether or not the lease is free, as before; a negative one: busy. A Lua
+# function, so a script that opens a whole poll (worker/detect/opening.py) takes it the same way.
+ACQUIRE_FUNCTION = """
+local function acquire(counter, lease, ttl_ms)
+  local token = redis.call('INCR', counter)
+  if redis.call('SET', lease, token, 'NX', 'PX', ttl_ms) then return token end
+  return -token
+end
 """
+_ACQUIRE = ACQUIRE_FUNCTION + "return acquire(KEYS[1], KEYS[2], ARGV[1])"
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

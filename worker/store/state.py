@@ -25,9 +25,10 @@ from array import array
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from worker.errors import StoreError
@@ -88,6 +89,32 @@ class ListingMeta:
     watermark: str | None
     last_full_at: float | None
     removals_held: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> ListingMeta:
+        """From BEGIN_LISTING_FUNCTION's reply: (generation, LISTING_FIELDS)."""
+        generation, (baseline, watermark, last_full_at, incarnation, held) = reply
+        return cls(
+            generation=int(generation),
+            baseline_done=baseline == "1",
+            incarnation=incarnation,
+            watermark=watermark or None,
+            last_full_at=float(last_full_at) if last_full_at else None,
+            removals_held=bool(held),
+        )
+
+
+# A listing begins: its generation number (monotonic, never reused), an incarnation if the
+# source has none yet, and what the poll needs to know. A Lua function: it runs inside the
+# script that opens a poll (worker/detect/opening.py), once the lease is held.
+BEGIN_LISTING_FUNCTION = """
+local function begin_listing(meta, fresh_incarnation)
+  local generation = redis.call('HINCRBY', meta, 'generation', 1)
+  redis.call('HSETNX', meta, 'incarnation', fresh_incarnation)
+  return {generation, redis.call(
+    'HMGET', meta, 'baseline', 'watermark', 'last_full_at', 'incarnation', 'removals_held')}
+end
+"""
 
 
 class SeenIds:
@@ -169,32 +196,15 @@ class StateStore:
         self._v2 = False
         self._names_loaded = False
         self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
+        self._opened = False  # the layout was read as the poll opened (`opened`)
 
     @property
     def source(self) -> str:
         return self._source
 
-    async def begin_listing(self) -> ListingMeta:
-        """Allocates this listing's generation number (monotonic, never reused)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(self._meta, "generation", 1)
-            pipe.hsetnx(self._meta, "incarnation", new_incarnation())
-            pipe.hmget(
-                self._meta,
-                ["baseline", "watermark", "last_full_at", "incarnation", "removals_held"],
-            )
-            generation, _, meta = await pipe.execute()
-        baseline, watermark, last_full_at, incarnation, held = meta
-        return ListingMeta(
-            generation=int(generation),
-            baseline_done=baseline == "1",
-            incarnation=incarnation,
-            watermark=watermark or None,
-            last_full_at=float(last_full_at) if last_full_at else None,
-            removals_held=bool(held),
-        )
-
     async def tracked(self) -> int:
+        if self._opened:  # nothing but this store's commits changes it while a poll runs
+            return self._tracked
         return int(await awaited(self._redis.hget(self._meta, "tracked")) or 0)
 
     def _key(self, bucket: int) -> str:
@@ -204,11 +214,24 @@ class StateStore:
         """(bucket count, tracked) as committed; notices state left in the old layout. With
         `names`, reads the source's names too."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones"])
-            pipe.exists(self._counts)
-            if names:
-                pipe.hgetall(self._names_key)
-            (bucket_count, tracked, migrating, tombstones), counted, *found = await pipe.execute()
+            self.queue_layout(pipe, names=names)
+            return self._learn_layout(await pipe.execute(), names=names)
+
+    def queue_layout(self, pipe: Pipeline, *, names: bool = True) -> None:
+        """The layout reads (see `_layout`), queued on a caller's pipeline."""
+        pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones"])
+        pipe.exists(self._counts)
+        if names:
+            pipe.hgetall(self._names_key)
+
+    def opened(self, replies: list[Any]) -> None:
+        """Takes in the replies of `queue_layout` read as a poll opened, under its lease: this
+        poll's commits are then the only writes, so the sweep needs no second look."""
+        self._bucket_count, self._tracked = self._learn_layout(replies, names=True)
+        self._opened = True
+
+    def _learn_layout(self, replies: list[Any], *, names: bool) -> tuple[int, int]:
+        (bucket_count, tracked, migrating, tombstones), counted, *found = replies
         # Tombstones (codec `g`) are stored fields but not tracked enrollments.
         self._tombstones = int(tombstones or 0)
         # Enrollments tracked but never counted were stored by a version before the counts.
@@ -503,8 +526,10 @@ class StateStore:
         Otherwise the per-group counts (kept by every commit) name the groups holding more than
         was seen, one HLEN per bucket of those groups names the buckets, and only those are read.
         """
-        # The names are read only if a bucket has to be.
-        bucket_count, tracked = await self._layout(names=False)
+        if self._opened and not self._legacy:
+            bucket_count, tracked = self._bucket_count or 1, self._tracked
+        else:  # the names are read only if a bucket has to be
+            bucket_count, tracked = await self._layout(names=False)
         self._bucket_count = bucket_count
         if tracked <= seen.total():
             # Everything was seen, so every old-layout enrollment was met and carried over.
@@ -623,6 +648,8 @@ class StateStore:
         self._grow(batch)
         if field == "tracked":
             self._tracked += delta
+        elif field == "tombstones":
+            self._tombstones += delta
         if delta:
             batch.hincr(self._meta, field, delta)
 
@@ -654,4 +681,5 @@ class StateStore:
             )
             await pipe.execute()
         self._bucket_count = None
+        self._opened = False
         return deleted
