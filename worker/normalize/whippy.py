@@ -43,12 +43,12 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
     return f"{fields.required_id(record, 'sequence_id')}:{contact_id}"
 
 
-_Read = tuple[str, str, Mapping[str, Any], fields.StateFields, str]
+_Read = tuple[str, str, Mapping[str, Any], fields.StateFields, str, Mapping[str, int]]
 
 
 def _read(record: Mapping[str, Any]) -> _Read:
-    """(sequence id, contact id, contact, state fields, updated_at): every check `normalize`
-    makes, in its order, with no Enrollment built."""
+    """(sequence id, contact id, contact, state fields, updated_at, step positions): every
+    check `normalize` makes, in its order, with no Enrollment built."""
     sequence_id = fields.required_id(record, "sequence_id")
     contact = fields.required_object(record, "contact")
     contact_id = fields.required_id(contact, "id", within="contact")
@@ -71,25 +71,25 @@ def _read(record: Mapping[str, Any]) -> _Read:
         _any(rows, "unsubscribed"),
         None,
     )
-    return sequence_id, contact_id, contact, state, updated.isoformat()
+    return sequence_id, contact_id, contact, state, updated.isoformat(), steps
 
 
 def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
     """What `normalize` would say about the record's id and state (worker/normalize).
     The source folds a contact's step rows into one record, so this is per enrollment too;
     most of its cost is the rows' timestamps, which the state needs anyway."""
-    sequence_id, contact_id, _, state, updated = _read(record)
+    sequence_id, contact_id, _, state, updated, _ = _read(record)
     return f"{sequence_id}:{contact_id}", updated, state
 
 
 @fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
-    sequence_id, contact_id, contact, state, updated = _read(record)
+    sequence_id, contact_id, contact, state, updated, steps = _read(record)
     status, raw_status, step, step_id, replied, bounced, opted_out, reason = state
     name = page.sequence.name if page.sequence and page.sequence.id == sequence_id else None
     return Enrollment(
         enrollment_id=f"{sequence_id}:{contact_id}",
-        sequence=SequenceRef(id=sequence_id, name=name, steps_total=_steps_total(_steps(record))),
+        sequence=SequenceRef(id=sequence_id, name=name, steps_total=_steps_total(steps)),
         contact=Contact(
             id=contact_id,
             email=fields.optional_text(contact, "email", within="contact"),

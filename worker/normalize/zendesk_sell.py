@@ -48,7 +48,8 @@ def step(record: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _sequence(record: Mapping[str, Any], page: RawPage) -> SequenceRef:
+def _sequence(record: Mapping[str, Any], page: RawPage) -> tuple[str, str | None, int | None]:
+    """(id, name, steps_total): plain values, so `peek` builds nothing."""
     sequence = nested(record, "sequence")
     steps_total = None
     if sequence is None:
@@ -65,7 +66,7 @@ def _sequence(record: Mapping[str, Any], page: RawPage) -> SequenceRef:
         names = page.extra.get(SEQUENCE_NAMES)
         found = names.get(sequence_id) if isinstance(names, Mapping) else None
         name = found if isinstance(found, str) else None
-    return SequenceRef(id=sequence_id, name=name, steps_total=steps_total)
+    return sequence_id, name, steps_total
 
 
 def _steps_total(value: Any) -> int | None:
@@ -80,11 +81,11 @@ def enrollment_id(record: Mapping[str, Any], page: RawPage) -> str:
     return fields.required_id(record, "id")
 
 
-_Read = tuple[str, SequenceRef, str, str | None, fields.StateFields]
+_Read = tuple[str, tuple[str, str | None, int | None], str, str | None, fields.StateFields]
 
 
 def _read(record: Mapping[str, Any], page: RawPage) -> _Read:
-    """(enrollment id, sequence, contact id, contact type, state fields)."""
+    """(enrollment id, (sequence id, name, steps total), contact id, contact type, state)."""
     enrollment_id = fields.required_id(record, "id")
     raw_status = fields.required_str(record, "state")
     sequence = _sequence(record, page)
@@ -111,11 +112,13 @@ def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
 
 @fields.naming_records(enrollment_id)
 def normalize(record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
-    enrollment_id, sequence, contact_id, contact_type, state = _read(record, page)
+    enrollment_id, (sequence_id, name, steps_total), contact_id, contact_type, state = _read(
+        record, page
+    )
     status, raw_status, position, step_id, replied, bounced, opted_out, reason = state
     return Enrollment(
         enrollment_id=enrollment_id,
-        sequence=sequence,
+        sequence=SequenceRef(id=sequence_id, name=name, steps_total=steps_total),
         contact=Contact(id=contact_id, type=contact_type),
         state=State(
             status=status,
