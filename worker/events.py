@@ -107,6 +107,30 @@ def format_timestamp(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def notice_document(
+    *,
+    notice_type: HealthType,
+    notice_id: str,
+    source: str,
+    provider: str,
+    details: dict[str, Any],
+    detected_at: datetime,
+) -> dict[str, Any]:
+    """The document of a `source.*` notice: a source's identity, its details, and when."""
+    stamp = format_timestamp(detected_at)
+    return {
+        "type": notice_type.value,
+        "timestamp": stamp,
+        "data": {
+            "id": notice_id,
+            "source": source,
+            "provider": provider,
+            **details,
+            "detected_at": stamp,
+        },
+    }
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     id: str

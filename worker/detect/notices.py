@@ -14,7 +14,7 @@ import orjson
 from redis.asyncio import Redis
 
 from worker.delivery.outbox import Route, enqueue, publish
-from worker.events import HealthType, format_timestamp
+from worker.events import HealthType, notice_document
 from worker.store.batch import Batch
 
 
@@ -28,18 +28,14 @@ class SourceNotice:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:
-        stamp = format_timestamp(self.detected_at)
-        return {
-            "type": self.type.value,
-            "timestamp": stamp,
-            "data": {
-                "id": self.id,
-                "source": self.source,
-                "provider": self.provider,
-                **self.details,
-                "detected_at": stamp,
-            },
-        }
+        return notice_document(
+            notice_type=self.type,
+            notice_id=self.id,
+            source=self.source,
+            provider=self.provider,
+            details=dict(self.details),
+            detected_at=self.detected_at,
+        )
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.document())

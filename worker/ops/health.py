@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from worker.delivery.outbox import Route, publish
-from worker.events import HealthType, event_id, format_timestamp
+from worker.events import HealthType, event_id, notice_document
 from worker.redaction import scrub_optional
 from worker.store import keys
 
@@ -35,19 +35,14 @@ class HealthEvent:
     detected_at: datetime
 
     def document(self) -> dict[str, Any]:
-        stamp = format_timestamp(self.detected_at)
-        return {
-            "type": self.type.value,
-            "timestamp": stamp,
-            "data": {
-                "id": self.id,
-                "source": self.source,
-                "provider": self.provider,
-                "consecutive_failures": self.consecutive_failures,
-                "error": self.error,
-                "detected_at": stamp,
-            },
-        }
+        return notice_document(
+            notice_type=self.type,
+            notice_id=self.id,
+            source=self.source,
+            provider=self.provider,
+            details={"consecutive_failures": self.consecutive_failures, "error": self.error},
+            detected_at=self.detected_at,
+        )
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.document())
