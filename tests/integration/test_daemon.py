@@ -26,6 +26,7 @@ from tests.integration._cli_helpers import (
     make_setup,
     wait_until,
 )
+from worker.app.jobs import TICK_SECONDS
 from worker.store import keys
 
 STARTUP_TIMEOUT = 15.0
@@ -123,6 +124,13 @@ def wait_for_baselines(redis: Redis, daemons: list[Daemon]) -> None:
     assert wait_until(done, timeout=STARTUP_TIMEOUT), [d.output[-2000:] for d in daemons]
 
 
+def wait_for_mid_tick() -> None:
+    """Sleep past the next tick (every source polled on it), to halfway to the one after."""
+    now = time.time()
+    next_tick = (now // TICK_SECONDS + 1) * TICK_SECONDS
+    time.sleep(next_tick + TICK_SECONDS / 2 - now)
+
+
 def test_run_polls_on_schedule_delivers_changes_and_stops_on_sigterm(
     daemons: Daemons, fakes: Fakes, sync_redis: Redis
 ) -> None:
@@ -159,11 +167,18 @@ def test_two_daemons_on_one_redis_deliver_each_change_exactly_once(
     ), [d.output[-2000:] for d in (first, second)]
     wait_for_baselines(sync_redis, [first, second])
     assert fakes.hook.deliveries == []
+    # The burst must land between two ticks: right after start-up each daemon polls at once, so a
+    # change made then can reach one source's poll in this tick and the other's in the next.
+    wait_for_mid_tick()
 
     for contact in (1, 2, 3):  # with Unify's change, one burst: one Slack digest for both
         fakes.reply.advance_step(100, contact)
     fakes.unify_update("Omar Haddad", is_bounced=True)
     assert fakes.hook.wait_for(4, timeout=DELIVERY_TIMEOUT), [
+        d.output[-2000:] for d in (first, second)
+    ]
+    # Slack waits for the burst to settle (jobs.DIGEST_SETTLE_S), then the next tick sends it.
+    assert fakes.slack.wait_for(1, timeout=DELIVERY_TIMEOUT), [
         d.output[-2000:] for d in (first, second)
     ]
     time.sleep(QUIET_PERIOD)  # both workers tick again: any double poll or send shows now

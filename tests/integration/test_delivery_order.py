@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from notifiers.base import OutboundEvent
 from worker.delivery import lanes as lanes_module
 from worker.delivery.deliver import DestinationRuntime, deliver_destination
+from worker.delivery.digest import DIGEST_MAX_WAIT_S, deliver_digest
 from worker.delivery.lanes import ACK_EVERY
 from worker.delivery.outbox import Outbox, Route, enqueue
 from worker.enrollment import Contact, SequenceRef, State, Status
@@ -301,3 +302,47 @@ async def test_events_detected_in_the_same_millisecond_keep_their_detection_orde
     for n in range(5):
         mine = [e.id for e in detected if e.enrollment_id == f"1:{n}"]
         assert [i for i in recorder.sent if i in mine] == mine
+
+
+async def _digest(store: Redis, digests: Digests, clock: Clock, *, settle_s: float) -> int:
+    runtime = DestinationRuntime(name=DESTINATION, notifier=digests)
+    result = await deliver_digest(store, runtime, sources=[SOURCE], clock=clock, settle_s=settle_s)
+    return result.delivered
+
+
+async def test_a_digest_waits_until_the_burst_has_settled_then_sends_it_whole(
+    store: Redis,
+) -> None:
+    digests, clock = Digests(), Clock()
+    now_ms = int(clock.now * 1000)
+    await commit(store, [(make_event(n, 1), now_ms - 500) for n in range(3)], Recorder())
+    assert await _digest(store, digests, clock, settle_s=2.0) == 0  # the burst may go on
+    assert digests.sizes == []
+    assert await store.zcard(keys.due(SOURCE, DESTINATION)) == 3
+    await commit(store, [(make_event(3, 1), now_ms + 900)], Recorder())  # a later poll's event
+    clock.now += 1.0
+    assert await _digest(store, digests, clock, settle_s=2.0) == 0  # the newest is 0.1 s old
+    clock.now += 2.0
+    assert await _digest(store, digests, clock, settle_s=2.0) == 4
+    assert digests.sizes == [4]  # one message for the whole burst
+    assert await store.zcard(keys.due(SOURCE, DESTINATION)) == 0
+
+
+async def test_a_steady_stream_still_gets_a_digest_once_the_oldest_has_waited_long_enough(
+    store: Redis,
+) -> None:
+    digests, clock = Digests(), Clock()
+    now_ms = int(clock.now * 1000)
+    waited_ms = int(DIGEST_MAX_WAIT_S * 1000)
+    events = [(make_event(0, 1), now_ms - waited_ms - 1), (make_event(1, 1), now_ms - 100)]
+    await commit(store, events, Recorder())
+    assert await _digest(store, digests, clock, settle_s=2.0) == 2
+    assert digests.sizes == [2]
+
+
+async def test_without_a_settle_window_a_digest_goes_at_once(store: Redis) -> None:
+    """`seqwatch deliver` (one shot) sends what is due now, however young."""
+    digests, clock = Digests(), Clock()
+    await commit(store, [(make_event(0, 1), int(clock.now * 1000))], Recorder())
+    assert await _digest(store, digests, clock, settle_s=0.0) == 1
+    assert digests.sizes == [1]

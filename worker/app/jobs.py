@@ -40,6 +40,9 @@ QUEUE = "seqwatch:queue"
 JOB_COMPLETION_WAIT = 20  # SIGTERM: stop taking jobs, let running ones finish this long
 # Queued jobs older than this are dropped (see prune_stale_jobs).
 STALE_JOB_S = 120
+# A Slack digest goes out once no event has come due for this long (the next tick sends it):
+# the polls of one tick commit moments apart, and their events belong in one message.
+DIGEST_SETTLE_S = 2.0
 
 
 def _deps(ctx: dict[str, Any]) -> Deps:
@@ -151,7 +154,7 @@ async def poll(ctx: dict[str, Any], name: str) -> str:
 
 async def deliver(ctx: dict[str, Any], name: str) -> str:
     try:
-        result = await run_deliver(_deps(ctx), name)
+        result = await run_deliver(_deps(ctx), name, settle_s=DIGEST_SETTLE_S)
     except (StoreError, RedisError) as exc:
         log.warning("deliver_abandoned", destination=name, error=type(exc).__name__)
         return "redis unavailable"

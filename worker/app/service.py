@@ -150,12 +150,15 @@ async def _queued(deps: Deps, destination: str) -> list[str]:
 
 
 async def run_deliver(
-    deps: Deps, name: str, *, clock: Callable[[], float] = time.time
+    deps: Deps, name: str, *, clock: Callable[[], float] = time.time, settle_s: float = 0.0
 ) -> DeliveryResult:
+    """One delivery round; `settle_s` > 0 lets a digest (Slack) wait for the burst to settle."""
     destination = deps.destinations[name]
     sources = await _queued(deps, name)
     if destination.notifier.max_batch > 1:  # Slack: one digest across sources
-        result = await deliver_digest(deps.redis, destination, sources=sources, clock=clock)
+        result = await deliver_digest(
+            deps.redis, destination, sources=sources, clock=clock, settle_s=settle_s
+        )
     else:
         result = await deliver_destination(
             deps.redis, destination, sources=sources, clock=clock, stopping=deps.stopping.is_set

@@ -4,6 +4,10 @@ A webhook gets each event on its own, source by source (worker/delivery/deliver.
 notifier takes many events in one `send`, so here the due events of every source's queue are
 gathered first, each queue under its own delivery lock as in deliver.py, and sent as one
 message; then each queue is acked, or its events are settled as failed, on its own.
+
+The daemon waits for a burst to settle before it sends (`settle_s`): the polls of one tick commit
+at slightly different moments, and a message sent after the first of them would split the burst.
+A steady stream still gets a message at least every `max_wait_s`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,32 @@ from worker.errors import DeliveryError, DeliveryPermanent
 from worker.store import keys, lease
 
 log = structlog.get_logger("seqwatch.deliver")
+DIGEST_MAX_WAIT_S = 30.0
+
+
+async def _settling(
+    redis: Redis,
+    destination: str,
+    held: dict[str, lease.Lease],
+    *,
+    now: float,
+    settle_s: float,
+    max_wait_s: float,
+) -> bool:
+    """Whether the due events are still arriving: the newest is younger than `settle_s` and
+    the oldest has not waited `max_wait_s`."""
+    now_ms = int(now * 1000)
+    newest: list[float] = []
+    oldest: list[float] = []
+    for source in held:
+        due = Outbox(redis, source=source, destination=destination)
+        span = await due.due_span(now_ms=now_ms)
+        if span is not None:
+            oldest.append(span[0])
+            newest.append(span[1])
+    if not newest:
+        return False
+    return now_ms - max(newest) < settle_s * 1000 and now_ms - min(oldest) < max_wait_s * 1000
 
 
 async def deliver_digest(
@@ -39,8 +69,12 @@ async def deliver_digest(
     clock: Callable[[], float],
     rng: random.Random | None = None,
     max_rounds: int = 1000,
+    settle_s: float = 0.0,
+    max_wait_s: float = DIGEST_MAX_WAIT_S,
 ) -> DeliveryResult:
-    """Attempts every delivery due now, once, in messages of up to `max_batch` events."""
+    """Attempts every delivery due now, once, in messages of up to `max_batch` events; with
+    `settle_s`, nothing while the newest due event is younger than that (unless the oldest has
+    waited `max_wait_s`): the next round sends the whole burst."""
     rng = rng or random.Random()
     result = DeliveryResult(destination=destination.name)
     async with AsyncExitStack() as stack:
@@ -56,6 +90,10 @@ async def deliver_digest(
             stack.push_async_callback(lease.release, redis, claim)
             await stack.enter_async_context(lease.kept_alive(redis, claim))
             held[source] = claim
+        if settle_s > 0 and await _settling(
+            redis, destination.name, held, now=clock(), settle_s=settle_s, max_wait_s=max_wait_s
+        ):
+            return result
         for _ in range(max_rounds):
             if not await _round(redis, destination, held, clock=clock, rng=rng, result=result):
                 break

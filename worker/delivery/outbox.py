@@ -173,6 +173,16 @@ class Outbox:
             self._redis.eval(_RELEASE, 3, self._due, self._held, self._parked, order_key, holder_id)
         )
 
+    async def due_span(self, *, now_ms: int) -> tuple[float, float] | None:
+        """The scores (ms) of the oldest and the newest delivery due now; None when none is."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self._due, "-inf", now_ms, 0, 1, withscores=True)
+            pipe.zrevrangebyscore(self._due, now_ms, "-inf", 0, 1, withscores=True)
+            first, last = await pipe.execute()
+        if not first or not last:
+            return None
+        return float(first[0][1]), float(last[0][1])
+
     async def due_now(self, *, now_ms: int, limit: int) -> list[tuple[str, bytes | None]]:
         ids: list[str] = await awaited(
             self._redis.zrangebyscore(self._due, "-inf", now_ms, 0, limit)
