@@ -22,6 +22,7 @@ from bench.child import Kind
 from bench.procs import PeerProcess, RedisBox
 from bench.run import Options, Runner
 from bench.synth import PAGE_SIZE
+from bench.whole import WholeRunner, whole_lines
 from config.settings import DEFAULT_MAX_JOBS
 
 NAIVE_DEFAULT_MAX = 100_000
@@ -94,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
         help="--many-sources also through a real arq worker, as `seqwatch run` runs: its tick "
         "claims and enqueues every source, arq runs the poll jobs (queue bookkeeping included)",
     )
+    add(
+        "--whole-sizes",
+        type=_sizes,
+        default=(),
+        help="also time whole processes, startup included: `seqwatch poll` as a user runs it "
+        "against the naive poller as its own process, at these sizes (e.g. 100000; default: "
+        "none)",
+    )
     add("--deliveries", type=int, default=2000, help="webhook events to deliver (0: skip)")
     add("--repeat", type=int, default=1, help="runs per measurement; the best is shown")
     add("--profile", action="store_true", help="cProfile one extra unchanged re-poll per size")
@@ -116,7 +125,29 @@ def _say(line: str = "") -> None:
     sys.stdout.flush()
 
 
-def _run(options: Options, *, keep_files: bool) -> None:
+def _whole(options: Options, peer: PeerProcess, sizes: tuple[int, ...]) -> None:
+    _say()
+    _say(
+        "Whole processes (exec to exit, rusage of the reaped process): `seqwatch poll` and the "
+        "naive poller, each cycle a fresh process"
+    )
+    runner = WholeRunner(
+        peer,
+        work_dir=options.work_dir,
+        seed=options.seed,
+        per_sequence=options.per_sequence,
+        cpu=options.worker_cpu,
+    )
+    rows = [
+        row
+        for size in sizes
+        for row in runner.measure(size, repeat=options.repeat, cpu_of_service=options.service_cpu)
+    ]
+    for line in whole_lines(rows):
+        _say(line)
+
+
+def _run(options: Options, *, keep_files: bool, whole_sizes: tuple[int, ...] = ()) -> None:
     with RedisBox(options.work_dir / "redis-version") as box:
         version = box.version
     pinned = (
@@ -161,6 +192,8 @@ def _run(options: Options, *, keep_files: bool) -> None:
             _say()
             _say(f"Delivery: one process drains {options.deliveries} events from the outbox")
             runner.deliveries()
+        if whole_sizes:
+            _whole(options, peer, whole_sizes)
     figures = runner.figures
     for size, path in figures.profiles.items():
         _say()
@@ -207,5 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 service_cpu=service_cpu,
             ),
             keep_files=args.work_dir is not None,
+            whole_sizes=args.whole_sizes,
         )
     return 0
