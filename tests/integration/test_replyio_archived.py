@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -147,3 +148,57 @@ async def test_a_sequence_archived_after_the_baseline_keeps_its_enrollments(
     clock.now += DAY
     await poll(store, rt)
     assert types(await drain(store)) == [("1:11", "enrollment.removed")]
+
+
+async def reads(store: Redis) -> tuple[int, int]:
+    """(HLEN, HGETALL) calls so far: an absence sweep reads buckets with these."""
+    stats: dict[str, Any] = await store.info("commandstats")
+    return tuple(  # type: ignore[return-value]
+        int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("hlen", "hgetall")
+    )
+
+
+async def test_ordinary_polls_do_not_reread_the_archived_enrollments(
+    store: Redis, server: FakeServer, http: httpx.AsyncClient
+) -> None:
+    clock = Clock()
+    rt = runtime(server, http, store, clock)
+    await poll(store, rt)
+    clock.now += 300
+    before = await reads(store)
+    await poll(store, rt)  # the first ordinary poll looks, and remembers what it passed over
+    after = await reads(store)
+    looked = (after[0] - before[0], after[1] - before[1])
+    for _ in range(3):
+        clock.now += 300
+        before = await reads(store)
+        result, _ = await poll(store, rt)
+        after = await reads(store)
+        assert (result.enrollments, result.removed) == (2 * LIVE, 0)
+        # No HLEN: the sweep names no bucket to read (it HLENs a group's buckets first), and
+        # none of the HGETALLs the first poll made per bucket.
+        assert after[0] - before[0] == 0 < looked[0]
+        assert after[1] - before[1] <= looked[1] - looked[0]
+
+
+async def test_a_live_removal_is_seen_after_a_full_sync_removed_an_archived_enrollment(
+    store: Redis, world: ReplyioWorld, server: FakeServer, http: httpx.AsyncClient
+) -> None:
+    """Counts alone would match here (one archived enrollment fewer, one live one missing):
+    the remembered tombstone count tells the sweep to look."""
+    clock = Clock()
+    rt = runtime(server, http, store, clock)
+    await poll(store, rt)
+    clock.now += 300
+    await poll(store, rt)
+    last = LIVE + ARCHIVED
+    world.remove_contact(last, last * 10)
+    for _ in range(2):  # two full listings without it: tombstoned
+        clock.now += DAY
+        await poll(store, rt)
+    assert types(await drain(store)) == [(f"{last}:{last * 10}", "enrollment.removed")]
+    world.remove_contact(1, 10)
+    for _ in range(2):
+        clock.now += 300
+        await poll(store, rt)
+    assert types(await drain(store)) == [("1:10", "enrollment.removed")]

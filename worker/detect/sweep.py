@@ -4,10 +4,17 @@ An enrollment absent from ABSENCES consecutive complete listings is removed (a t
 suspect listing (it would remove more than half of the tracked enrollments and at least
 MASS_REMOVAL_MIN, or it listed nothing) needs SUSPECT_ABSENCES, i.e. three listings that agree.
 Enrollments of sequences the source chose not to list this poll are not absent.
+
+Those skipped sequences (Reply.io's archived ones, between full syncs) would make every sweep
+read buckets, only to pass over the same enrollments. So a sweep that reads remembers how many
+of the unseen were skipped ones, with the skipped set and the tombstone count: while both are
+unchanged, those enrollments cannot have changed (they are not listed, and only a sweep
+tombstones), so a listing that misses exactly that many missed nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
@@ -15,7 +22,7 @@ from worker.detect import history
 from worker.enrollment import Status
 from worker.store.batch import Batch
 from worker.store.codec import Stored
-from worker.store.state import SeenIds, StateStore
+from worker.store.state import SWEEP_MEMO, SeenIds, StateStore
 
 ABSENCES = 2
 SUSPECT_ABSENCES = 3
@@ -44,12 +51,26 @@ def suspect(absent: int, *, tracked: int, listed: int) -> bool:
     return absent > 0 and (listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN))
 
 
+def memo(skipped: Collection[str], *, unseen: int, tombstones: int) -> str:
+    digest = hashlib.blake2b("\n".join(sorted(skipped)).encode(), digest_size=8).hexdigest()
+    return f"{digest}:{unseen}:{tombstones}"
+
+
+@dataclass(slots=True)
+class _Passed:
+    """Unseen enrollments of skipped sequences, counted as the sweep passes over them."""
+
+    count: int = 0
+
+
 async def _absent(
-    store: StateStore, seen: SeenIds, skipped: Collection[str]
+    store: StateStore, seen: SeenIds, skipped: Collection[str], passed: _Passed
 ) -> AsyncIterator[tuple[str, Stored]]:
     async for enrollment_id, stored in store.unseen(seen):
         if stored.sequence_id not in skipped:
             yield enrollment_id, stored
+        else:
+            passed.count += 1
 
 
 async def sweep(
@@ -60,14 +81,22 @@ async def sweep(
     # The counts settle the usual case; only a listing that may be suspect pays for an exact
     # count of the candidates first (a second read of the buckets holding them).
     absent = max(0, tracked - seen.total())
+    if (
+        skipped
+        and absent
+        and not store.upgrading
+        and store.sweep_memo == memo(skipped, unseen=absent, tombstones=store.tombstones)
+    ):
+        return Swept(tracked=tracked, absent=0)  # only the skipped ones, as last time
     if suspect(absent, tracked=tracked, listed=listed):
         absent = 0
-        async for _ in _absent(store, seen, skipped):
+        async for _ in _absent(store, seen, skipped, _Passed()):
             absent += 1
     swept = Swept(tracked=tracked, absent=absent)
     is_suspect = suspect(absent, tracked=tracked, listed=listed)
     needed = SUSPECT_ABSENCES if is_suspect else ABSENCES
-    async for enrollment_id, stored in _absent(store, seen, skipped):
+    passed = _Passed()
+    async for enrollment_id, stored in _absent(store, seen, skipped, passed):
         missed = history.miss(enrollment_id, stored, needed=needed)
         store.put(batch, enrollment_id, missed.value)
         if not missed.tombstone:
@@ -77,5 +106,9 @@ async def sweep(
             swept.removals.append(Removal(enrollment_id, stored, missed.change_key))
     store.count(batch, "tracked", -swept.gone)
     store.count(batch, "tombstones", swept.gone)
+    if skipped:  # read after the counts: the tombstones as this commit leaves them
+        store.set_meta(
+            batch, SWEEP_MEMO, memo(skipped, unseen=passed.count, tombstones=store.tombstones)
+        )
     swept.held = is_suspect and not swept.gone
     return swept

@@ -63,6 +63,8 @@ _SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
 # their sequence's name, UUIDs in 16 bytes: buckets.pack_id_v2), "1" when it holds fields
 # packed before (those stay as they are).
 _PACKING = "packing"
+# Meta field: what the last absence sweep learnt of skipped sequences (worker/detect/sweep.py).
+SWEEP_MEMO = "sweep_skipped"
 _LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
@@ -197,10 +199,20 @@ class StateStore:
         self._names_loaded = False
         self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
         self._opened = False  # the layout was read as the poll opened (`opened`)
+        self.sweep_memo: str | None = None  # worker/detect/sweep.py's, read with the layout
 
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def tombstones(self) -> int:
+        return self._tombstones
+
+    @property
+    def upgrading(self) -> bool:
+        """Some enrollments are still in the old layout (see legacy_state)."""
+        return self._legacy
 
     async def tracked(self) -> int:
         if self._opened:  # nothing but this store's commits changes it while a poll runs
@@ -219,7 +231,9 @@ class StateStore:
 
     def queue_layout(self, pipe: Pipeline, *, names: bool = True) -> None:
         """The layout reads (see `_layout`), queued on a caller's pipeline."""
-        pipe.hmget(self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones"])
+        pipe.hmget(
+            self._meta, ["buckets", "tracked", legacy_state.MIGRATING, "tombstones", SWEEP_MEMO]
+        )
         pipe.exists(self._counts)
         if names:
             pipe.hgetall(self._names_key)
@@ -231,9 +245,10 @@ class StateStore:
         self._opened = True
 
     def _learn_layout(self, replies: list[Any], *, names: bool) -> tuple[int, int]:
-        (bucket_count, tracked, migrating, tombstones), counted, *found = replies
+        (bucket_count, tracked, migrating, tombstones, memo), counted, *found = replies
         # Tombstones (codec `g`) are stored fields but not tracked enrollments.
         self._tombstones = int(tombstones or 0)
+        self.sweep_memo = memo
         # Enrollments tracked but never counted were stored by a version before the counts.
         self._legacy = migrating == "1" or (int(tracked or 0) > 0 and not counted)
         if names:
