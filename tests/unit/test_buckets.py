@@ -110,3 +110,15 @@ def test_buckets_are_sized_to_the_source() -> None:
     assert buckets.wanted_buckets(buckets.FILL) == 1
     assert buckets.wanted_buckets(buckets.FILL + 1) == 2
     assert buckets.wanted_buckets(1_000_000) == -(-1_000_000 // buckets.FILL)
+
+
+def test_short_digit_ids_pack_alike_in_both_packings() -> None:
+    # StateStore inlines the digits case for ids up to SHORT_DIGITS long: it must give the bytes
+    # both packings give.
+    for size in range(1, buckets.SHORT_DIGITS + 1):
+        for enrollment_id in ("7" * size, ("12:" * size)[:size]):
+            packed = buckets.pack_id(enrollment_id)
+            assert isinstance(packed, bytes)
+            assert packed[:1] == buckets.DIGITS_TAG
+            assert buckets.pack_id_v2(enrollment_id) == packed
+            assert len(packed) <= 15

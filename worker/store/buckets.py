@@ -35,6 +35,11 @@ _PAIR_REF = b"\xfc"  # then the sequence's index in the source's names (varint),
 _DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
 _PADDED = b"\xfb"  # v2: a 16-byte field that is not a UUID, made 17 bytes
 _MAX_DIGITS = 64
+DIGITS_TAG = _DIGITS
+DIGIT_CHARS = "0123456789:"
+# Digit ids up to this long pack to at most 15 bytes: the same field in both packings (v2 pads
+# only 16-byte fields), so the store may inline this case.
+SHORT_DIGITS = 28
 
 
 def hash_of(enrollment_id: str) -> int:
@@ -89,7 +94,7 @@ def pack_id(enrollment_id: str) -> str | bytes:
         first, second = _uuid_bytes(enrollment_id[:36]), _uuid_bytes(enrollment_id[37:])
         if first is not None and second is not None:
             return _UUID_PAIR + first + second
-    if 0 < size <= _MAX_DIGITS and not enrollment_id.strip("0123456789:"):
+    if 0 < size <= _MAX_DIGITS and not enrollment_id.strip(DIGIT_CHARS):
         nibbles = enrollment_id.replace(":", "a")
         return _DIGITS + bytes.fromhex(nibbles + "f" if size & 1 else nibbles)
     return enrollment_id

@@ -175,7 +175,7 @@ class StateStore:
         self._source = source
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
-        self._key_prefix = keys.state_bucket(source, 0).removesuffix("0")
+        self._bucket_keys: list[str] = []
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
@@ -209,6 +209,13 @@ class StateStore:
 
     def _key(self, bucket: int) -> str:
         return keys.state_bucket(self._source, bucket)
+
+    def _bucket_key(self, bucket: int) -> str:
+        """`_key`, remembered: every page names most buckets."""
+        known = self._bucket_keys
+        if bucket >= len(known):
+            known += map(self._key, range(len(known), bucket + 1))
+        return known[bucket]
 
     async def _layout(self, *, names: bool = True) -> tuple[int, int]:
         """(bucket count, tracked) as committed; notices state left in the old layout. With
@@ -372,7 +379,10 @@ class StateStore:
         crc32 = zlib.crc32
         # SeenIds.hashed, inlined: the seen set is kept by the same hash.
         slots = seen._hashes if seen is not None else None
-        by_bucket: dict[int, list[str]] = {}
+        pack = self._field if self._v2 else buckets.pack_id
+        digits, fromhex = buckets.DIGIT_CHARS, bytes.fromhex
+        # Per bucket: its ids and their fields, alternating (one list, one append each).
+        by_bucket: dict[int, list[str | bytes]] = {}
         for enrollment_id in enrollment_ids:
             crc = crc32(enrollment_id.encode())
             if slots is not None:
@@ -383,23 +393,29 @@ class StateStore:
             bucket = crc & mask
             if bucket >= bucket_count:
                 bucket -= half
+            # buckets.pack_id's digits case, inlined (the same bytes in both packings).
+            size = len(enrollment_id)
+            if 0 < size <= buckets.SHORT_DIGITS and not enrollment_id.strip(digits):
+                nibbles = enrollment_id.replace(":", "a")
+                field: str | bytes = buckets.DIGITS_TAG + fromhex(
+                    nibbles + "f" if size & 1 else nibbles
+                )
+            else:
+                field = pack(enrollment_id)
             members = by_bucket.get(bucket)
             if members is None:
-                by_bucket[bucket] = [enrollment_id]
+                by_bucket[bucket] = [enrollment_id, field]
             else:
-                members.append(enrollment_id)
+                members += (enrollment_id, field)
         if not by_bucket:
             return [], []
-        prefix = self._key_prefix
-        names: list[str] = []
+        names = [self._bucket_key(bucket) for bucket in by_bucket]
         args: list[str | bytes | int] = []
-        pack = self._field if self._v2 else buckets.pack_id
-        for bucket, members in by_bucket.items():
-            names.append(f"{prefix}{bucket}")
-            args.append(len(members))
-            args += map(pack, members)
+        for members in by_bucket.values():
+            args.append(len(members) >> 1)
+            args += members[1::2]
         values = await self._read(names, args)
-        ids = [i for members in by_bucket.values() for i in members]
+        ids = cast("list[str]", [i for members in by_bucket.values() for i in members[::2]])
         self._carried = {}
         if self._legacy and None in values:
             missing = (i for i, value in zip(ids, values, strict=True) if value is None)
