@@ -20,10 +20,12 @@ state keeps `reason = "AutoReplied"` so it stays visible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
+
+import msgspec
 
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.normalize import fields
@@ -160,6 +162,72 @@ def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
         None,
         (status, raw_status, step, None, None, None, opted_out, reason),
     )
+
+
+class ContactV4(msgspec.Struct, gc=False):
+    """What `peek` reads from a v4 contact record (`_V4_FIELDS`), typed as its fast path wants
+    it: a page with a record of any other shape fails the typed decode and is read as dicts
+    (worker/sources/typed.py)."""
+
+    contactId: int | str  # the wire's names
+    sequenceId: int | str
+    status: str
+    currentStep: int | None
+    isOptedOut: bool | None
+    subStatus: str | None
+    email: str | None
+    firstName: str | None
+    lastName: str | None
+    company: str | None
+    statusInSequence: Any = msgspec.UNSET  # present: a v3 record (slow path)
+
+
+class ContactsPageV4(msgspec.Struct, gc=False):
+    items: list[ContactV4]
+    hasMore: bool
+
+
+def read_typed(
+    records: Sequence[ContactV4],
+    page: RawPage,
+    *,
+    states: dict[str, str],
+    at: dict[str, Any],
+    keys: dict[Hashable, str],
+    encode: Callable[..., str],
+    odd: Callable[[int], None],
+) -> None:
+    """`peek` over a typed page (worker/detect/reading.py): each record's enrollment id ->
+    its state key (`encode(*state fields)`, remembered in `keys`) into `states`, and ->
+    its index into `at`, in listing order; a record `peek` would not read on its fast path
+    goes to `odd` (by index) where it stands."""
+    v3 = page.extra.get("api_version") == "v3"
+    meanings = _MEANINGS
+    unset = msgspec.UNSET
+    for index, record in enumerate(records):
+        contact_id, sequence_id = record.contactId, record.sequenceId
+        if (
+            v3
+            or record.statusInSequence is not unset
+            or (type(contact_id) is not int and not contact_id)
+            or (type(sequence_id) is not int and not sequence_id)
+        ):
+            odd(index)
+            continue
+        raw_status, sub_status = record.status, record.subStatus
+        step, opted_out = record.currentStep, record.isOptedOut
+        token = (raw_status, sub_status, step, opted_out)
+        key = keys.get(token)
+        if key is None:
+            status, reason = meanings.get((raw_status, sub_status)) or _meaning(
+                raw_status, sub_status
+            )
+            key = encode(status, raw_status, step, None, None, None, opted_out, reason)
+            if len(keys) < _MEANINGS_MAX:
+                keys[token] = key
+        enrollment_id = f"{sequence_id}:{contact_id}"
+        states[enrollment_id] = key
+        at[enrollment_id] = index
 
 
 def _peek_any(record: Mapping[str, Any], page: RawPage) -> fields.Peek:
