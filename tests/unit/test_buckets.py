@@ -119,6 +119,13 @@ def test_short_digit_ids_pack_alike_in_both_packings() -> None:
         for enrollment_id in ("7" * size, ("12:" * size)[:size]):
             packed = buckets.pack_id(enrollment_id)
             assert isinstance(packed, bytes)
-            assert packed[:1] == buckets.DIGITS_TAG
             assert buckets.pack_id_v2(enrollment_id) == packed
-            assert len(packed) <= 15
+            assert buckets.pack_digit_ids([enrollment_id]) == [packed]
+
+
+def test_pack_digit_ids_packs_a_list_of_short_digit_ids_or_none() -> None:
+    short = ["5000:10048271", "42", ":", "1" * buckets.SHORT_DIGITS]
+    assert buckets.pack_digit_ids(short) == [buckets.pack_id(i) for i in short]
+    for other in ("", "1" * (buckets.SHORT_DIGITS + 1), "12a", "x:1", "١٢", str(uuid.UUID(int=1))):
+        assert buckets.pack_digit_ids([*short, other]) is None
+    assert buckets.pack_digit_ids([]) is None

@@ -35,7 +35,6 @@ _PAIR_REF = b"\xfc"  # then the sequence's index in the source's names (varint),
 _DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
 _PADDED = b"\xfb"  # v2: a 16-byte field that is not a UUID, made 17 bytes
 _MAX_DIGITS = 64
-DIGITS_TAG = _DIGITS
 DIGIT_CHARS = "0123456789:"
 # Digit ids up to this long pack to at most 15 bytes: the same field in both packings (v2 pads
 # only 16-byte fields), so the store may inline this case.
@@ -98,6 +97,22 @@ def pack_id(enrollment_id: str) -> str | bytes:
         nibbles = enrollment_id.replace(":", "a")
         return _DIGITS + bytes.fromhex(nibbles + "f" if size & 1 else nibbles)
     return enrollment_id
+
+
+def pack_digit_ids(enrollment_ids: list[str]) -> list[bytes] | None:
+    """`pack_id` of each id when every one is a digits id of at most SHORT_DIGITS characters
+    (both packings agree on those), else None. Checked for the whole list at once."""
+    if (
+        not enrollment_ids
+        or min(map(len, enrollment_ids)) == 0
+        or max(map(len, enrollment_ids)) > SHORT_DIGITS
+        or "".join(enrollment_ids).strip(DIGIT_CHARS)  # strip stops at any other character
+    ):
+        return None
+    fromhex = bytes.fromhex
+    return [
+        _DIGITS + fromhex(i.replace(":", "a") + ("f" if len(i) & 1 else "")) for i in enrollment_ids
+    ]
 
 
 def pair_parts(enrollment_id: str) -> tuple[str, bytes] | None:
