@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any, cast
 
 import msgspec
 
@@ -164,13 +164,17 @@ def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
     )
 
 
+# fields.required_id's plain cases: an int, or a non-empty string.
+_TypedId = int | Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class ContactV4(msgspec.Struct, gc=False):
     """What `peek` reads from a v4 contact record (`_V4_FIELDS`), typed as its fast path wants
     it: a page with a record of any other shape fails the typed decode and is read as dicts
     (worker/sources/typed.py)."""
 
-    contactId: int | str  # the wire's names
-    sequenceId: int | str
+    contactId: _TypedId  # the wire's names
+    sequenceId: _TypedId
     status: str
     currentStep: int | None
     isOptedOut: bool | None
@@ -179,7 +183,7 @@ class ContactV4(msgspec.Struct, gc=False):
     firstName: str | None
     lastName: str | None
     company: str | None
-    statusInSequence: Any = msgspec.UNSET  # present: a v3 record (slow path)
+    statusInSequence: msgspec.UnsetType = msgspec.UNSET  # must be absent: a v3 record
 
 
 class ContactsPageV4(msgspec.Struct, gc=False):
@@ -197,37 +201,30 @@ def read_typed(
     encode: Callable[..., str],
     odd: Callable[[int], None],
 ) -> None:
-    """`peek` over a typed page (worker/detect/reading.py): each record's enrollment id ->
-    its state key (`encode(*state fields)`, remembered in `keys`) into `states`, and ->
-    its index into `at`, in listing order; a record `peek` would not read on its fast path
-    goes to `odd` (by index) where it stands."""
-    v3 = page.extra.get("api_version") == "v3"
-    meanings = _MEANINGS
-    unset = msgspec.UNSET
-    for index, record in enumerate(records):
-        contact_id, sequence_id = record.contactId, record.sequenceId
-        if (
-            v3
-            or record.statusInSequence is not unset
-            or (type(contact_id) is not int and not contact_id)
-            or (type(sequence_id) is not int and not sequence_id)
-        ):
+    """`peek` over a typed page (worker/detect/reading.py), a page at a time: each record's
+    enrollment id -> its state key (`encode(*state fields)`, remembered in `keys`) into
+    `states`, and -> its index into `at`, in listing order. A page of a v3 listing goes to
+    `odd`, record by record (`peek` reads those as v3 records)."""
+    if page.extra.get("api_version") == "v3":
+        for index in range(len(records)):
             odd(index)
-            continue
-        raw_status, sub_status = record.status, record.subStatus
-        step, opted_out = record.currentStep, record.isOptedOut
-        token = (raw_status, sub_status, step, opted_out)
-        key = keys.get(token)
-        if key is None:
-            status, reason = meanings.get((raw_status, sub_status)) or _meaning(
-                raw_status, sub_status
-            )
-            key = encode(status, raw_status, step, None, None, None, opted_out, reason)
-            if len(keys) < _MEANINGS_MAX:
-                keys[token] = key
-        enrollment_id = f"{sequence_id}:{contact_id}"
-        states[enrollment_id] = key
-        at[enrollment_id] = index
+        return
+    ids = [f"{r.sequenceId}:{r.contactId}" for r in records]
+    tokens = [(r.status, r.subStatus, r.currentStep, r.isOptedOut) for r in records]
+    found = list(map(keys.get, tokens))
+    if None in found:
+        for index, token in enumerate(tokens):
+            if found[index] is None:
+                raw_status, sub_status, step, opted_out = token
+                status, reason = _MEANINGS.get((raw_status, sub_status)) or _meaning(
+                    raw_status, sub_status
+                )
+                key = encode(status, raw_status, step, None, None, None, opted_out, reason)
+                if len(keys) < _MEANINGS_MAX:
+                    keys[token] = key
+                found[index] = key
+    states.update(zip(ids, cast("list[str]", found), strict=True))
+    at.update(zip(ids, range(len(ids)), strict=True))
 
 
 def _peek_any(record: Mapping[str, Any], page: RawPage) -> fields.Peek:

@@ -198,7 +198,7 @@ class StateStore:
         self._source = source
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
-        self._bucket_keys: list[str] = []
+        self._bucket_keys: list[str] = []  # `_key` of each bucket, remembered
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
@@ -218,7 +218,7 @@ class StateStore:
         self._names_written: set[int | str] = set()
         self._v2 = False
         self._names_loaded = False
-        self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
+        self._same: dict[tuple[str | None, str], bool] = {}  # (stored value, state) -> unchanged
         self._opened = False  # the layout was read as the poll opened (`opened`)
 
     @property
@@ -232,13 +232,6 @@ class StateStore:
 
     def _key(self, bucket: int) -> str:
         return keys.state_bucket(self._source, bucket)
-
-    def _bucket_key(self, bucket: int) -> str:
-        """`_key`, remembered: every page names most buckets."""
-        known = self._bucket_keys
-        if bucket >= len(known):
-            known += map(self._key, range(len(known), bucket + 1))
-        return known[bucket]
 
     async def _layout(self, *, names: bool = True) -> tuple[int, int]:
         """(bucket count, tracked) as committed; notices state left in the old layout. With
@@ -371,19 +364,25 @@ class StateStore:
         whose stored state differs, with their stored value (None: not stored). All of them
         are added to `seen` on the way (one hash of each id for both)."""
         ids, values = await self._values(current, seen)
+        states = list(current.values())  # `_values` keeps the order it is given
         # codec.unchanged, remembered: a re-poll meets the same few (value, state) pairs.
         same = self._same
+        verdicts = list(map(same.get, zip(values, states, strict=True)))
+        if verdicts.count(True) == len(verdicts):  # the usual page of a re-poll
+            return {}
         out: dict[str, str | None] = {}
-        for enrollment_id, value in zip(ids, values, strict=True):
+        for enrollment_id, value, state, unchanged in zip(
+            ids, values, states, verdicts, strict=True
+        ):
+            if unchanged:
+                continue
             if value is None:
                 out[enrollment_id] = None
                 continue
-            pair = (value, current[enrollment_id])
-            unchanged = same.get(pair)
             if unchanged is None:
-                unchanged = codec.unchanged(*pair)
+                unchanged = codec.unchanged(value, state)
                 if len(same) < _SAME_KEPT:
-                    same[pair] = unchanged
+                    same[value, state] = unchanged
             if not unchanged:
                 out[enrollment_id] = value
         return out
@@ -416,7 +415,10 @@ class StateStore:
             fields = [pack(enrollment_id) for enrollment_id in ids]
         # The page's buckets, each once; each field names its bucket by position (load_page.lua).
         position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
-        names = [self._bucket_key(bucket) for bucket in position]
+        known = self._bucket_keys
+        if len(known) < high:
+            known += map(self._key, range(len(known), high))
+        names = [known[bucket] for bucket in position]
         args: list[str | bytes | int] = [
             x for pair in zip(map(position.__getitem__, placed), fields, strict=True) for x in pair
         ]
@@ -470,11 +472,15 @@ class StateStore:
                 "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
             )
         # A value that is a head reference alone (every value of many sources) is one lookup.
-        whole, expand = self._by_ref.get, self._expand_raw
-        return [
-            None if raw is None else whole(raw) or expand(raw)
-            for raw in cast("list[bytes | None]", values)
-        ]
+        raws = cast("list[bytes | None]", values)
+        found: list[str | None] = list(map(self._by_ref.get, raws))  # type: ignore[arg-type]
+        if None in found:
+            expand = self._expand_raw
+            found = [
+                value if value is not None or raw is None else expand(raw)
+                for value, raw in zip(found, raws, strict=True)
+            ]
+        return found
 
     def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
         moves = []
