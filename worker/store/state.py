@@ -419,9 +419,9 @@ class StateStore:
         if len(known) < high:
             known += map(self._key, range(len(known), high))
         names = [known[bucket] for bucket in position]
-        args: list[str | bytes | int] = [
-            x for pair in zip(map(position.__getitem__, placed), fields, strict=True) for x in pair
-        ]
+        args: list[str | bytes | int] = [0] * (2 * len(ids))
+        args[::2] = map(position.__getitem__, placed)
+        args[1::2] = fields
         values = await self._read(names, args)
         self._carried = {}
         if self._legacy and None in values:
