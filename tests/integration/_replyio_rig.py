@@ -37,7 +37,12 @@ def small_world(contacts: int = 5) -> ReplyioWorld:
 
 @asynccontextmanager
 async def replyio_runtime(
-    world: ReplyioWorld, *, source: str, faults: FaultPlan | None = None, page_size: int = 100
+    world: ReplyioWorld,
+    *,
+    source: str,
+    faults: FaultPlan | None = None,
+    page_size: int = 100,
+    api_version: str = "auto",
 ) -> AsyncIterator[SourceRuntime]:
     faults = faults or FaultPlan()
     fake = FakeServer(ReplyioApp(world, api_key=API_KEY, faults=faults))
@@ -55,7 +60,13 @@ async def replyio_runtime(
             yield SourceRuntime(
                 name=source,
                 provider="replyio",
-                source=ReplyioSource(name=source, client=client, sequences=(), page_size=page_size),
+                source=ReplyioSource(
+                    name=source,
+                    client=client,
+                    sequences=(),
+                    page_size=page_size,
+                    api_version=api_version,
+                ),
                 normalize=NORMALIZERS["replyio"],
             )
     finally:

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, cast
 
+import pytest
 from redis.asyncio import Redis
 
 from tests.integration._replyio_rig import (
@@ -24,6 +25,7 @@ from worker.normalize import ProviderNormalizer, replyio
 from worker.normalize.fields import Peek
 from worker.ops.status import source_status
 from worker.sources.base import RawPage
+from worker.sources.typed import TypedRecords
 from worker.store.state import StateStore
 
 SOURCE = "peek-src"
@@ -39,11 +41,15 @@ class CountingNormalizer:
         return enrollment
 
 
-async def test_only_new_and_changed_records_are_normalized_in_full(store: Redis) -> None:
+@pytest.mark.parametrize("api_version", ["v3", "v4"])  # v4 pages are read typed
+async def test_only_new_and_changed_records_are_normalized_in_full(
+    store: Redis, api_version: str
+) -> None:
     world = small_world(contacts=5)
     full = CountingNormalizer()
-    async with replyio_runtime(world, source=SOURCE) as plain:
-        runtime = dataclasses.replace(plain, normalize=ProviderNormalizer(full, replyio.peek))
+    async with replyio_runtime(world, source=SOURCE, api_version=api_version) as plain:
+        normalize = ProviderNormalizer(full, replyio.peek, replyio.read_typed)
+        runtime = dataclasses.replace(plain, normalize=normalize)
         await poll_source(store, runtime, routes=(), now=now)
         assert sorted(full.calls) == [f"100:{n}" for n in range(1, 6)]  # the baseline: all new
 
@@ -87,9 +93,10 @@ async def test_a_record_peek_reads_but_the_normalizer_refuses_is_quarantined(
         assert result.removed == 0
 
 
-async def test_events_of_one_listing_keep_its_order(store: Redis) -> None:
+@pytest.mark.parametrize("api_version", ["v3", "v4"])  # v4 pages are read typed
+async def test_events_of_one_listing_keep_its_order(store: Redis, api_version: str) -> None:
     world = small_world(contacts=150)  # several buckets, so the store's order is not the page's
-    async with replyio_runtime(world, source=SOURCE) as runtime:
+    async with replyio_runtime(world, source=SOURCE, api_version=api_version) as runtime:
         routes = (Route(destination="sink", events=("*",), sources=()),)
         await poll_source(store, runtime, routes=routes, now=now)
         for contact in range(1, 151):
@@ -98,10 +105,9 @@ async def test_events_of_one_listing_keep_its_order(store: Redis) -> None:
         events = await outbox_events(store, SOURCE)
         due = await due_ids(store, SOURCE, "sink")
         order = [cast("dict[str, Any]", events[i]["data"])["enrollment_id"] for i in due]
-        listed = [
-            replyio.enrollment_id(record, page)
-            async for page in runtime.source.pages()
-            for record in page.records
-        ]
+        pages = [page async for page in runtime.source.pages() if page.records]
+        listed = [replyio.enrollment_id(record, page) for page in pages for record in page.records]
         assert len(listed) == 150
+        typed = [isinstance(page.records, TypedRecords) for page in pages]
+        assert typed == [api_version == "v4"] * len(pages)
         assert order == listed

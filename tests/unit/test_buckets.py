@@ -110,3 +110,22 @@ def test_buckets_are_sized_to_the_source() -> None:
     assert buckets.wanted_buckets(buckets.FILL) == 1
     assert buckets.wanted_buckets(buckets.FILL + 1) == 2
     assert buckets.wanted_buckets(1_000_000) == -(-1_000_000 // buckets.FILL)
+
+
+def test_short_digit_ids_pack_alike_in_both_packings() -> None:
+    # StateStore inlines the digits case for ids up to SHORT_DIGITS long: it must give the bytes
+    # both packings give.
+    for size in range(1, buckets.SHORT_DIGITS + 1):
+        for enrollment_id in ("7" * size, ("12:" * size)[:size]):
+            packed = buckets.pack_id(enrollment_id)
+            assert isinstance(packed, bytes)
+            assert buckets.pack_id_v2(enrollment_id) == packed
+            assert buckets.pack_digit_ids([enrollment_id]) == [packed]
+
+
+def test_pack_digit_ids_packs_a_list_of_short_digit_ids_or_none() -> None:
+    short = ["5000:10048271", "42", ":", "1" * buckets.SHORT_DIGITS]
+    assert buckets.pack_digit_ids(short) == [buckets.pack_id(i) for i in short]
+    for other in ("", "1" * (buckets.SHORT_DIGITS + 1), "12a", "x:1", "١٢", str(uuid.UUID(int=1))):
+        assert buckets.pack_digit_ids([*short, other]) is None
+    assert buckets.pack_digit_ids([]) is None

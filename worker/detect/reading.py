@@ -3,12 +3,14 @@
 Most records of a re-poll are unchanged. Where the provider has a `peek` (worker/normalize),
 a record is read as (id, updated_at, state fields) and encoded once per distinct state; only
 the records the store reports changed are normalized in full. A record `peek` cannot read
-takes the full path at once; one that fails it is quarantined (SPEC §5), not fatal.
+takes the full path at once; one that fails it is quarantined (SPEC §5), not fatal. A page its
+source decoded into typed records (worker/sources/typed.py) is peeked by the normalizer's
+`read_typed` in one pass, and its records are decoded as dicts only if one is needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from worker.detect.quarantine import Quarantine
@@ -17,12 +19,14 @@ from worker.enrollment import Enrollment
 from worker.normalize import Normalizer, StateFields
 from worker.normalize.fields import RecordError
 from worker.sources.base import RawPage
+from worker.sources.typed import TypedRecords
 from worker.store import codec
 from worker.store.state import SeenIds
 
 _KEYS_KEPT = 4096
-# A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
-_Found = Mapping[str, Any] | Enrollment
+# A record `peek` read (normalized only if it changed), or its index in the page's records,
+# or an Enrollment normalized at once.
+_Found = Mapping[str, Any] | int | Enrollment
 
 
 class PageRead:
@@ -44,6 +48,8 @@ class PageRead:
         in_order = [i for i in self.states if i in ids] if ids else []
         for enrollment_id in in_order:
             item = self._found[enrollment_id]
+            if isinstance(item, int):
+                item = self._page.records[item]
             enrollment = (
                 item
                 if isinstance(item, Enrollment)
@@ -63,6 +69,8 @@ class PageReader:
         self._normalizer = normalizer
         self._quarantine = quarantine
         self._keys: dict[StateFields, str] = {}  # state fields -> codec.encode_state_fields
+        self._typed_keys: dict[Hashable, str] = {}  # the same, for `read_typed`
+        self._read_typed = getattr(normalizer, "read_typed", None)
         self.newest = Newest()
 
     def normalize(
@@ -78,31 +86,46 @@ class PageReader:
 
     def read(self, page: RawPage, *, seen: SeenIds | None) -> PageRead:
         read = PageRead(self, page)
-        states, found = read.states, read._found
-        peek = self._normalizer.peek
-        keys = self._keys
-        for record in page.records:
-            if peek is not None:
-                try:
-                    enrollment_id, updated_at, fields = peek(record, page=page)
-                except Exception:  # noqa: S110 (anything odd: the full path decides)
-                    pass
-                else:
-                    # A source has few distinct states: each is encoded once per listing.
-                    key = keys.get(fields)
-                    if key is None:
-                        key = codec.encode_state_fields(*fields)
-                        if len(keys) < _KEYS_KEPT:
-                            keys[fields] = key
-                    states[enrollment_id] = key
-                    found[enrollment_id] = record
-                    if updated_at is not None:
-                        self.newest.saw(updated_at)
-                    continue
-            enrollment = self.normalize(record, page, seen=seen)
-            if enrollment is not None:
-                states[enrollment.enrollment_id] = codec.encode_state(enrollment.state)
-                found[enrollment.enrollment_id] = enrollment
-                if enrollment.updated_at is not None:
-                    self.newest.saw(enrollment.updated_at)
+        records = page.records
+        if self._read_typed is not None and isinstance(records, TypedRecords):
+            self._read_typed(
+                records.typed,
+                page,
+                states=read.states,
+                at=read._found,
+                keys=self._typed_keys,
+                encode=codec.encode_state_fields,
+                odd=lambda index: self._read_one(records[index], read, seen=seen),
+            )
+        else:
+            for record in records:
+                self._read_one(record, read, seen=seen)
         return read
+
+    def _read_one(self, record: Mapping[str, Any], read: PageRead, *, seen: SeenIds | None) -> None:
+        page, states, found = read._page, read.states, read._found
+        peek = self._normalizer.peek
+        if peek is not None:
+            try:
+                enrollment_id, updated_at, fields = peek(record, page=page)
+            except Exception:  # noqa: S110 (anything odd: the full path decides)
+                pass
+            else:
+                # A source has few distinct states: each is encoded once per listing.
+                keys = self._keys
+                key = keys.get(fields)
+                if key is None:
+                    key = codec.encode_state_fields(*fields)
+                    if len(keys) < _KEYS_KEPT:
+                        keys[fields] = key
+                states[enrollment_id] = key
+                found[enrollment_id] = record
+                if updated_at is not None:
+                    self.newest.saw(updated_at)
+                return
+        enrollment = self.normalize(record, page, seen=seen)
+        if enrollment is not None:
+            states[enrollment.enrollment_id] = codec.encode_state(enrollment.state)
+            found[enrollment.enrollment_id] = enrollment
+            if enrollment.updated_at is not None:
+                self.newest.saw(enrollment.updated_at)

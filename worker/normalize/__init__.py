@@ -10,7 +10,7 @@ test_peek.py checks that on every vendor example and fake record).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,17 +39,20 @@ class Normalizer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProviderNormalizer:
-    """A provider's normalizer; `peek` None: every record takes the full path."""
+    """A provider's normalizer; `peek` None: every record takes the full path. `read_typed`:
+    `peek` over a page of typed records (worker/sources/typed.py), when its source decodes any
+    (see replyio.read_typed)."""
 
     full: FullNormalizer
     peek: Peeker | None = None
+    read_typed: Callable[..., None] | None = None
 
     def __call__(self, record: Mapping[str, Any], *, page: RawPage) -> Enrollment:
         return self.full(record, page=page)
 
 
 NORMALIZERS: dict[str, Normalizer] = {
-    "replyio": ProviderNormalizer(replyio.normalize, replyio.peek),
+    "replyio": ProviderNormalizer(replyio.normalize, replyio.peek, replyio.read_typed),
     "unify": ProviderNormalizer(unify.normalize, unify.peek),
     "zendesk_sell": ProviderNormalizer(zendesk_sell.normalize, zendesk_sell.peek),
     "whippy": ProviderNormalizer(whippy.normalize, whippy.peek),

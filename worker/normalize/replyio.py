@@ -20,10 +20,12 @@ state keeps `reason = "AutoReplied"` so it stays visible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any, cast
+
+import msgspec
 
 from worker.enrollment import Contact, Enrollment, SequenceRef, State, Status
 from worker.normalize import fields
@@ -160,6 +162,69 @@ def peek(record: Mapping[str, Any], *, page: RawPage) -> fields.Peek:
         None,
         (status, raw_status, step, None, None, None, opted_out, reason),
     )
+
+
+# fields.required_id's plain cases: an int, or a non-empty string.
+_TypedId = int | Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class ContactV4(msgspec.Struct, gc=False):
+    """What `peek` reads from a v4 contact record (`_V4_FIELDS`), typed as its fast path wants
+    it: a page with a record of any other shape fails the typed decode and is read as dicts
+    (worker/sources/typed.py)."""
+
+    contactId: _TypedId  # the wire's names
+    sequenceId: _TypedId
+    status: str
+    currentStep: int | None
+    isOptedOut: bool | None
+    subStatus: str | None
+    email: str | None
+    firstName: str | None
+    lastName: str | None
+    company: str | None
+    statusInSequence: msgspec.UnsetType = msgspec.UNSET  # must be absent: a v3 record
+
+
+class ContactsPageV4(msgspec.Struct, gc=False):
+    items: list[ContactV4]
+    hasMore: bool
+
+
+def read_typed(
+    records: Sequence[ContactV4],
+    page: RawPage,
+    *,
+    states: dict[str, str],
+    at: dict[str, Any],
+    keys: dict[Hashable, str],
+    encode: Callable[..., str],
+    odd: Callable[[int], None],
+) -> None:
+    """`peek` over a typed page (worker/detect/reading.py), a page at a time: each record's
+    enrollment id -> its state key (`encode(*state fields)`, remembered in `keys`) into
+    `states`, and -> its index into `at`, in listing order. A page of a v3 listing goes to
+    `odd`, record by record (`peek` reads those as v3 records)."""
+    if page.extra.get("api_version") == "v3":
+        for index in range(len(records)):
+            odd(index)
+        return
+    ids = [f"{r.sequenceId}:{r.contactId}" for r in records]
+    tokens = [(r.status, r.subStatus, r.currentStep, r.isOptedOut) for r in records]
+    found = list(map(keys.get, tokens))
+    if None in found:
+        for index, token in enumerate(tokens):
+            if found[index] is None:
+                raw_status, sub_status, step, opted_out = token
+                status, reason = _MEANINGS.get((raw_status, sub_status)) or _meaning(
+                    raw_status, sub_status
+                )
+                key = encode(status, raw_status, step, None, None, None, opted_out, reason)
+                if len(keys) < _MEANINGS_MAX:
+                    keys[token] = key
+                found[index] = key
+    states.update(zip(ids, cast("list[str]", found), strict=True))
+    at.update(zip(ids, range(len(ids)), strict=True))
 
 
 def _peek_any(record: Mapping[str, Any], page: RawPage) -> fields.Peek:

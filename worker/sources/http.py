@@ -111,11 +111,14 @@ class ProviderClient:
         params: Params | None = None,
         where: str,
         attempts: int | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         """GET `base_url + path` and return the decoded JSON body, retrying what is transient.
 
         `attempts` lowers the retry budget for a request that must not hold up its caller
-        (an optional lookup); by default the client's own `max_attempts` applies.
+        (an optional lookup); by default the client's own `max_attempts` applies. `decode`
+        replaces `orjson.loads` for a success body (worker/sources/typed.py); it raises
+        orjson.JSONDecodeError for a body that is not JSON.
         """
         url = self._base_url + path
         budget = self._max_attempts if attempts is None else max(1, attempts)
@@ -124,7 +127,7 @@ class ProviderClient:
             await self._limiter.acquire()
             count_request()
             try:
-                return await self._attempt(url, params, where)
+                return await self._attempt(url, params, where, decode)
             except _Transient as failure:
                 requested = failure.wait
                 if requested is None and failure.rate_limited:
@@ -157,7 +160,13 @@ class ProviderClient:
                 await self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, url: str, params: Params | None, where: str) -> Any:
+    async def _attempt(
+        self,
+        url: str,
+        params: Params | None,
+        where: str,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         try:
             request = self._request(url, params)
         except httpx.InvalidURL:
@@ -176,7 +185,7 @@ class ProviderClient:
             body = await self._read(response, where)
         finally:
             await response.aclose()
-        return self._classify(response, body, where)
+        return self._classify(response, body, where, decode)
 
     def _request(self, url: str, params: Params | None) -> httpx.Request:
         """The request `build_request` would build. It merges the client's base URL, params and
@@ -223,11 +232,17 @@ class ProviderClient:
             ) from None
         return b"".join(chunks)
 
-    def _classify(self, response: httpx.Response, body: bytes, where: str) -> Any:
+    def _classify(
+        self,
+        response: httpx.Response,
+        body: bytes,
+        where: str,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                return orjson.loads(body)
+                return (decode or orjson.loads)(body)
             except orjson.JSONDecodeError:
                 raise self._error(MalformedResponse, "response is not valid JSON", where) from None
         said = self._provider_message(body)

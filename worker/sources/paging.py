@@ -8,7 +8,7 @@ look complete when it is not (see worker/sources/pagination.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Hashable, Mapping
+from collections.abc import AsyncGenerator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,10 +24,11 @@ from worker.sources.pagination import (
     require_list,
     require_object,
 )
+from worker.sources.typed import TypedRecords
 
 _log = structlog.get_logger(__name__)
 
-Items = list[Mapping[str, Any]]
+Items = Sequence[Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,16 +79,22 @@ class OffsetPager:
         self._item_key = item_key
 
     async def pages(
-        self, path: str, *, label: str, params: Params | None = None
+        self,
+        path: str,
+        *,
+        label: str,
+        params: Params | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> AsyncGenerator[tuple[Items, str]]:
-        """Yields (items, where) for every page of `path` until the listing's end."""
+        """Yields (items, where) for every page of `path` until the listing's end; `decode`:
+        see ProviderClient.get_json."""
         guard = PageGuard(self._max_pages, source=self._source)
         offset, total = 0, None
         while True:
             where = f"{label} page {guard.pages + 1} ({self._paging.offset_param}={offset})"
             guard.advance((offset, total), where=where)  # a rewind comes with a smaller total
             items, more, page_total, limit = await self._fetch(
-                path, params, offset=offset, where=where
+                path, params, offset=offset, where=where, decode=decode
             )
             self._check(items, more, page_total, limit=limit, offset=offset, where=where)
             if items:
@@ -114,12 +121,20 @@ class OffsetPager:
                 return
 
     async def _fetch(
-        self, path: str, params: Params | None, *, offset: int, where: str
+        self,
+        path: str,
+        params: Params | None,
+        *,
+        offset: int,
+        where: str,
+        decode: Callable[[bytes], Any] | None,
     ) -> tuple[Items, bool, int | None, int]:
         limit = self._page_size
         fallback = self._paging.fallback_page_size
         try:
-            doc = await self._get(path, params, limit=limit, offset=offset, where=where)
+            doc = await self._get(
+                path, params, limit=limit, offset=offset, where=where, decode=decode
+            )
         except SourceRejected as exc:
             if fallback is None or limit <= fallback or exc.http_status not in (400, 422):
                 raise
@@ -127,24 +142,38 @@ class OffsetPager:
             # size for the rest of this source's life.
             _log.warning("page_size_fallback", source=self._source, where=where, page_size=fallback)
             self._page_size = limit = fallback
-            doc = await self._get(path, params, limit=limit, offset=offset, where=where)
+            doc = await self._get(
+                path, params, limit=limit, offset=offset, where=where, decode=decode
+            )
         items, more, total = self.envelope(doc, where=where)
         return items, more, total, limit
 
     async def _get(
-        self, path: str, params: Params | None, *, limit: int, offset: int, where: str
+        self,
+        path: str,
+        params: Params | None,
+        *,
+        limit: int,
+        offset: int,
+        where: str,
+        decode: Callable[[bytes], Any] | None,
     ) -> Any:
         query = {
             **(params or {}),
             self._paging.limit_param: limit,
             self._paging.offset_param: offset,
         }
-        return await self._client.get_json(path, params=query, where=where)
+        return await self._client.get_json(path, params=query, where=where, decode=decode)
 
     def envelope(self, doc: Any, *, where: str) -> tuple[Items, bool, int | None]:
         """(items, another page follows, total or None) of one page."""
         obj = require_object(doc, source=self._source, where=where)
-        items = require_list(obj, self._paging.items_key, source=self._source, where=where)
+        items: Items
+        typed = obj.get(self._paging.items_key)
+        if isinstance(typed, TypedRecords):  # its decoder checked it is a list of objects
+            items = typed
+        else:
+            items = require_list(obj, self._paging.items_key, source=self._source, where=where)
         if self._paging.end == "has_more":
             key = self._paging.has_more_key
             info = obj.get("info")
@@ -186,6 +215,8 @@ class OffsetPager:
 
     def _fingerprint(self, items: Items) -> Hashable:
         """Enough to tell a page served twice from the next one."""
+        if isinstance(items, TypedRecords):  # read from the typed records: no dicts decoded
+            return len(items), items.item_key(0), items.item_key(-1)
         return len(items), self._item_key(items[0]), self._item_key(items[-1])
 
 

@@ -24,12 +24,14 @@ import structlog
 
 from worker.enrollment import SequenceRef
 from worker.errors import SourceRejected
+from worker.normalize.replyio import ContactsPageV4
 from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for
 from worker.sources.pagination import allow_list, optional_str, require_id
 from worker.sources.paging import OffsetPager, OffsetPaging
 from worker.sources.params import LocalMemory, ProviderInfo, SourceMemory, SourceParams
 from worker.sources.shared_limiter import Quota
+from worker.sources.typed import typed_decoder
 
 DEFAULT_BASE_URL = "https://api.reply.io"
 REQUESTS_PER_SECOND = 100 / 60  # 100 requests/minute per user
@@ -44,6 +46,10 @@ PAGING = OffsetPaging(
 # whenever a contact is added during a listing.
 CONTACT_ORDER = {"sort_by": "addingDate", "sort_direction": "asc"}
 ARCHIVED_STATUSES = frozenset({"archived"})  # sequence `status`, lower-cased; plus `isArchived`
+# v4 contact pages are decoded straight into what the normalizer's `read_typed` reads.
+CONTACTS_V4 = typed_decoder(
+    ContactsPageV4, items_key="items", more_key="hasMore", key_field="contactId"
+)
 MEMORY_VERSION = "api_version"
 MEMORY_DEEP = "archived_listed_at"
 _log = structlog.get_logger(__name__)
@@ -213,7 +219,12 @@ class ReplyioSource:
         label = f"sequence {sequence.id}, contacts"
         try:
             async with aclosing(
-                self._pager.pages(path, label=label, params=CONTACT_ORDER)
+                self._pager.pages(
+                    path,
+                    label=label,
+                    params=CONTACT_ORDER,
+                    decode=CONTACTS_V4 if version == "v4" else None,
+                )
             ) as pages:
                 async for items, where in pages:
                     yield RawPage(records=items, where=where, sequence=sequence, extra=extra)

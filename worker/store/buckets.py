@@ -35,6 +35,10 @@ _PAIR_REF = b"\xfc"  # then the sequence's index in the source's names (varint),
 _DIGITS = b"\xfd"  # then the id as hex nibbles, ':' as 'a', an odd length padded with 'f'
 _PADDED = b"\xfb"  # v2: a 16-byte field that is not a UUID, made 17 bytes
 _MAX_DIGITS = 64
+DIGIT_CHARS = "0123456789:"
+# Digit ids up to this long pack to at most 15 bytes: the same field in both packings (v2 pads
+# only 16-byte fields), so the store may inline this case.
+SHORT_DIGITS = 28
 
 
 def hash_of(enrollment_id: str) -> int:
@@ -89,10 +93,26 @@ def pack_id(enrollment_id: str) -> str | bytes:
         first, second = _uuid_bytes(enrollment_id[:36]), _uuid_bytes(enrollment_id[37:])
         if first is not None and second is not None:
             return _UUID_PAIR + first + second
-    if 0 < size <= _MAX_DIGITS and not enrollment_id.strip("0123456789:"):
+    if 0 < size <= _MAX_DIGITS and not enrollment_id.strip(DIGIT_CHARS):
         nibbles = enrollment_id.replace(":", "a")
         return _DIGITS + bytes.fromhex(nibbles + "f" if size & 1 else nibbles)
     return enrollment_id
+
+
+def pack_digit_ids(enrollment_ids: list[str]) -> list[bytes] | None:
+    """`pack_id` of each id when every one is a digits id of at most SHORT_DIGITS characters
+    (both packings agree on those), else None. Checked for the whole list at once."""
+    if (
+        not enrollment_ids
+        or min(map(len, enrollment_ids)) == 0
+        or max(map(len, enrollment_ids)) > SHORT_DIGITS
+        or "".join(enrollment_ids).strip(DIGIT_CHARS)  # strip stops at any other character
+    ):
+        return None
+    fromhex = bytes.fromhex
+    # Tag, digits and ':' -> 'a' for the whole list at once (no id holds a comma).
+    tagged = (_DIGITS.hex() + f",{_DIGITS.hex()}".join(enrollment_ids)).replace(":", "a")
+    return [fromhex(n + "f") if len(n) & 1 else fromhex(n) for n in tagged.split(",")]
 
 
 def pair_parts(enrollment_id: str) -> tuple[str, bytes] | None:

@@ -22,7 +22,7 @@ import hashlib
 import secrets
 import zlib
 from array import array
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, cast
@@ -71,6 +71,9 @@ _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest
 # most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
 SLOT_BITS = 16
 _SLOT_MASK = (1 << SLOT_BITS) - 1
+# SeenIds counts up to this many ids at once (one set), more in _SEEN_PARTS parts.
+_SEEN_AT_ONCE = 1 << 18
+_SEEN_PARTS = 16
 _SAME_KEPT = 4096
 
 
@@ -120,36 +123,56 @@ end
 
 
 class SeenIds:
-    """Which enrollments one listing returned: 8 bytes each, kept by hash slot."""
+    """Which enrollments one listing returned: each id's hash and its buckets.hash_of, 12 bytes,
+    appended a page at a time. Grouped by hash slot only if a sweep must look ids up."""
 
     def __init__(self) -> None:
-        self._hashes: dict[int, array[int]] = {}
+        self._hashes = array("q")
+        self._crcs = array("I")
+        self._total: int | None = None
+        self._slots: dict[int, array[int]] | None = None  # slot -> hashes, when looked up
 
     def add(self, enrollment_id: str) -> None:
-        self.hashed(zlib.crc32(enrollment_id.encode()), enrollment_id)
+        self.extend([enrollment_id], [buckets.hash_of(enrollment_id)])
 
-    def hashed(self, crc: int, enrollment_id: str) -> None:
-        """`add`, given the id's buckets.hash_of (the store computes it anyway)."""
-        slot = crc & _SLOT_MASK
-        hashes = self._hashes.get(slot)
-        if hashes is None:
-            hashes = self._hashes[slot] = array("q")
-        hashes.append(hash(enrollment_id))
+    def extend(self, enrollment_ids: list[str], crcs: list[int]) -> None:
+        """`add` for each id, given their buckets.hash_of (the store computes them anyway)."""
+        self._hashes.extend(map(hash, enrollment_ids))
+        self._crcs.extend(crcs)
+        self._total = self._slots = None
 
     def total(self) -> int:
         """Distinct enrollments seen."""
-        return sum(len(set(hashes)) for hashes in self._hashes.values())
+        if self._total is None:
+            if len(self._hashes) <= _SEEN_AT_ONCE:
+                self._total = len(set(self._hashes))
+            else:  # a listing may repeat an id; distinct counted in parts, to bound memory
+                parts: list[array[int]] = [array("q") for _ in range(_SEEN_PARTS)]
+                for hashed, crc in zip(self._hashes, self._crcs, strict=True):
+                    parts[crc & _SEEN_PARTS - 1].append(hashed)
+                self._total = sum(len(set(part)) for part in parts)
+        return self._total
+
+    def _by_slot(self) -> dict[int, array[int]]:
+        if self._slots is None:
+            self._slots = {}
+            for hashed, crc in zip(self._hashes, self._crcs, strict=True):
+                hashes = self._slots.get(crc & _SLOT_MASK)
+                if hashes is None:
+                    hashes = self._slots[crc & _SLOT_MASK] = array("q")
+                hashes.append(hashed)
+        return self._slots
 
     def has(self, enrollment_id: str) -> bool:
         slot = buckets.hash_of(enrollment_id) & _SLOT_MASK
-        return hash(enrollment_id) in self._hashes.get(slot, ())
+        return hash(enrollment_id) in self._by_slot().get(slot, ())
 
     def per_bucket(self, bucket_count: int) -> dict[int, int] | None:
         """Distinct ids seen per bucket of a layout; None when slots no longer pin buckets."""
         if bucket_count > 1 << SLOT_BITS:
             return None
         counts: dict[int, int] = {}
-        for slot, hashes in self._hashes.items():
+        for slot, hashes in self._by_slot().items():
             bucket = buckets.bucket_for(slot, bucket_count)
             counts[bucket] = counts.get(bucket, 0) + len(set(hashes))
         return counts
@@ -177,7 +200,7 @@ class StateStore:
         self._source = source
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
-        self._key_prefix = keys.state_bucket(source, 0).removesuffix("0")
+        self._bucket_keys: list[str] = []  # `_key` of each bucket, remembered
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
@@ -197,7 +220,7 @@ class StateStore:
         self._names_written: set[int | str] = set()
         self._v2 = False
         self._names_loaded = False
-        self._same: dict[tuple[str, str], bool] = {}  # (stored value, state) -> unchanged
+        self._same: dict[tuple[str | None, str], bool] = {}  # (stored value, state) -> unchanged
         self._opened = False  # the layout was read as the poll opened (`opened`)
         self.sweep_memo: str | None = None  # worker/detect/sweep.py's, read with the layout
 
@@ -356,19 +379,25 @@ class StateStore:
         whose stored state differs, with their stored value (None: not stored). All of them
         are added to `seen` on the way (one hash of each id for both)."""
         ids, values = await self._values(current, seen)
+        states = list(current.values())  # `_values` keeps the order it is given
         # codec.unchanged, remembered: a re-poll meets the same few (value, state) pairs.
         same = self._same
+        verdicts = list(map(same.get, zip(values, states, strict=True)))
+        if verdicts.count(True) == len(verdicts):  # the usual page of a re-poll
+            return {}
         out: dict[str, str | None] = {}
-        for enrollment_id, value in zip(ids, values, strict=True):
+        for enrollment_id, value, state, unchanged in zip(
+            ids, values, states, verdicts, strict=True
+        ):
+            if unchanged:
+                continue
             if value is None:
                 out[enrollment_id] = None
                 continue
-            pair = (value, current[enrollment_id])
-            unchanged = same.get(pair)
             if unchanged is None:
-                unchanged = codec.unchanged(*pair)
+                unchanged = codec.unchanged(value, state)
                 if len(same) < _SAME_KEPT:
-                    same[pair] = unchanged
+                    same[value, state] = unchanged
             if not unchanged:
                 out[enrollment_id] = value
         return out
@@ -376,45 +405,39 @@ class StateStore:
     async def _values(
         self, enrollment_ids: Iterable[str], seen: SeenIds | None
     ) -> tuple[list[str], list[str | None]]:
-        """The ids grouped by bucket, and their stored values in the same order."""
+        """The ids, and their stored values in the same order."""
         if self._bucket_count is None:
             self._bucket_count, self._tracked = await self._layout()
         self._growth = None
-        # buckets.bucket_for, inlined: this loop runs for every enrollment of every poll.
+        ids = list(enrollment_ids)
+        if not ids:
+            return [], []
+        # A whole page at a time, in comprehensions: this runs for every enrollment of every poll.
+        crc32 = zlib.crc32
+        crcs = [crc32(enrollment_id.encode()) for enrollment_id in ids]  # buckets.hash_of
+        if seen is not None:
+            seen.extend(ids, crcs)
+        # buckets.bucket_for, inlined.
         bucket_count = self._bucket_count
         high = 1 << (bucket_count - 1).bit_length()
-        mask, half = high - 1, high >> 1
-        crc32 = zlib.crc32
-        # SeenIds.hashed, inlined: the seen set is kept by the same hash.
-        slots = seen._hashes if seen is not None else None
-        by_bucket: dict[int, list[str]] = {}
-        for enrollment_id in enrollment_ids:
-            crc = crc32(enrollment_id.encode())
-            if slots is not None:
-                hashes = slots.get(crc & _SLOT_MASK)
-                if hashes is None:
-                    hashes = slots[crc & _SLOT_MASK] = array("q")
-                hashes.append(hash(enrollment_id))
-            bucket = crc & mask
-            if bucket >= bucket_count:
-                bucket -= half
-            members = by_bucket.get(bucket)
-            if members is None:
-                by_bucket[bucket] = [enrollment_id]
-            else:
-                members.append(enrollment_id)
-        if not by_bucket:
-            return [], []
-        prefix = self._key_prefix
-        names: list[str] = []
-        args: list[str | bytes | int] = []
-        pack = self._field if self._v2 else buckets.pack_id
-        for bucket, members in by_bucket.items():
-            names.append(f"{prefix}{bucket}")
-            args.append(len(members))
-            args += map(pack, members)
+        placed = [crc & high - 1 for crc in crcs]
+        if bucket_count < high:
+            half = high >> 1
+            placed = [b - half if b >= bucket_count else b for b in placed]
+        fields: Sequence[str | bytes] | None = buckets.pack_digit_ids(ids)
+        if fields is None:
+            pack = self._field if self._v2 else buckets.pack_id
+            fields = [pack(enrollment_id) for enrollment_id in ids]
+        # The page's buckets, each once; each field names its bucket by position (load_page.lua).
+        position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
+        known = self._bucket_keys
+        if len(known) < high:
+            known += map(self._key, range(len(known), high))
+        names = [known[bucket] for bucket in position]
+        args: list[str | bytes | int] = [0] * (2 * len(ids))
+        args[::2] = map(position.__getitem__, placed)
+        args[1::2] = fields
         values = await self._read(names, args)
-        ids = [i for members in by_bucket.values() for i in members]
         self._carried = {}
         if self._legacy and None in values:
             missing = (i for i, value in zip(ids, values, strict=True) if value is None)
@@ -464,11 +487,15 @@ class StateStore:
                 "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
             )
         # A value that is a head reference alone (every value of many sources) is one lookup.
-        whole, expand = self._by_ref.get, self._expand_raw
-        return [
-            None if raw is None else whole(raw) or expand(raw)
-            for raw in cast("list[bytes | None]", values)
-        ]
+        raws = cast("list[bytes | None]", values)
+        found: list[str | None] = list(map(self._by_ref.get, raws))  # type: ignore[arg-type]
+        if None in found:
+            expand = self._expand_raw
+            found = [
+                value if value is not None or raw is None else expand(raw)
+                for value, raw in zip(found, raws, strict=True)
+            ]
+        return found
 
     def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
         moves = []
