@@ -57,6 +57,8 @@ def _quotas(settings: SourceSettings) -> tuple[Quota, ...]:
 def _source_runtime(
     settings: SourceSettings, client: httpx.AsyncClient, redis: Redis
 ) -> SourceRuntime:
+    limiter = SharedRateLimiter(redis, source=settings.name, quotas=_quotas(settings))
+    memory = RedisMemory(redis, source=settings.name)
     source = build_source(
         settings.provider,
         SourceParams(
@@ -65,9 +67,9 @@ def _source_runtime(
             base_url=settings.base_url,
             sequences=settings.sequences,
             http=client,
-            limiter=SharedRateLimiter(redis, source=settings.name, quotas=_quotas(settings)),
+            limiter=limiter,
             timeout=settings.timeout,
-            memory=RedisMemory(redis, source=settings.name),
+            memory=memory,
             full_sync_interval=settings.full_sync_interval,
             api_version=settings.api_version,
         ),
@@ -78,6 +80,8 @@ def _source_runtime(
         source=source,
         normalize=NORMALIZERS[settings.provider],
         full_sync_interval=settings.full_sync_interval,
+        limiter=limiter,
+        provider_memory=memory,
     )
 
 
@@ -120,13 +124,21 @@ class _NoCookies(CookieJar):
         return None
 
 
+class _Cookieless(httpx.Cookies):
+    """httpx offers every response's cookies to the jar through a urllib Request it builds
+    (about 5% of a small poll's CPU); _NoCookies would discard them anyway."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 def provider_client(max_jobs: int) -> httpx.AsyncClient:
     """One client for every source (a TLS context each would cost ~1 MB per source), with a
     connection per job `seqwatch run` runs at once."""
     limits = httpx.Limits(
         max_connections=max(100, max_jobs), max_keepalive_connections=max(50, max_jobs)
     )
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
         limits=limits,
@@ -134,6 +146,8 @@ def provider_client(max_jobs: int) -> httpx.AsyncClient:
         transport=AiohttpTransport(limits=limits),
         event_hooks={"response": [metrics.on_provider_response]},
     )
+    client._cookies = _Cookieless(_NoCookies())  # the setter would copy it into a plain Cookies
+    return client
 
 
 def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:

@@ -100,6 +100,7 @@ class ProviderClient:
         self._timeout = (
             httpx.Timeout(timeout, connect=min(10.0, timeout)) if timeout is not None else None
         )
+        self._merged: tuple[httpx.Headers, httpx.Headers] | None = None
 
     def __repr__(self) -> str:
         return f"ProviderClient(source={self.source!r})"
@@ -192,12 +193,23 @@ class ProviderClient:
                 headers=self._headers,
                 timeout=self._timeout or httpx.USE_CLIENT_DEFAULT,
             )
-        headers = http.headers.copy()
-        headers.update(self._headers)
         timeout = self._timeout or http.timeout
         return httpx.Request(
-            "GET", url, params=params, headers=headers, extensions={"timeout": timeout.as_dict()}
+            "GET",
+            url,
+            params=params,
+            headers=self._merged_headers(http.headers),
+            extensions={"timeout": timeout.as_dict()},
         )
+
+    def _merged_headers(self, shared: httpx.Headers) -> httpx.Headers:
+        """The shared client's headers with this source's on top, merged once (again only if
+        the client's headers are replaced)."""
+        if self._merged is None or self._merged[0] is not shared:
+            headers = shared.copy()
+            headers.update(self._headers)
+            self._merged = (shared, headers)
+        return self._merged[1]
 
     async def _read(self, response: httpx.Response, where: str) -> bytes:
         chunks: list[bytes] = []
