@@ -36,6 +36,7 @@ class Deps:
     failure_thresholds: dict[str, int]
     destinations: dict[str, DestinationRuntime]
     routes: tuple[Route, ...]
+    max_polls: int = 100  # [worker] max_jobs
     _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
     # Set by the daemon on SIGTERM/SIGINT: a long delivery drain stops starting new sends.
     stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -171,5 +172,6 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
             Route(destination=d.name, events=d.events, sources=d.sources)
             for d in settings.destinations
         ),
+        max_polls=settings.worker.max_jobs,
         _clients=clients,
     )
