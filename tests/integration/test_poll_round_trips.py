@@ -112,7 +112,8 @@ async def test_an_unchanged_repoll_costs_four_round_trips(
 async def test_the_quota_counts_each_request_once(store: Redis, reply: ReplyioHarness) -> None:
     reply.seed(12)  # three pages of five: four requests with the sequence listing
     deps = deps_for(store, runtime(store, reply))
-    before_ms = (await store.time())[0] * 1000  # Redis's clock, as the quota's
+    seconds, micros = await store.time()
+    before_ms = seconds * 1000 + micros // 1000  # Redis's clock, as the quota's
     await run_poll(deps, SOURCE)
     status = await source_status(store, SOURCE)
     assert status.last_poll_requests == 4

@@ -22,7 +22,7 @@ from worker.ops import metrics
 from worker.sources.memory import RedisMemory
 from worker.sources.registry import PROVIDERS, SourceParams, build_source
 from worker.sources.shared_limiter import Quota, SharedRateLimiter
-from worker.sources.transport import AiohttpTransport
+from worker.sources.transport import AiohttpTransport, ProviderHttp
 from worker.store.redis_conn import connect
 
 USER_AGENT = "seqwatch/0.1 (+https://github.com/seqwatch)"
@@ -139,7 +139,7 @@ def provider_client(max_jobs: int) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=max(100, max_jobs), max_keepalive_connections=max(50, max_jobs)
     )
-    client = httpx.AsyncClient(
+    client = ProviderHttp(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
         limits=limits,

@@ -12,10 +12,11 @@ import math
 import random as _random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ from worker.errors import MalformedResponse, SourceError, SourceRejected, Source
 from worker.redaction import scrub
 from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter, Windowed
 from worker.sources.metering import count_request
+from worker.sources.transport import AiohttpTransport, ProviderHttp
 
 if TYPE_CHECKING:
     from worker.sources.params import SourceParams
@@ -159,6 +161,9 @@ class ProviderClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, url: str, params: Params | None, where: str) -> Any:
+        direct = self._direct()
+        if direct is not None:
+            return await self._attempt_direct(direct, url, params, where)
         try:
             request = self._request(url, params)
         except httpx.InvalidURL:
@@ -174,9 +179,49 @@ class ProviderClient:
         except httpx.TransportError as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
         try:
-            body = await self._read(response, where)
+            body = await self._read(response.aiter_bytes(), where)
         finally:
             await response.aclose()
+        return self._classify(response, body, where)
+
+    def _direct(self) -> AiohttpTransport | None:
+        """The aiohttp transport of the shared client, when a GET can skip httpx's request and
+        response machinery: no base URL, params, cookies, auth or request hooks to merge."""
+        http = self._http
+        if not isinstance(http, ProviderHttp):
+            return None
+        if http.base_url.raw_path != b"/" or http.base_url.host or http.params or http.cookies:
+            return None
+        if http.auth is not None or http.event_hooks["request"]:
+            return None
+        return http.direct
+
+    async def _attempt_direct(
+        self, direct: AiohttpTransport, url: str, params: Params | None, where: str
+    ) -> Any:
+        """`_attempt` through the aiohttp transport: the same failures, the same outcome."""
+        timeout = (self._timeout or self._http.timeout).as_dict()
+        headers = self._merged_headers(self._http.headers)
+        try:
+            opened = await direct.open_get(
+                _with_query(url, params), headers=headers.multi_items(), timeouts=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"request timed out ({type(exc).__name__})") from None
+        except httpx.UnsupportedProtocol:
+            raise self._error(
+                SourceRejected, "unsupported URL scheme: check base_url", where
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        try:
+            # What the hooks and `_classify` read: status and headers (the body is read here).
+            response = httpx.Response(opened.status, headers=opened.headers, stream=_UNREAD)
+            for hook in self._http.event_hooks["response"]:
+                await hook(response)
+            body = await self._read(opened.chunks(), where)
+        finally:
+            opened.release()
         return self._classify(response, body, where)
 
     def _request(self, url: str, params: Params | None) -> httpx.Request:
@@ -211,11 +256,11 @@ class ProviderClient:
             self._merged = (shared, headers)
         return self._merged[1]
 
-    async def _read(self, response: httpx.Response, where: str) -> bytes:
+    async def _read(self, body: AsyncIterator[bytes], where: str) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in body:
                 size += len(chunk)
                 if size > self._max_body_bytes:
                     raise self._error(
@@ -330,6 +375,41 @@ def generic_error_text(doc: Any) -> str | None:
     if len(parts) == 2 and parts[0] == parts[1]:
         parts.pop()
     return ": ".join(parts) or None
+
+
+class _Unread(httpx.AsyncByteStream):
+    """The body of a response read elsewhere (an empty stream httpx does not load)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover (makes this an async generator)
+
+
+_UNREAD = _Unread()
+# A URL made only of these characters is one httpx would send unchanged (no escape to add).
+_PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:/\[\]@]*\Z")
+
+
+def _with_query(url: str, params: Params | None) -> str:
+    """`url` with `params`, encoded as httpx encodes them: urlencode of the items (a sequence
+    value repeating its key); any other URL is left to httpx to escape."""
+    if _PLAIN_URL.match(url) is None:
+        return str(httpx.URL(url, params=params))
+    if not params:
+        return url
+    items: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if isinstance(value, str | int):
+            items.append((key, _query_value(value)))
+        else:
+            items += ((key, _query_value(v)) for v in value)
+    return f"{url}?{urlencode(items)}"
+
+
+def _query_value(value: str | int) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"  # as httpx writes them
+    return str(value)
 
 
 def _seconds(raw: str | None) -> float | None:
