@@ -475,6 +475,7 @@ def test_envelope_helpers_return_values() -> None:
         ("http://127.0.0.1:8080/v4/sequences/17/contacts", {"sort_by": "addingDate"}),
         ("https://x.test/a", {"filter": "x&y=z é", "ids": ["1", "2"], "flag": True}),
         ("https://x.test/a b/%41", {"updated_after": "2026-01-01T00:00:00+00:00"}),
+        ("https://x.test/plain", {"a-b": "x~y z", "c": 0, "d": False, "e": "2026-01-01T00:00:00Z"}),
         ("https://x.test/plain", None),
         ("https://x.test/plain", {}),
     ],

@@ -397,19 +397,25 @@ def _with_query(url: str, params: Params | None) -> str:
         return str(httpx.URL(url, params=params))
     if not params:
         return url
-    items: list[tuple[str, str]] = []
+    parts: list[str] = []
     for key, value in params.items():
         if isinstance(value, str | int):
-            items.append((key, _query_value(value)))
+            parts.append(_query_item(key, value))
         else:
-            items += ((key, _query_value(v)) for v in value)
-    return f"{url}?{urlencode(items)}"
+            parts += (_query_item(key, v) for v in value)
+    return f"{url}?{'&'.join(parts)}"
 
 
-def _query_value(value: str | int) -> str:
-    if value is True or value is False:
-        return "true" if value else "false"  # as httpx writes them
-    return str(value)
+# What urlencode (quote_plus) leaves as it is.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.\-~]*\Z")
+
+
+def _query_item(key: str, value: str | int) -> str:
+    # Booleans as httpx writes them.
+    text = str(value).lower() if value is True or value is False else str(value)
+    if _PLAIN_QUERY.match(key) is None or _PLAIN_QUERY.match(text) is None:
+        return urlencode([(key, text)])
+    return f"{key}={text}"
 
 
 def _seconds(raw: str | None) -> float | None:
