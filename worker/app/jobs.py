@@ -45,6 +45,7 @@ QUEUE = "seqwatch:queue"
 # Sources per poll job: enough to make arq's per-job cost small beside the polls', few enough
 # that several workers sharing one Redis still share the polls out.
 POLL_GROUP = 10
+QUEUE_POLL_S = 0.1
 JOB_COMPLETION_WAIT = 20  # SIGTERM: stop taking jobs, let running ones finish this long
 # Queued jobs older than this are dropped (see prune_stale_jobs).
 STALE_JOB_S = 120
@@ -260,6 +261,10 @@ def build_worker(
         # Polls mostly wait on the provider and Redis: [worker] max_jobs of them run at once.
         max_jobs=settings.worker.max_jobs,
         job_timeout=3600,
+        # arq starts queued jobs only when it looks at the queue (every 0.5 s by default): a
+        # group of small polls ends in milliseconds and its slot then sat idle until the next
+        # look. 10 looks a second (a ZRANGEBYSCORE each) keep the slots busy.
+        poll_delay=QUEUE_POLL_S,
         keep_result=60,
         handle_signals=False,
         job_completion_wait=JOB_COMPLETION_WAIT,
