@@ -93,14 +93,16 @@ async def test_a_retried_source_gets_the_same_number_of_attempts(
         await jobs.poll({"deps": deps, "redis": arq_pool, "job_try": 2}, BAD)
 
 
-async def test_a_stopping_worker_starts_no_poll_of_a_group(
+async def test_a_stopping_worker_hands_unstarted_polls_back(
     store: Redis, good: ReplyioHarness, bad: ReplyioHarness, arq_pool: ArqRedis
 ) -> None:
     deps = deps_for(store, good, bad)
     deps.stopping.set()
     outcome = await jobs.poll_group({"deps": deps, "redis": arq_pool}, list(GOOD))
-    assert outcome == ", ".join(f"{name}: not started" for name in GOOD)
+    assert outcome == ", ".join(f"{name}: handed back" for name in GOOD)
     assert (await source_status(store, GOOD[0])).last_poll_at is None
+    # Each is queued alone, due now, for the next worker (with no attempt counted yet).
+    assert await queued(arq_pool) == [("poll", (name, 0)) for name in GOOD]
 
 
 async def test_the_tick_enqueues_due_sources_in_groups(

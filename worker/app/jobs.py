@@ -162,28 +162,40 @@ async def poll(ctx: dict[str, Any], name: str, tried: int = 0) -> str:
 async def poll_group(ctx: dict[str, Any], names: list[str]) -> str:
     """Several sources at once, each as its own `poll` would (its lease, log line, outcome);
     one's failure neither delays nor fails the others: a source to retry is enqueued alone.
-    Once the daemon is stopping, polls not yet started wait for their next slot."""
+    Once the daemon is stopping, polls not yet started are handed back to the queue, each as
+    its own job, for whichever worker runs next (running ones finish)."""
     deps = _deps(ctx)
 
     async def one(name: str) -> str:
         async with _poll_slots(ctx):
             if deps.stopping.is_set():
-                return "not started"
+                return await _requeue(ctx, name, tried=0, defer=0.0, outcome="handed back")
             try:
                 return await _poll({**ctx, "job_try": 1}, name, tried=0)
             except Retry as retry:
                 defer = (retry.defer_score or 0) / 1000
-                await ctx["redis"].enqueue_job(
-                    "poll", name, 1, _job_id=f"poll:{name}:{int(time.time() * 1000)}:retry",
-                    _queue_name=QUEUE, _defer_by=defer,
-                )  # fmt: skip
-                return "retrying"
+                return await _requeue(ctx, name, tried=1, defer=defer, outcome="retrying")
             except Exception as exc:  # a bug in one poll must not end the others
                 log.exception("poll_crashed", source=name, error=type(exc).__name__)
                 return "crashed"
 
     outcomes = await asyncio.gather(*(one(name) for name in names))
     return ", ".join(f"{name}: {outcome}" for name, outcome in zip(names, outcomes, strict=True))
+
+
+async def _requeue(
+    ctx: dict[str, Any], name: str, *, tried: int, defer: float, outcome: str
+) -> str:
+    """`name` as a `poll` job of its own (`tried`: the attempts it already had)."""
+    try:
+        await ctx["redis"].enqueue_job(
+            "poll", name, tried, _job_id=f"poll:{name}:{int(time.time() * 1000)}:{tried}",
+            _queue_name=QUEUE, _defer_by=defer or None,
+        )  # fmt: skip
+    except RedisError as exc:  # the source's next slot polls it
+        log.warning("poll_not_requeued", source=name, error=type(exc).__name__)
+        return "not requeued"
+    return outcome
 
 
 async def _poll(ctx: dict[str, Any], name: str, *, tried: int) -> str:
