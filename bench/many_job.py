@@ -117,8 +117,9 @@ async def _through_job_function(deps: Deps, max_jobs: int) -> None:
 
 
 async def _through_arq(settings: Settings, redis_url: str, deps: Deps) -> None:
-    """Until every source was polled once and nothing is queued or running."""
-    worker = build_worker(settings, redis_url=redis_url, deps=deps)
+    """Until the first tick's jobs are all done: nothing is queued or running after it."""
+    ticked = asyncio.Event()
+    worker = build_worker(settings, redis_url=redis_url, deps=deps, on_tick=ticked.set)
     running = asyncio.create_task(worker.async_run())
     try:
         while True:
@@ -126,8 +127,7 @@ async def _through_arq(settings: Settings, redis_url: str, deps: Deps) -> None:
             if running.done():
                 running.result()  # the worker failed: raise it
             busy = any(not t.done() for t in worker.tasks.values())
-            polls = worker.jobs_complete + worker.jobs_failed
-            if polls >= len(deps.sources) and not busy and not await deps.redis.zcard(QUEUE):
+            if ticked.is_set() and not busy and not await deps.redis.zcard(QUEUE):
                 break
     finally:
         await worker.close()

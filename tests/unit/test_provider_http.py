@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from worker.errors import MalformedResponse, SourceRejected, SourceUnavailable
-from worker.sources.http import ProviderClient
+from worker.sources.http import ProviderClient, _with_query
 from worker.sources.limiter import PacingLimiter
 from worker.sources.pagination import (
     PageGuard,
@@ -466,3 +466,21 @@ def test_envelope_helpers_return_values() -> None:
     assert require_bool(doc, "hasMore", source="s", where="w") is False
     assert optional_str(doc, "next_cursor", source="s", where="w") is None
     assert require_id(doc, "id", source="s", where="w") == "42"
+
+
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        ("https://api.reply.io/v3/sequences", {"top": 1000, "skip": 0}),
+        ("http://127.0.0.1:8080/v4/sequences/17/contacts", {"sort_by": "addingDate"}),
+        ("https://x.test/a", {"filter": "x&y=z é", "ids": ["1", "2"], "flag": True}),
+        ("https://x.test/a b/%41", {"updated_after": "2026-01-01T00:00:00+00:00"}),
+        ("https://x.test/plain", {"a-b": "x~y z", "c": 0, "d": False, "e": "2026-01-01T00:00:00Z"}),
+        ("https://x.test/plain", None),
+        ("https://x.test/plain", {}),
+    ],
+)
+def test_the_direct_path_builds_the_url_httpx_would(
+    url: str, params: dict[str, object] | None
+) -> None:
+    assert _with_query(url, params) == str(httpx.URL(url, params=params))  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from worker.ops import metrics
 from worker.sources.memory import RedisMemory
 from worker.sources.registry import PROVIDERS, SourceParams, build_source
 from worker.sources.shared_limiter import Quota, SharedRateLimiter
-from worker.sources.transport import AiohttpTransport
+from worker.sources.transport import AiohttpTransport, ProviderHttp
 from worker.store.redis_conn import connect
 
 USER_AGENT = "seqwatch/0.1 (+https://github.com/seqwatch)"
@@ -36,6 +36,7 @@ class Deps:
     failure_thresholds: dict[str, int]
     destinations: dict[str, DestinationRuntime]
     routes: tuple[Route, ...]
+    max_polls: int = 100  # [worker] max_jobs
     _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
     # Set by the daemon on SIGTERM/SIGINT: a long delivery drain stops starting new sends.
     stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -57,6 +58,8 @@ def _quotas(settings: SourceSettings) -> tuple[Quota, ...]:
 def _source_runtime(
     settings: SourceSettings, client: httpx.AsyncClient, redis: Redis
 ) -> SourceRuntime:
+    limiter = SharedRateLimiter(redis, source=settings.name, quotas=_quotas(settings))
+    memory = RedisMemory(redis, source=settings.name)
     source = build_source(
         settings.provider,
         SourceParams(
@@ -65,9 +68,9 @@ def _source_runtime(
             base_url=settings.base_url,
             sequences=settings.sequences,
             http=client,
-            limiter=SharedRateLimiter(redis, source=settings.name, quotas=_quotas(settings)),
+            limiter=limiter,
             timeout=settings.timeout,
-            memory=RedisMemory(redis, source=settings.name),
+            memory=memory,
             full_sync_interval=settings.full_sync_interval,
             api_version=settings.api_version,
         ),
@@ -78,6 +81,8 @@ def _source_runtime(
         source=source,
         normalize=NORMALIZERS[settings.provider],
         full_sync_interval=settings.full_sync_interval,
+        limiter=limiter,
+        provider_memory=memory,
     )
 
 
@@ -120,13 +125,21 @@ class _NoCookies(CookieJar):
         return None
 
 
+class _Cookieless(httpx.Cookies):
+    """httpx offers every response's cookies to the jar through a urllib Request it builds
+    (about 5% of a small poll's CPU); _NoCookies would discard them anyway."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 def provider_client(max_jobs: int) -> httpx.AsyncClient:
     """One client for every source (a TLS context each would cost ~1 MB per source), with a
     connection per job `seqwatch run` runs at once."""
     limits = httpx.Limits(
         max_connections=max(100, max_jobs), max_keepalive_connections=max(50, max_jobs)
     )
-    return httpx.AsyncClient(
+    client = ProviderHttp(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
         limits=limits,
@@ -134,6 +147,8 @@ def provider_client(max_jobs: int) -> httpx.AsyncClient:
         transport=AiohttpTransport(limits=limits),
         event_hooks={"response": [metrics.on_provider_response]},
     )
+    client._cookies = _Cookieless(_NoCookies())  # the setter would copy it into a plain Cookies
+    return client
 
 
 def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = None) -> Deps:
@@ -157,5 +172,6 @@ def open_deps(settings: Settings, *, redis_url: str, stream: TextIO | None = Non
             Route(destination=d.name, events=d.events, sources=d.sources)
             for d in settings.destinations
         ),
+        max_polls=settings.worker.max_jobs,
         _clients=clients,
     )

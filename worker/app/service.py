@@ -16,11 +16,12 @@ from worker.detect import continuity
 from worker.detect.pipeline import PollResult, poll_source
 from worker.errors import SourceError
 from worker.events import HealthType
-from worker.ops import metrics, progress
+from worker.ops import health, metrics, progress
 from worker.ops.health import record_outcome
-from worker.ops.status import queue_poll_record
-from worker.sources.metering import metering
+from worker.ops.status import poll_record, queue_poll_record
+from worker.sources.metering import RequestMeter, metering
 from worker.store import keys
+from worker.store.batch import Batch
 
 log = structlog.get_logger("seqwatch")
 
@@ -71,6 +72,52 @@ async def _health(
         log.info("source_recovered", source=name)
 
 
+class _Closing:
+    """A successful poll's bookkeeping (its outcome, its health streak, its progress gone),
+    written by the listing's last commit: one atomic step and no round trip of its own."""
+
+    def __init__(self, name: str, tracker: progress.Progress, requests: RequestMeter) -> None:
+        self.name = name
+        self.tracker = tracker
+        self.requests = requests
+        self.batch: Batch | None = None
+        self.slot = 0
+
+    def __call__(self, batch: Batch) -> None:
+        self.batch = batch
+        progress.forget_in(batch, self.tracker)
+        fields, stale = poll_record(ok=True, at=time.time(), requests=self.requests.count)
+        meta = keys.meta(self.name)
+        if stale is not None:
+            batch.hdel(meta, stale)
+        for field_name, value in fields.items():
+            batch.hset(meta, field_name, value)
+        self.slot = health.queue_success(batch, source=self.name)
+
+    @property
+    def health(self) -> str | None:
+        """The health state the commit read back (None: the bookkeeping was not written)."""
+        return None if self.batch is None else self.batch.read_back[self.slot]
+
+
+async def _settle(deps: Deps, name: str, closing: _Closing, *, now: datetime) -> None:
+    """After a successful poll: announce a recovery; a poll whose last commit carried no
+    bookkeeping (none today) records it the old way."""
+    if closing.health is None:
+        await _health(
+            deps, name, error=None, now=now, tracker=closing.tracker,
+            requests=closing.requests.count,
+        )  # fmt: skip
+        return
+    notice = await health.settle_success(
+        deps.redis, health=closing.health, source=name, provider=deps.sources[name].provider,
+        at=now, routes=deps.routes,
+    )  # fmt: skip
+    if notice is not None:
+        metrics.event_emitted(name, notice.type.value)
+        log.info("source_recovered", source=name)
+
+
 async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_now) -> PollResult:
     """Poll one source and write its canonical log line; SourceError/LeaseBusy propagate."""
     runtime = deps.sources[name]
@@ -79,11 +126,13 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
     token = metrics.polling_source.set(name)
     try:
         with metering() as requests:
+            closing = _Closing(name, tracker, requests)
             result = await poll_source(
                 deps.redis,
                 progress.tracked(runtime, deps.redis, tracker),
                 routes=deps.routes,
                 now=now,
+                closing=closing,
             )
     except SourceError as exc:
         metrics.poll_finished(name, ok=False, seconds=time.monotonic() - started)
@@ -110,7 +159,7 @@ async def run_poll(deps: Deps, name: str, *, now: Callable[[], datetime] = utc_n
         events=result.by_type,
         quarantined=result.quarantined,
     )
-    await _health(deps, name, error=None, now=now(), tracker=tracker, requests=requests.count)
+    await _settle(deps, name, closing, now=now())
     log.info(
         "poll",
         source=name,

@@ -83,7 +83,8 @@ async def with_contacts(
     stored: Mapping[str, str],
 ) -> dict[str, Enrollment]:
     """`current` with looked-up contact fields on the enrollments whose state changed."""
-    if not isinstance(source, ContactLookup):
+    # Nothing changed (most pages): skip the protocol check, slow through a wrapped source.
+    if not current or not isinstance(source, ContactLookup):
         return dict(current)
     changed = {
         enrollment_id: ref

@@ -16,16 +16,21 @@ from redis.asyncio import Redis
 from worker.detect import continuity
 from worker.detect.continuity import SourceMemory
 from worker.detect.quarantine import Quarantine
+from worker.sources.memory import RedisMemory
+from worker.sources.shared_limiter import GCRA_FUNCTION, SharedRateLimiter
 from worker.store import keys, lease
 from worker.store.state import BEGIN_LISTING_FUNCTION, ListingMeta, StateStore, new_incarnation
 
-# KEYS: lease counter, lease, meta. ARGV: lease ttl (ms), continuity.verify_args (remembered
-# incarnation, '' to learn it; a fresh one; remembered serial), a fresh incarnation for a
-# source that has none. Returns {-token} when the lease is busy, else {token, verdict, listing}.
+# KEYS: lease counter, lease, meta, then the source's quota windows (none: no shared limiter).
+# ARGV: lease ttl (ms), continuity.verify_args (remembered incarnation, '' to learn it; a fresh
+# one; remembered serial), a fresh incarnation for a source that has none, then the windows'
+# GCRA args. Returns {-token} when the lease is busy, else {token, verdict, listing, slot}:
+# slot 1 when the poll's first provider request was granted its quota slot here.
 _OPEN = (
     lease.ACQUIRE_FUNCTION
     + continuity.VERIFY_FUNCTION
     + BEGIN_LISTING_FUNCTION
+    + GCRA_FUNCTION
     + """
 local token = acquire(KEYS[1], KEYS[2], ARGV[1])
 if token < 0 then return {token} end
@@ -36,7 +41,14 @@ if ARGV[2] == '' then
 else
   verdict = verify(KEYS[3], ARGV[2], ARGV[3], ARGV[4])
 end
-return {token, verdict, begin_listing(KEYS[3], ARGV[5])}
+local listing = begin_listing(KEYS[3], ARGV[5])
+local slot = 0
+if #KEYS > 3 then
+  local windows = {}
+  for i = 4, #KEYS do windows[#windows + 1] = KEYS[i] end
+  if gcra(windows, ARGV, 6) == 0 then slot = 1 end
+end
+return {token, verdict, listing, slot}
 """
 )
 
@@ -56,30 +68,45 @@ async def open_poll(
     ttl_ms: int,
     store: StateStore,
     quarantine: Quarantine,
+    limiter: SharedRateLimiter | None = None,
+    provider_memory: RedisMemory | None = None,
 ) -> Opening | None:
     """None when another worker holds the lease (then nothing was written but a token drawn);
-    otherwise the lease is held and the caller must release it."""
+    otherwise the lease is held and the caller must release it. With `limiter`, the poll's
+    first request is granted its quota slot here when the quota has room (`limiter.grant`);
+    with `provider_memory`, the source's memory is read here (`prime`): the caller un-primes
+    both when the poll ends."""
     lease_key = keys.lease(source)
+    windows = limiter.window_keys if limiter is not None else []
     async with redis.pipeline(transaction=False) as pipe:
         pipe.eval(
             _OPEN,
-            3,
+            3 + len(windows),
             keys.lease_counter(source),
             lease_key,
             keys.meta(source),
+            *windows,
             str(ttl_ms),
             *continuity.verify_args(memory),
             new_incarnation(),
+            *(limiter.gcra_args if limiter is not None else []),
         )
         quarantine.queue_load(pipe)
+        if provider_memory is not None:
+            pipe.hgetall(provider_memory.key)
         store.queue_layout(pipe)
-        opened, known, *layout = await pipe.execute()
+        opened, known, *rest = await pipe.execute()
     token = int(opened[0])
     if token < 0:
         return None
     quarantine.loaded(known)
-    store.opened(layout)
-    _, verdict, listing = opened
+    if provider_memory is not None:
+        remembered, *rest = rest
+        provider_memory.prime(dict(remembered))
+    store.opened(rest)
+    _, verdict, listing, slot = opened
+    if limiter is not None:
+        limiter.grant(bool(int(slot)))
     return Opening(
         held=lease.Lease(key=lease_key, token=str(token), ttl_ms=ttl_ms),
         meta=ListingMeta.from_reply(listing),

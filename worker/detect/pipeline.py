@@ -26,6 +26,8 @@ from worker.enrollment import Contact, SequenceRef, State
 from worker.events import Event, EventType, HealthType, event_id
 from worker.normalize import Normalizer
 from worker.sources.base import RawPage, Source
+from worker.sources.memory import RedisMemory
+from worker.sources.shared_limiter import SharedRateLimiter
 from worker.store import keys, lease
 from worker.store.batch import Batch
 from worker.store.state import ListingMeta, SeenIds, StateStore
@@ -47,6 +49,11 @@ class SourceRuntime:
     full_sync_interval: float = 86_400.0
     # What this process last knew of the source's stored history (worker/detect/continuity.py).
     memory: SourceMemory = field(default_factory=SourceMemory, compare=False)
+    # The source's shared quota and Redis memory, when it has them (worker/app/deps.py): the
+    # poll's opening takes its first request's slot and reads the memory (one round trip each
+    # less per poll).
+    limiter: SharedRateLimiter | None = field(default=None, compare=False)
+    provider_memory: RedisMemory | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -85,8 +92,10 @@ class _Poll:
         now: Callable[[], datetime],
         store: StateStore,
         quarantine: Quarantine,
+        closing: Callable[[Batch], None] | None = None,
     ) -> None:
         self.redis = redis
+        self.closing = closing
         self.rt = runtime
         self.routes = routes
         self.lease = held
@@ -228,6 +237,8 @@ class _Poll:
         if watermark is not None:
             self.store.set_meta(batch, "watermark", watermark)
         self.store.count(batch, "events_total", self.result.events - events_before)
+        if self.closing is not None:
+            self.closing(batch)  # the caller's bookkeeping rides on the same atomic step
         await self.commit(batch, release=True)
 
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
@@ -286,8 +297,10 @@ async def poll_source(
     routes: Sequence[Route],
     now: Callable[[], datetime],
     lease_ttl_ms: int = LEASE_TTL_MS,
+    closing: Callable[[Batch], None] | None = None,
 ) -> PollResult:
-    """One listing of `runtime`; raises SourceError (nothing past the failing page is written)."""
+    """One listing of `runtime`; raises SourceError (nothing past the failing page is written).
+    `closing` adds the caller's writes to the listing's last commit (once, if it completes)."""
     store = StateStore(redis, source=runtime.name)
     quarantine = Quarantine(runtime.name)
     opening = await open_poll(
@@ -297,6 +310,8 @@ async def poll_source(
         ttl_ms=lease_ttl_ms,
         store=store,
         quarantine=quarantine,
+        limiter=runtime.limiter,
+        provider_memory=runtime.provider_memory,
     )
     if opening is None:
         raise LeaseBusy(f"source {runtime.name!r} is being polled by another worker")
@@ -331,6 +346,7 @@ async def poll_source(
                 now=now,
                 store=store,
                 quarantine=quarantine,
+                closing=closing,
             )
             poll.result.full_listing = full
             poll.result.state_lost = lost
@@ -343,5 +359,9 @@ async def poll_source(
             await poll.finish(full=full, started_at=started_at)
             return poll.result
     finally:
+        if runtime.limiter is not None:
+            runtime.limiter.grant(False)  # a slot the poll did not use is not carried over
+        if runtime.provider_memory is not None:
+            runtime.provider_memory.prime(None)
         if poll is None or not poll.released:
             await lease.release(redis, held)

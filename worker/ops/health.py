@@ -20,6 +20,7 @@ from worker.delivery.outbox import Route, publish
 from worker.events import HealthType, event_id, notice_document
 from worker.redaction import scrub_optional
 from worker.store import keys
+from worker.store.batch import Batch
 
 DEFAULT_FAILURE_THRESHOLD = 3
 
@@ -88,6 +89,54 @@ async def record_outcome(
     notice = transition(was_failing=was_failing, failures=failures, threshold=threshold)
     if notice is None:
         return None
+    return await _announce(
+        redis, notice, source=source, provider=provider, failures=failures, error=error, at=at,
+        routes=routes,
+    )  # fmt: skip
+
+
+def queue_success(batch: Batch, *, source: str) -> int:
+    """`record_outcome` of a successful poll, queued on the poll's last commit (the same
+    atomic step): the streak ends and the health state is read back. Returns the index of
+    that read in `batch.read_back`; pass the value to `settle_success` once committed."""
+    meta = keys.meta(source)
+    slot = batch.hget(meta, "health")
+    batch.hset(meta, "consecutive_failures", "0")
+    return slot
+
+
+async def settle_success(
+    redis: Redis,
+    *,
+    health: str,
+    source: str,
+    provider: str,
+    at: datetime,
+    routes: Sequence[Route],
+) -> HealthEvent | None:
+    """Publishes the recovery, if the source was failing (`health` as `queue_success` read it)."""
+    notice = transition(was_failing=health == "failing", failures=0, threshold=1)
+    if notice is None:
+        return None
+    return await _announce(
+        redis, notice, source=source, provider=provider, failures=0, error=None, at=at,
+        routes=routes,
+    )  # fmt: skip
+
+
+async def _announce(
+    redis: Redis,
+    notice: HealthType,
+    *,
+    source: str,
+    provider: str,
+    failures: int,
+    error: str | None,
+    at: datetime,
+    routes: Sequence[Route],
+) -> HealthEvent:
+    """A transition: the new health state, and its notice in the outbox."""
+    meta = keys.meta(source)
     epoch = await redis.hincrby(meta, "health_epoch", 1)  # type: ignore[misc]
     await redis.hset(meta, "health", "failing" if notice is HealthType.FAILING else "ok")  # type: ignore[misc]
     # The epoch restarts when Redis loses its data; the incarnation (or, before any baseline,

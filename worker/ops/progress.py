@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 from worker.detect.pipeline import SourceRuntime
 from worker.sources.base import RawPage, Source
 from worker.store import keys
+from worker.store.batch import Batch
 
 log = structlog.get_logger("seqwatch")
 STORE_EVERY_S = 1.0
@@ -118,6 +119,12 @@ def forget(pipe: Pipeline, progress: Progress) -> None:
     """`clear`, queued on a pipeline that writes the poll's other bookkeeping."""
     if progress.stored:
         pipe.delete(keys.progress(progress.source))
+
+
+def forget_in(batch: Batch, progress: Progress) -> None:
+    """`forget`, in a poll's last commit."""
+    if progress.stored:
+        batch.delete(keys.progress(progress.source))
 
 
 def tracked(runtime: SourceRuntime, redis: Redis, progress: Progress) -> SourceRuntime:

@@ -58,15 +58,24 @@ def queue_poll_record(
 ) -> None:
     """`record_poll`'s writes, queued on a pipeline carrying the poll's other bookkeeping."""
     meta = keys.meta(source)
+    fields, stale = poll_record(ok=ok, at=at, error=error, requests=requests)
+    if stale is not None:
+        pipe.hdel(meta, stale)
+    pipe.hset(meta, mapping=fields)
+
+
+def poll_record(
+    *, ok: bool, at: float, error: str | None = None, requests: int | None = None
+) -> tuple[dict[str, str], str | None]:
+    """The meta fields one poll outcome sets, and the field it clears (None: none)."""
     fields = {"last_poll_at": repr(at), "last_outcome": "ok" if ok else "failed"}
     if requests is not None:
         fields["last_poll_requests"] = str(requests)
     if ok:
         fields["last_ok_at"] = repr(at)
-        pipe.hdel(meta, "last_error")
-    else:
-        fields["last_error"] = scrub(error or "")[:500]
-    pipe.hset(meta, mapping=fields)
+        return fields, "last_error"
+    fields["last_error"] = scrub(error or "")[:500]
+    return fields, None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

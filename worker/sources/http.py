@@ -12,10 +12,11 @@ import math
 import random as _random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ from worker.errors import MalformedResponse, SourceError, SourceRejected, Source
 from worker.redaction import scrub
 from worker.sources.limiter import Deferrable, PacingLimiter, RateLimiter, Windowed
 from worker.sources.metering import count_request
+from worker.sources.transport import AiohttpTransport, ProviderHttp
 
 if TYPE_CHECKING:
     from worker.sources.params import SourceParams
@@ -100,6 +102,7 @@ class ProviderClient:
         self._timeout = (
             httpx.Timeout(timeout, connect=min(10.0, timeout)) if timeout is not None else None
         )
+        self._merged: tuple[httpx.Headers, httpx.Headers] | None = None
 
     def __repr__(self) -> str:
         return f"ProviderClient(source={self.source!r})"
@@ -167,6 +170,9 @@ class ProviderClient:
         where: str,
         decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
+        direct = self._direct()
+        if direct is not None:
+            return await self._attempt_direct(direct, url, params, where, decode)
         try:
             request = self._request(url, params)
         except httpx.InvalidURL:
@@ -182,9 +188,54 @@ class ProviderClient:
         except httpx.TransportError as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
         try:
-            body = await self._read(response, where)
+            body = await self._read(response.aiter_bytes(), where)
         finally:
             await response.aclose()
+        return self._classify(response, body, where, decode)
+
+    def _direct(self) -> AiohttpTransport | None:
+        """The aiohttp transport of the shared client, when a GET can skip httpx's request and
+        response machinery: no base URL, params, cookies, auth or request hooks to merge."""
+        http = self._http
+        if not isinstance(http, ProviderHttp):
+            return None
+        if http.base_url.raw_path != b"/" or http.base_url.host or http.params or http.cookies:
+            return None
+        if http.auth is not None or http.event_hooks["request"]:
+            return None
+        return http.direct
+
+    async def _attempt_direct(
+        self,
+        direct: AiohttpTransport,
+        url: str,
+        params: Params | None,
+        where: str,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Any:
+        """`_attempt` through the aiohttp transport: the same failures, the same outcome."""
+        timeout = (self._timeout or self._http.timeout).as_dict()
+        headers = self._merged_headers(self._http.headers)
+        try:
+            opened = await direct.open_get(
+                _with_query(url, params), headers=headers.multi_items(), timeouts=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"request timed out ({type(exc).__name__})") from None
+        except httpx.UnsupportedProtocol:
+            raise self._error(
+                SourceRejected, "unsupported URL scheme: check base_url", where
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        try:
+            # What the hooks and `_classify` read: status and headers (the body is read here).
+            response = httpx.Response(opened.status, headers=opened.headers, stream=_UNREAD)
+            for hook in self._http.event_hooks["response"]:
+                await hook(response)
+            body = await self._read(opened.chunks(), where)
+        finally:
+            opened.release()
         return self._classify(response, body, where, decode)
 
     def _request(self, url: str, params: Params | None) -> httpx.Request:
@@ -201,18 +252,29 @@ class ProviderClient:
                 headers=self._headers,
                 timeout=self._timeout or httpx.USE_CLIENT_DEFAULT,
             )
-        headers = http.headers.copy()
-        headers.update(self._headers)
         timeout = self._timeout or http.timeout
         return httpx.Request(
-            "GET", url, params=params, headers=headers, extensions={"timeout": timeout.as_dict()}
+            "GET",
+            url,
+            params=params,
+            headers=self._merged_headers(http.headers),
+            extensions={"timeout": timeout.as_dict()},
         )
 
-    async def _read(self, response: httpx.Response, where: str) -> bytes:
+    def _merged_headers(self, shared: httpx.Headers) -> httpx.Headers:
+        """The shared client's headers with this source's on top, merged once (again only if
+        the client's headers are replaced)."""
+        if self._merged is None or self._merged[0] is not shared:
+            headers = shared.copy()
+            headers.update(self._headers)
+            self._merged = (shared, headers)
+        return self._merged[1]
+
+    async def _read(self, body: AsyncIterator[bytes], where: str) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in body:
                 size += len(chunk)
                 if size > self._max_body_bytes:
                     raise self._error(
@@ -333,6 +395,47 @@ def generic_error_text(doc: Any) -> str | None:
     if len(parts) == 2 and parts[0] == parts[1]:
         parts.pop()
     return ": ".join(parts) or None
+
+
+class _Unread(httpx.AsyncByteStream):
+    """The body of a response read elsewhere (an empty stream httpx does not load)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover (makes this an async generator)
+
+
+_UNREAD = _Unread()
+# A URL made only of these characters is one httpx would send unchanged (no escape to add).
+_PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:/\[\]@]*\Z")
+
+
+def _with_query(url: str, params: Params | None) -> str:
+    """`url` with `params`, encoded as httpx encodes them: urlencode of the items (a sequence
+    value repeating its key); any other URL is left to httpx to escape."""
+    if _PLAIN_URL.match(url) is None:
+        return str(httpx.URL(url, params=params))
+    if not params:
+        return url
+    parts: list[str] = []
+    for key, value in params.items():
+        if isinstance(value, str | int):
+            parts.append(_query_item(key, value))
+        else:
+            parts += (_query_item(key, v) for v in value)
+    return f"{url}?{'&'.join(parts)}"
+
+
+# What urlencode (quote_plus) leaves as it is.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.\-~]*\Z")
+
+
+def _query_item(key: str, value: str | int) -> str:
+    # Booleans as httpx writes them.
+    text = str(value).lower() if value is True or value is False else str(value)
+    if _PLAIN_QUERY.match(key) is None or _PLAIN_QUERY.match(text) is None:
+        return urlencode([(key, text)])
+    return f"{key}={text}"
 
 
 def _seconds(raw: str | None) -> float | None:

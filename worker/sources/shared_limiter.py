@@ -17,24 +17,31 @@ from redis.asyncio import Redis
 from worker.store import keys
 from worker.store.redis_io import awaited
 
-# KEYS[i]: theoretical arrival time (ms) per window; ARGV: interval_ms, tolerance_ms per window.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local wait, next_tat = 0, {}
-for i = 1, #KEYS do
-  local interval, tolerance = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or now), now)
-  wait = math.max(wait, tat - tolerance - now)
-  next_tat[i] = tat + interval
+# windows[i]: the key of a theoretical arrival time (ms) per window; args: interval_ms,
+# tolerance_ms per window from args[first]. Returns 0 when the request may go (its slot taken),
+# else how long to wait (nothing taken). A Lua function, so the script that opens a poll
+# (worker/detect/opening.py) can take the poll's first slot in the same round trip.
+GCRA_FUNCTION = """
+local function gcra(windows, args, first)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local wait, next_tat = 0, {}
+  for i = 1, #windows do
+    local interval = tonumber(args[first + 2 * i - 2])
+    local tolerance = tonumber(args[first + 2 * i - 1])
+    local tat = math.max(tonumber(redis.call('GET', windows[i]) or now), now)
+    wait = math.max(wait, tat - tolerance - now)
+    next_tat[i] = tat + interval
+  end
+  -- Integer replies truncate: a wait under 1 ms must not read as "go".
+  if wait > 0 then return math.ceil(wait) end
+  for i = 1, #windows do
+    redis.call('SET', windows[i], next_tat[i], 'PX', math.ceil(next_tat[i] - now) + 1000)
+  end
+  return 0
 end
--- Integer replies truncate: a wait under 1 ms must not read as "go".
-if wait > 0 then return math.ceil(wait) end
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], next_tat[i], 'PX', math.ceil(next_tat[i] - now) + 1000)
-end
-return 0
 """
+_ACQUIRE = GCRA_FUNCTION + "return gcra(KEYS, ARGV, 1)"
 # ARGV[1]: delay_ms; then tolerance_ms per window.
 _DEFER = """
 local t = redis.call('TIME')
@@ -89,6 +96,7 @@ class SharedRateLimiter:
         self._tolerances = [f"{q.tolerance_ms:.3f}" for q in quotas]
         self._sleep = sleep
         self.quotas = tuple(quotas)
+        self._granted = False  # a slot taken ahead (by a poll's opening), not yet used
 
     def __repr__(self) -> str:
         windows = ", ".join(f"{q.requests}/{q.per_seconds:g}s" for q in self.quotas)
@@ -98,7 +106,25 @@ class SharedRateLimiter:
     def windows(self) -> tuple[float, ...]:
         return tuple(sorted({q.per_seconds for q in self.quotas}))
 
+    @property
+    def window_keys(self) -> list[str]:
+        return list(self._keys)
+
+    @property
+    def gcra_args(self) -> list[str]:
+        """ARGV of `GCRA_FUNCTION` for these quotas: interval, tolerance per window."""
+        return list(self._args)
+
+    def grant(self, granted: bool) -> None:
+        """A slot was taken ahead in Redis (True): the next `acquire` uses it without asking.
+        False drops one not used (the quota counts it anyway: never more requests than it
+        allows)."""
+        self._granted = granted
+
     async def acquire(self) -> None:
+        if self._granted:
+            self._granted = False
+            return
         while True:
             wait_ms = await awaited(
                 self._redis.eval(_ACQUIRE, len(self._keys), *self._keys, *self._args)

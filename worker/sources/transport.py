@@ -54,6 +54,26 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()  # the connection goes back to the pool once read
 
 
+class Opened:
+    """A response whose status and headers are in and whose body is still to be read (in
+    chunks, decoded); `release` hands the connection back."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = response.raw_headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._response.content.iter_chunked(_CHUNK):
+                yield chunk
+
+    def release(self) -> None:
+        self._response.release()
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (opened on first use, inside the event loop) for every request."""
 
@@ -110,7 +130,47 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1"},
         )
 
+    async def open_get(
+        self, url: str, *, headers: list[tuple[str, str]], timeouts: dict[str, Any]
+    ) -> Opened:
+        """GET `url` (already encoded) without building httpx's Request and Response: parsing and
+        validating the URL, merging headers and params were most of a small request's CPU.
+        Failures come out as the httpx exceptions `handle_async_request` raises; the body is
+        decoded by aiohttp (gzip, deflate: what httpx's default Accept-Encoding offers)."""
+        import aiohttp
+        from yarl import URL
+
+        if not url.startswith(("http://", "https://")):
+            raise httpx.UnsupportedProtocol("unsupported URL scheme")
+        if self._session is None:
+            self._session = self._open()
+        connect, pool = timeouts.get("connect"), timeouts.get("pool")
+        with _as_httpx_errors():
+            response = await self._session.request(
+                "GET",
+                URL(url, encoded=True),
+                headers=headers,
+                allow_redirects=False,
+                auto_decompress=True,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=None if pool is None or connect is None else pool + connect,
+                    sock_connect=connect,
+                    sock_read=timeouts.get("read"),
+                ),
+            )
+        return Opened(response)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class ProviderHttp(httpx.AsyncClient):
+    """The shared provider client: httpx's whole API, and `direct`, the aiohttp transport
+    under it, for ProviderClient's plain GETs (worker/sources/http.py)."""
+
+    def __init__(self, *, transport: AiohttpTransport, **options: Any) -> None:
+        super().__init__(transport=transport, **options)
+        self.direct = transport

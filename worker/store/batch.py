@@ -24,6 +24,9 @@ class Batch:
     def __init__(self) -> None:
         self._keys: dict[str, int] = {}
         self._ops: list[str | bytes] = []
+        # What the `hget` ops read, in order, once committed ('' for a missing field).
+        self.read_back: list[str] = []
+        self._reads = 0
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -69,6 +72,15 @@ class Batch:
     def zrem(self, key: str, member: str) -> None:
         self._ops += ["R", str(self._index(key)), member]
 
+    def hget(self, key: str, field: str) -> int:
+        """A read inside the atomic step; returns where its value will be in `read_back`."""
+        self._ops += ["G", str(self._index(key)), field]
+        self._reads += 1
+        return self._reads - 1
+
+    def delete(self, key: str) -> None:
+        self._ops += ["K", str(self._index(key))]
+
     def release_lease(self) -> None:
         """The last op of a poll's last commit: the lease goes in the same atomic step (one
         round trip less); only a guarded commit can release it."""
@@ -93,4 +105,7 @@ class Batch:
             raise StoreError(f"commit failed: {type(exc).__name__}") from None
         except RedisError as exc:
             raise StoreError(f"redis unavailable during commit ({type(exc).__name__})") from None
+        if isinstance(result, list):  # the batch read something back
+            self.read_back = [_text(v) for v in result[1:]]
+            return int(result[0])
         return int(result)

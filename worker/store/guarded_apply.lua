@@ -7,8 +7,10 @@
 --   R idx member        ZREM        U                  release the lease (guarded only)
 --   C idx field value cidx group   HSET; a new field adds 1 to group `group` of hash KEYS[cidx]
 --   X idx field cidx group         HDEL; a removed field takes 1 from that group count
+--   G idx field         HGET, read back to the caller    K idx      DEL
 -- Returns the result of the last HINCRBY (1 when there is none): a commit counter placed last
--- tells the caller which serial its commit got.
+-- tells the caller which serial its commit got. With G ops: {that result, each value read}
+-- ('' for a missing field).
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return redis.error_reply('LEASE_LOST lease not held')
@@ -18,6 +20,7 @@ end
 local i = 3
 local n = #ARGV
 local last = 1
+local got = {}
 while i <= n do
   local op = ARGV[i]
   local key = KEYS[tonumber(ARGV[i + 1])]
@@ -41,10 +44,18 @@ while i <= n do
     i = i + 5
   elseif op == 'R' then
     redis.call('ZREM', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'G' then
+    got[#got + 1] = redis.call('HGET', key, ARGV[i + 2]) or ''; i = i + 3
+  elseif op == 'K' then
+    redis.call('DEL', key); i = i + 2
   elseif op == 'U' and ARGV[1] ~= '' then
     redis.call('DEL', KEYS[1]); i = i + 1
   else
     return redis.error_reply('BAD_OP ' .. tostring(op))
   end
+end
+if #got > 0 then
+  table.insert(got, 1, last)
+  return got
 end
 return last

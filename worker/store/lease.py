@@ -70,20 +70,30 @@ async def kept_alive(
         # firing with it) and be swallowed below; `cancelling()` still remembers it, so the
         # loop ends instead of renewing forever under a caller that waits for it.
         while me is None or not me.cancelling():
-            await asyncio.sleep(lease.ttl_ms / 3000)
             try:
                 renewed = await renew(redis, lease)
-            except Exception:  # noqa: S112 (Redis away: the next renewal tries again)
-                continue
+            except Exception:  # Redis away: the next renewal tries again
+                renewed = True
             if not renewed:
                 if on_lost is not None:
                     on_lost()
                 return
+            await asyncio.sleep(lease.ttl_ms / 3000)
 
-    task = asyncio.create_task(renew_forever())
+    # Most polls end before the first renewal is due: a timer, not a task, until then.
+    loop = asyncio.get_running_loop()
+    task: asyncio.Task[None] | None = None
+
+    def start() -> None:
+        nonlocal task
+        task = loop.create_task(renew_forever())
+
+    timer = loop.call_later(lease.ttl_ms / 3000, start)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

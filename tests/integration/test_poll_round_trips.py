@@ -1,0 +1,159 @@
+"""A poll's fixed cost in Redis round trips: the opening takes the first request's quota slot
+and reads the source's memory; the last commit carries the poll's outcome and health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.contract.provider_replyio import API_KEY, ReplyioHarness
+from tests.contract.providers import Sleeps
+from worker.app.deps import Deps
+from worker.app.service import run_poll
+from worker.delivery.outbox import Route
+from worker.detect.pipeline import LeaseBusy, SourceRuntime
+from worker.normalize import NORMALIZERS
+from worker.ops.status import source_status
+from worker.sources import replyio
+from worker.sources.http import ProviderClient
+from worker.sources.memory import RedisMemory
+from worker.sources.shared_limiter import Quota, SharedRateLimiter
+from worker.store import keys
+from worker.store.redis_conn import FastPackConnection
+
+SOURCE = "trips"
+# A slot every ~1.1 s after a burst of 100: a poll never waits, and the quota's arrival time
+# tells how many slots were taken.
+QUOTA = Quota(requests=1000, per_seconds=1000)
+
+
+@pytest.fixture
+def reply() -> Iterator[ReplyioHarness]:
+    harness = ReplyioHarness()
+    harness.start()
+    yield harness
+    harness.stop()
+
+
+def runtime(store: Redis, reply: ReplyioHarness) -> SourceRuntime:
+    limiter = SharedRateLimiter(store, source=SOURCE, quotas=[QUOTA])
+    memory = RedisMemory(store, source=SOURCE)
+    client = ProviderClient(
+        source=SOURCE,
+        http=reply.http,
+        base_url=reply.server.base_url,
+        headers=replyio.auth_headers(API_KEY),
+        limiter=limiter,
+        sleep=Sleeps(),
+        max_attempts=3,
+    )
+    source = replyio.ReplyioSource(
+        name=SOURCE, client=client, sequences=(), page_size=5, memory=memory, api_version="v3"
+    )
+    return SourceRuntime(
+        name=SOURCE, provider="replyio", source=source, normalize=NORMALIZERS["replyio"],
+        limiter=limiter, provider_memory=memory,
+    )  # fmt: skip
+
+
+def deps_for(store: Redis, rt: SourceRuntime) -> Deps:
+    return Deps(
+        redis=store,
+        sources={SOURCE: rt},
+        poll_intervals={SOURCE: 60},
+        failure_thresholds={SOURCE: 3},
+        destinations={},
+        routes=(Route(destination="ops", events=("source.*",), sources=()),),
+    )
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts what the product's connections send: one per command or pipeline."""
+    sent = [0]
+    original = FastPackConnection.send_packed_command
+
+    async def counted(self: FastPackConnection, *args: Any, **kwargs: Any) -> None:
+        sent[0] += 1
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastPackConnection, "send_packed_command", counted)
+    return sent
+
+
+async def slots_taken(store: Redis, since_ms: float) -> int:
+    """Quota slots taken since `since_ms` (the arrival time moves one interval per slot)."""
+    tat = float(await store.get(keys.rate_window(SOURCE, 0)) or since_ms)
+    return round((tat - since_ms) / QUOTA.interval_ms)
+
+
+async def test_an_unchanged_repoll_costs_four_round_trips(
+    store: Redis, reply: ReplyioHarness, round_trips: list[int]
+) -> None:
+    reply.seed(3)
+    deps = deps_for(store, runtime(store, reply))
+    await run_poll(deps, SOURCE)
+    round_trips[0] = 0
+    result = await run_poll(deps, SOURCE)
+    assert result.enrollments == 3
+    assert result.events == 0
+    # The opening (lease, quota slot, memory, layout), the page read, the last commit (writes,
+    # outcome, health, lease release). The second request's quota slot is the fourth.
+    assert round_trips[0] == 4
+    status = await source_status(store, SOURCE)
+    assert status.last_outcome == "ok"
+    assert status.last_poll_requests == 2
+    assert status.consecutive_failures == 0
+
+
+async def test_the_quota_counts_each_request_once(store: Redis, reply: ReplyioHarness) -> None:
+    reply.seed(12)  # three pages of five: four requests with the sequence listing
+    deps = deps_for(store, runtime(store, reply))
+    seconds, micros = await store.time()
+    before_ms = seconds * 1000 + micros // 1000  # Redis's clock, as the quota's
+    await run_poll(deps, SOURCE)
+    status = await source_status(store, SOURCE)
+    assert status.last_poll_requests == 4
+    assert await slots_taken(store, before_ms) == 4
+
+
+async def test_a_busy_source_takes_no_quota_slot(store: Redis, reply: ReplyioHarness) -> None:
+    reply.seed(1)
+    deps = deps_for(store, runtime(store, reply))
+    await store.set(keys.lease(SOURCE), "someone else", px=10_000)
+    with pytest.raises(LeaseBusy):
+        await run_poll(deps, SOURCE)
+    assert await store.get(keys.rate_window(SOURCE, 0)) is None
+
+
+async def test_memory_read_at_the_opening_is_not_kept_past_the_poll(
+    store: Redis, reply: ReplyioHarness
+) -> None:
+    reply.seed(1)
+    rt = runtime(store, reply)
+    deps = deps_for(store, rt)
+    await run_poll(deps, SOURCE)
+    assert rt.provider_memory is not None
+    # Between polls the memory is read from Redis again (another worker may have polled).
+    await store.hset(keys.provider_memory(SOURCE), "archived_listed_at", "12.5")  # type: ignore[misc]
+    assert await rt.provider_memory.get("archived_listed_at") == "12.5"
+    assert await rt.provider_memory.get_many("archived_listed_at", "api_version") == [
+        "12.5",
+        "v3",
+    ]
+
+
+async def test_recovery_is_announced_from_the_last_commit(
+    store: Redis, reply: ReplyioHarness
+) -> None:
+    reply.seed(1)
+    deps = deps_for(store, runtime(store, reply))
+    await store.hset(keys.meta(SOURCE), mapping={"health": "failing", "consecutive_failures": 4})  # type: ignore[misc]
+    await run_poll(deps, SOURCE)
+    status = await source_status(store, SOURCE)
+    assert not status.failing
+    assert status.consecutive_failures == 0
+    assert await store.zcard(keys.due(SOURCE, "ops")) == 1  # source.recovered
