@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from worker.app.deps import provider_client
-from worker.errors import SourceRejected, SourceUnavailable
+from worker.errors import MalformedResponse, SourceRejected, SourceUnavailable
 from worker.sources.http import ProviderClient
 from worker.sources.limiter import PacingLimiter
 
@@ -36,6 +36,14 @@ async def _gzip(request: web.Request) -> web.Response:
     )
 
 
+async def _bad_gzip(request: web.Request) -> web.Response:
+    SEEN.append(request)
+    return web.Response(
+        body=b"\x1f\x8b\x08\x00not-gzip-at-all",
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+
+
 async def _status(request: web.Request) -> web.Response:
     code = int(request.match_info["code"])
     return web.Response(
@@ -54,6 +62,7 @@ async def server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/json/{tail:.*}", _json)
     app.router.add_get("/gzip", _gzip)
+    app.router.add_get("/bad-gzip", _bad_gzip)
     app.router.add_get("/status/{code}", _status)
     app.router.add_get("/slow", _slow)
     runner = web.AppRunner(app)
@@ -103,6 +112,17 @@ async def test_gzip_bodies_are_decoded(server: str) -> None:
     try:
         doc = await _client(http, server).get_json("/gzip", where="page 1")
         assert doc == {"items": list(range(1000))}
+    finally:
+        await http.aclose()
+
+
+async def test_a_body_that_cannot_be_decoded_is_malformed_at_once(server: str) -> None:
+    """As with httpx: no retry can mend it (a truncated body is retried instead)."""
+    http = provider_client(10)
+    try:
+        with pytest.raises(MalformedResponse, match="could not be decoded"):
+            await _client(http, server).get_json("/bad-gzip", where="page 1")
+        assert len(SEEN) == 1
     finally:
         await http.aclose()
 

@@ -26,6 +26,7 @@ _CHUNK = 64 * 1024
 def _as_httpx_errors() -> Iterator[None]:
     """aiohttp's failures as the httpx exceptions ProviderClient classifies."""
     import aiohttp
+    from aiohttp.http_exceptions import ContentEncodingError
 
     try:
         yield
@@ -37,7 +38,11 @@ def _as_httpx_errors() -> Iterator[None]:
         raise httpx.ConnectError(str(exc)) from exc
     except aiohttp.InvalidURL as exc:
         raise httpx.UnsupportedProtocol(str(exc)) from exc
-    except (aiohttp.ClientError, OSError) as exc:  # reset, disconnected, truncated payload
+    except aiohttp.ClientPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):  # a body no retry will mend
+            raise httpx.DecodingError(str(exc)) from exc
+        raise httpx.ReadError(str(exc)) from exc  # truncated
+    except (aiohttp.ClientError, OSError) as exc:  # reset, disconnected
         raise httpx.ReadError(str(exc)) from exc
 
 
