@@ -214,7 +214,7 @@ def _iso(at: str) -> str:
 
 
 def _held(raw: str | None) -> dict[str, str | int] | None:
-    """ "<absent>|<tracked>|<since>" (worker/detect/pipeline.py) -> a dict for status."""
+    """ "<absent>|<tracked>|<since>" (worker/detect/emitting.py) -> a dict for status."""
     if not raw:
         return None
     absent, tracked, since = raw.split("|")
