@@ -12,7 +12,8 @@ import math
 import random as _random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -177,8 +178,19 @@ class ProviderClient:
             request = self._request(url, params)
         except httpx.InvalidURL:
             raise self._error(SourceRejected, "invalid URL: check base_url", where) from None
-        try:
+        with self._sending(where):
             response = await self._http.send(request, stream=True, follow_redirects=False)
+        try:
+            body = await self._read(response.aiter_bytes(), where)
+        finally:
+            await response.aclose()
+        return self._classify(response, body, where, decode)
+
+    @contextmanager
+    def _sending(self, where: str) -> Iterator[None]:
+        """How a request that got no response failed (either path)."""
+        try:
+            yield
         except httpx.TimeoutException as exc:
             raise _Transient(f"request timed out ({type(exc).__name__})") from None
         except httpx.UnsupportedProtocol:
@@ -187,11 +199,6 @@ class ProviderClient:
             ) from None
         except httpx.TransportError as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
-        try:
-            body = await self._read(response.aiter_bytes(), where)
-        finally:
-            await response.aclose()
-        return self._classify(response, body, where, decode)
 
     def _direct(self) -> AiohttpTransport | None:
         """The aiohttp transport of the shared client, when a GET can skip httpx's request and
@@ -216,18 +223,10 @@ class ProviderClient:
         """`_attempt` through the aiohttp transport: the same failures, the same outcome."""
         timeout = (self._timeout or self._http.timeout).as_dict()
         headers = self._merged_headers(self._http.headers)
-        try:
+        with self._sending(where):
             opened = await direct.open_get(
                 _with_query(url, params), headers=headers.multi_items(), timeouts=timeout
             )
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"request timed out ({type(exc).__name__})") from None
-        except httpx.UnsupportedProtocol:
-            raise self._error(
-                SourceRejected, "unsupported URL scheme: check base_url", where
-            ) from None
-        except httpx.TransportError as exc:
-            raise _Transient(f"connection failed ({type(exc).__name__})") from None
         try:
             # What the hooks and `_classify` read: status and headers (the body is read here).
             response = httpx.Response(opened.status, headers=opened.headers, stream=_UNREAD)

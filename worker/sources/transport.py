@@ -46,6 +46,19 @@ def _as_httpx_errors() -> Iterator[None]:
         raise httpx.ReadError(str(exc)) from exc
 
 
+def _client_timeout(timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
+    """httpx's timeouts (connect, read, pool) in aiohttp's terms: no total, as httpx has none."""
+    import aiohttp
+
+    connect, pool = timeouts.get("connect"), timeouts.get("pool")
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None if pool is None or connect is None else pool + connect,
+        sock_connect=connect,
+        sock_read=timeouts.get("read"),
+    )
+
+
 class _Body(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
@@ -103,29 +116,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             skip_auto_headers=("User-Agent",),
         )
 
+    def _opened(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = self._open()
+        return self._session
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import aiohttp
         from yarl import URL
 
         if request.url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {request.url.scheme!r}")
-        if self._session is None:
-            self._session = self._open()
-        timeout: dict[str, Any] = request.extensions.get("timeout", {})
-        connect, pool = timeout.get("connect"), timeout.get("pool")
         with _as_httpx_errors():
-            response = await self._session.request(
+            response = await self._opened().request(
                 request.method,
                 URL(str(request.url), encoded=True),  # httpx already encoded it
                 headers=request.headers.multi_items(),
                 data=await request.aread() or None,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=None if pool is None or connect is None else pool + connect,
-                    sock_connect=connect,
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=_client_timeout(request.extensions.get("timeout", {})),
             )
         return httpx.Response(
             status_code=response.status,
@@ -142,27 +150,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         validating the URL, merging headers and params were most of a small request's CPU.
         Failures come out as the httpx exceptions `handle_async_request` raises; the body is
         decoded by aiohttp (gzip, deflate: what httpx's default Accept-Encoding offers)."""
-        import aiohttp
         from yarl import URL
 
         if not url.startswith(("http://", "https://")):
             raise httpx.UnsupportedProtocol("unsupported URL scheme")
-        if self._session is None:
-            self._session = self._open()
-        connect, pool = timeouts.get("connect"), timeouts.get("pool")
         with _as_httpx_errors():
-            response = await self._session.request(
+            response = await self._opened().request(
                 "GET",
                 URL(url, encoded=True),
                 headers=headers,
                 allow_redirects=False,
                 auto_decompress=True,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=None if pool is None or connect is None else pool + connect,
-                    sock_connect=connect,
-                    sock_read=timeouts.get("read"),
-                ),
+                timeout=_client_timeout(timeouts),
             )
         return Opened(response)
 
