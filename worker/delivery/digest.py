@@ -28,7 +28,7 @@ from worker.delivery.deliver import (
     _record_health,
     _settle_failure,
 )
-from worker.delivery.outbox import Outbox
+from worker.delivery.outbox import Outbox, due_span
 from worker.errors import DeliveryError, DeliveryPermanent
 from worker.store import keys, lease
 
@@ -48,17 +48,11 @@ async def _settling(
     """Whether the due events are still arriving: the newest is younger than `settle_s` and
     the oldest has not waited `max_wait_s`."""
     now_ms = int(now * 1000)
-    newest: list[float] = []
-    oldest: list[float] = []
-    for source in held:
-        due = Outbox(redis, source=source, destination=destination)
-        span = await due.due_span(now_ms=now_ms)
-        if span is not None:
-            oldest.append(span[0])
-            newest.append(span[1])
-    if not newest:
+    span = await due_span(redis, sources=list(held), destination=destination, now_ms=now_ms)
+    if span is None:
         return False
-    return now_ms - max(newest) < settle_s * 1000 and now_ms - min(oldest) < max_wait_s * 1000
+    oldest, newest = span
+    return now_ms - newest < settle_s * 1000 and now_ms - oldest < max_wait_s * 1000
 
 
 async def deliver_digest(

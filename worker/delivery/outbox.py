@@ -79,6 +79,24 @@ async def publish(redis: Redis, event: Publishable, *, routes: Sequence[Route], 
     return targets
 
 
+async def due_span(
+    redis: Redis, *, sources: Sequence[str], destination: str, now_ms: int
+) -> tuple[float, float] | None:
+    """Across the sources' queues for one destination, in one round trip: the scores (ms) of
+    the oldest and the newest delivery due now; None when none is."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for source in sources:
+            due = keys.due(source, destination)
+            pipe.zrangebyscore(due, "-inf", now_ms, 0, 1, withscores=True)
+            pipe.zrevrangebyscore(due, now_ms, "-inf", 0, 1, withscores=True)
+        replies: list[list[tuple[str, float]]] = await pipe.execute()
+    firsts = [float(r[0][1]) for r in replies[0::2] if r]
+    lasts = [float(r[0][1]) for r in replies[1::2] if r]
+    if not firsts or not lasts:
+        return None
+    return min(firsts), max(lasts)
+
+
 def next_delay(*, attempts: int, retry_after: float | None, rng: random.Random) -> float:
     """Backoff with ±20% jitter; a peer's Retry-After wins when it asks for longer."""
     base = RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1]
@@ -172,16 +190,6 @@ class Outbox:
         await awaited(
             self._redis.eval(_RELEASE, 3, self._due, self._held, self._parked, order_key, holder_id)
         )
-
-    async def due_span(self, *, now_ms: int) -> tuple[float, float] | None:
-        """The scores (ms) of the oldest and the newest delivery due now; None when none is."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(self._due, "-inf", now_ms, 0, 1, withscores=True)
-            pipe.zrevrangebyscore(self._due, now_ms, "-inf", 0, 1, withscores=True)
-            first, last = await pipe.execute()
-        if not first or not last:
-            return None
-        return float(first[0][1]), float(last[0][1])
 
     async def due_now(self, *, now_ms: int, limit: int) -> list[tuple[str, bytes | None]]:
         ids: list[str] = await awaited(
