@@ -546,14 +546,7 @@ class StateStore:
         """Old-layout enrollments met by the last load move to the sized layout."""
         for enrollment_id, value in carried.items():
             batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
-            bucket = self._place(enrollment_id)
-            batch.hset_counted(
-                self._key(bucket),
-                self._field(enrollment_id, batch),
-                self._compact(batch, value),
-                counts=self._counts,
-                group=buckets.group_of(bucket),
-            )
+            self._write(batch, enrollment_id, value)
         batch.hset(self._meta, legacy_state.MIGRATING, "1")
 
     def _place(self, enrollment_id: str) -> int:
@@ -665,6 +658,9 @@ class StateStore:
         self._grow(batch)
         if self._legacy:
             batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
+        self._write(batch, enrollment_id, value)
+
+    def _write(self, batch: Batch, enrollment_id: str, value: str) -> None:
         bucket = self._place(enrollment_id)
         batch.hset_counted(
             self._key(bucket),
