@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from worker.enrollment import Contact, Enrollment
 from worker.sources.base import ContactLookup, Source
-from worker.store import codec, keys
+from worker.store import keys
 
 # Names and emails change rarely; a day bounds how long a rename takes to show.
 CACHE_TTL_S = 86_400
@@ -80,21 +80,17 @@ async def with_contacts(
     *,
     name: str,
     current: Mapping[str, Enrollment],
-    stored: Mapping[str, str],
+    quiet: Collection[str],
 ) -> dict[str, Enrollment]:
-    """`current` with looked-up contact fields on the enrollments whose state changed."""
+    """`current` with looked-up contact fields on the enrollments whose state changed (not
+    those the store found `quiet`: stored with the same state, no news)."""
     # Nothing changed (most pages): skip the protocol check, slow through a wrapped source.
     if not current or not isinstance(source, ContactLookup):
         return dict(current)
     changed = {
         enrollment_id: ref
         for enrollment_id, enrollment in current.items()
-        if (ref := _ref(enrollment.contact)) is not None
-        and not (
-            (value := stored.get(enrollment_id)) is not None
-            # (A value the text format wrote, same state: no news either, no lookup.)
-            and codec.same_state(value, codec.encode_state(enrollment.state))
-        )
+        if (ref := _ref(enrollment.contact)) is not None and enrollment_id not in quiet
     }
     if not changed:
         return dict(current)

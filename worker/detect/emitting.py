@@ -11,11 +11,11 @@ import structlog
 from worker.delivery.outbox import Route, enqueue
 from worker.detect import notices
 from worker.detect.result import PollResult
-from worker.detect.sweep import Removal
 from worker.enrollment import Contact, SequenceRef, State
 from worker.events import Event, EventType, HealthType, event_id
 from worker.store.batch import Batch
 from worker.store.state import ListingMeta, StateStore
+from worker.store.sweep import Removal
 
 # Named for the poll whose lines these are (worker/detect/pipeline.py).
 log = structlog.get_logger("seqwatch.pipeline")
@@ -74,7 +74,7 @@ class Emitter:
         self.result.by_type[event.type.value] += 1
 
     def removals(self, batch: Batch, removals: Sequence[Removal]) -> None:
-        """The sweep's removals (worker/detect/sweep.py), as `removed` events."""
+        """The sweep's removals (worker/store/sweep.py), as `removed` events."""
         for removal in removals:
             stored = removal.stored
             self.event(

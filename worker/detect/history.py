@@ -1,4 +1,4 @@
-"""One enrollment's stored history: what an observation or an absence makes of it. Pure.
+"""One enrollment's stored history: what an observation makes of it. Pure.
 
 The store hands over what it held (decoded) for an enrollment whose state changed;
 `observe` says what to store instead and which events fire. Event ids are keyed by the
@@ -17,7 +17,7 @@ from worker.store import codec
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    value: str  # the enrollment's new stored value
+    stored: codec.Stored  # what to store instead (the store encodes it)
     new: bool  # nothing was tracked under its id (or only a tombstone)
     revived: bool  # it was a tombstone: re-enrolled after an absence removal
     previous: State | None  # what the events say it was (None: new in this life)
@@ -59,9 +59,8 @@ def observe(
     changed = emitting and before != after
     rev = life.rev + 1 if changed else life.rev
     marks = life.marks.seeing(state)
-    stored = codec.encode(
-        state,
-        enrollment_id=enrollment.enrollment_id,
+    stored = codec.Stored(
+        state=state,
         sequence_id=enrollment.sequence.id,
         contact_id=enrollment.contact.id,
         contact_type=enrollment.contact.type,
@@ -72,7 +71,7 @@ def observe(
     )
     seen = life.marks if previous else None
     return Observed(
-        value=stored,
+        stored=stored,
         new=known is None or known.gone,
         revived=known is not None and known.gone,
         previous=previous,
@@ -83,32 +82,3 @@ def observe(
             f"|{codec.state_text(state)}"
         ),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Missed:
-    value: str  # the enrollment's new stored value
-    tombstone: bool  # removed now (kept so a re-enrollment starts a new life)
-    change_key: str  # the removal event's id material, when it is one
-
-
-def miss(enrollment_id: str, stored: codec.Stored, *, needed: int) -> Missed:
-    """A complete listing did not return `stored`: one more miss, or a tombstone after
-    `needed` consecutive ones."""
-    missed = stored.missed + 1
-    tombstone = missed >= needed
-    value = codec.encode(
-        stored.state,
-        enrollment_id=enrollment_id,
-        sequence_id=stored.sequence_id,
-        contact_id=stored.contact_id,
-        contact_type=stored.contact_type,
-        life=stored.life,
-        rev=stored.rev + 1 if tombstone else stored.rev,
-        missed=0 if tombstone else missed,
-        gone=tombstone,
-        high_step=stored.high_step,
-        fired=stored.fired,
-    )
-    change_key = f"{stored.life}.{stored.rev + 1}|{codec.state_text(stored.state)}|absent"
-    return Missed(value=value, tombstone=tombstone, change_key=change_key)

@@ -17,7 +17,6 @@ from worker.detect.quarantine import Quarantine
 from worker.detect.reading import PageReader
 from worker.detect.result import PollResult
 from worker.detect.runtime import SourceRuntime
-from worker.detect.sweep import sweep
 from worker.detect.watermark import next_watermark
 from worker.sources.base import RawPage
 from worker.store import keys, lease
@@ -80,15 +79,12 @@ class Listing:
     async def page(self, page: RawPage) -> None:
         read = self.reader.read(page, seen=self.seen)
         states = read.states
-        stored = await self.store.changed(states, seen=self.seen)
-        current = read.enrollments(stored, seen=self.seen)
+        changes = await self.store.changed(states, seen=self.seen)
+        known = changes.known
+        current = read.enrollments(known, seen=self.seen)
         if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
             current = await with_contacts(
-                self.redis,
-                self.rt.source,
-                name=self.rt.name,
-                current=current,
-                stored={i: value for i, value in stored.items() if value is not None},
+                self.redis, self.rt.source, name=self.rt.name, current=current, quiet=changes.quiet
             )
         batch = Batch()
         self.quarantine.settle(batch, normalized=states)
@@ -96,14 +92,10 @@ class Listing:
         new = revived = 0
         emit = self.meta.baseline_done  # a baseline stores silently
         for enrollment_id, enrollment in current.items():
-            value = stored[enrollment_id]
             seen = history.observe(
-                enrollment,
-                after=states[enrollment_id],
-                known=self.store.decode(value, enrollment_id=enrollment_id) if value else None,
-                emitting=emit,
+                enrollment, after=states[enrollment_id], known=known[enrollment_id], emitting=emit
             )
-            self.store.put(batch, enrollment_id, seen.value)
+            self.store.keep(batch, enrollment_id, seen.stored)
             new += seen.new
             revived += seen.revived
             for event_type in seen.events:
@@ -154,9 +146,7 @@ class Listing:
         await self.commit(batch, release=True)
 
     async def _sweep(self, batch: Batch, seen: SeenIds) -> None:
-        swept = await sweep(
-            self.store, batch, seen, skipped=self.skipped, listed=self.result.listed
-        )
+        swept = await self.store.sweep(batch, seen, skipped=self.skipped, listed=self.result.listed)
         self.emitter.removals(batch, swept.removals)
         self.result.removed = swept.gone
         self.result.removals_held = swept.absent if swept.held else 0

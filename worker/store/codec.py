@@ -329,6 +329,23 @@ def encode(
     return encode_state(state) + chr(history) + tail
 
 
+def encode_stored(stored: Stored, *, enrollment_id: str) -> str:
+    """`encode` of what `decode` reads back."""
+    return encode(
+        stored.state,
+        enrollment_id=enrollment_id,
+        sequence_id=stored.sequence_id,
+        contact_id=stored.contact_id,
+        contact_type=stored.contact_type,
+        life=stored.life,
+        rev=stored.rev,
+        missed=stored.missed,
+        gone=stored.gone,
+        high_step=stored.high_step,
+        fired=stored.fired,
+    )
+
+
 def unchanged(value: str, encoded_state: str) -> bool:
     """True when the stored `value` holds exactly `encoded_state` and needs no write."""
     end = len(encoded_state)

@@ -1,8 +1,10 @@
 """Compact per-source state store: listing bookkeeping, stored enrollments, absence sweep.
 
-The bucket layout (worker.store.buckets) lives entirely in here: callers speak in enrollment ids and
-encoded values. A poll hands each page over as id -> encoded state and gets back only what
-changed (`changed`); the ids it sees are kept for the sweep on the way. A store serves one
+The bucket layout (worker.store.buckets) lives entirely in here: callers speak in enrollment ids,
+states and stored histories (codec.Stored); the encoding stays inside. A poll hands each page
+over as id -> encoded state key and gets back only what changed, decoded (`changed`); it hands
+back what to keep (`keep`) and the store encodes it. The ids it sees are kept for the absence
+sweep (`sweep`, worker/store/sweep.py) on the way. A store serves one
 poll; it learns the layout at its first read and grows it by splitting buckets inside the
 poll's own page commits.
 
@@ -22,7 +24,7 @@ import hashlib
 import secrets
 import zlib
 from array import array
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, cast
@@ -33,9 +35,11 @@ from redis.exceptions import NoScriptError
 
 from worker.errors import StoreError
 from worker.store import buckets, codec, keys, legacy_state
+from worker.store import sweep as absence_sweep
 from worker.store.batch import Batch
 from worker.store.codec import Stored
 from worker.store.redis_io import awaited
+from worker.store.sweep import SWEEP_MEMO, Swept
 
 _RESET_FIELDS = (
     "baseline",
@@ -63,8 +67,6 @@ _SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
 # their sequence's name, UUIDs in 16 bytes: buckets.pack_id_v2), "1" when it holds fields
 # packed before (those stay as they are).
 _PACKING = "packing"
-# Meta field: what the last absence sweep learnt of skipped sequences (worker/detect/sweep.py).
-SWEEP_MEMO = "sweep_skipped"
 _LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
@@ -120,6 +122,19 @@ local function begin_listing(meta, fresh_incarnation)
     'HMGET', meta, 'baseline', 'watermark', 'last_full_at', 'incarnation', 'removals_held')}
 end
 """
+
+
+class Changes:
+    """What a page changed, in the store's answer: each changed enrollment's stored state,
+    decoded (None: nothing stored under its id)."""
+
+    __slots__ = ("known", "quiet")
+
+    def __init__(self) -> None:
+        self.known: dict[str, Stored | None] = {}
+        # Of those, the ones stored with the very state listed and no tombstone: nothing about
+        # them is news, only their stored value needs a rewrite (codec.same_state).
+        self.quiet: set[str] = set()
 
 
 class SeenIds:
@@ -222,7 +237,7 @@ class StateStore:
         self._names_loaded = False
         self._same: dict[tuple[str | None, str], bool] = {}  # (stored value, state) -> unchanged
         self._opened = False  # the layout was read as the poll opened (`opened`)
-        self.sweep_memo: str | None = None  # worker/detect/sweep.py's, read with the layout
+        self.sweep_memo: str | None = None  # worker/store/sweep.py's, read with the layout
 
     @property
     def source(self) -> str:
@@ -372,35 +387,36 @@ class StateStore:
         ids, values = await self._values(enrollment_ids, None)
         return {i: value for i, value in zip(ids, values, strict=True) if value is not None}
 
-    async def changed(
-        self, current: Mapping[str, str], *, seen: SeenIds | None = None
-    ) -> dict[str, str | None]:
+    async def changed(self, current: Mapping[str, str], *, seen: SeenIds | None = None) -> Changes:
         """What a page changed: of `current` (enrollment id -> its codec.encode_state), those
-        whose stored state differs, with their stored value (None: not stored). All of them
-        are added to `seen` on the way (one hash of each id for both)."""
+        whose stored value differs, with what was stored. All of them are added to `seen` on
+        the way (one hash of each id for both)."""
         ids, values = await self._values(current, seen)
         states = list(current.values())  # `_values` keeps the order it is given
         # codec.unchanged, remembered: a re-poll meets the same few (value, state) pairs.
         same = self._same
         verdicts = list(map(same.get, zip(values, states, strict=True)))
+        changes = Changes()
         if verdicts.count(True) == len(verdicts):  # the usual page of a re-poll
-            return {}
-        out: dict[str, str | None] = {}
+            return changes
+        known, quiet = changes.known, changes.quiet
         for enrollment_id, value, state, unchanged in zip(
             ids, values, states, verdicts, strict=True
         ):
             if unchanged:
                 continue
             if value is None:
-                out[enrollment_id] = None
+                known[enrollment_id] = None
                 continue
             if unchanged is None:
                 unchanged = codec.unchanged(value, state)
                 if len(same) < _SAME_KEPT:
                     same[value, state] = unchanged
             if not unchanged:
-                out[enrollment_id] = value
-        return out
+                known[enrollment_id] = self.decode(value, enrollment_id=enrollment_id)
+                if codec.same_state(value, state):
+                    quiet.add(enrollment_id)
+        return changes
 
     async def _values(
         self, enrollment_ids: Iterable[str], seen: SeenIds | None
@@ -652,6 +668,17 @@ class StateStore:
             if index is not None:
                 value = codec.head_ref(index) + value[cut:]
         return value.encode("latin-1")
+
+    def keep(self, batch: Batch, enrollment_id: str, stored: Stored) -> None:
+        """Stores `stored` (encoded here) for the enrollment."""
+        self.put(batch, enrollment_id, codec.encode_stored(stored, enrollment_id=enrollment_id))
+
+    async def sweep(
+        self, batch: Batch, seen: SeenIds, *, skipped: Collection[str], listed: int
+    ) -> Swept:
+        """The absence sweep of a complete listing that returned `seen` (worker/store/sweep.py):
+        its writes go into `batch`, its removals come back to be announced."""
+        return await absence_sweep.sweep(self, batch, seen, skipped=skipped, listed=listed)
 
     def put(self, batch: Batch, enrollment_id: str, value: str) -> None:
         """Stores `value` (from codec.encode) for the enrollment."""

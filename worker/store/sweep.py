@@ -1,9 +1,9 @@
-"""The absence sweep after a complete listing (SPEC §5).
+"""The absence sweep after a complete listing (SPEC §5), run by the store.
 
-An enrollment absent from ABSENCES consecutive complete listings is removed (a tombstone); a
-suspect listing (it would remove more than half of the tracked enrollments and at least
-MASS_REMOVAL_MIN, or it listed nothing) needs SUSPECT_ABSENCES, i.e. three listings that agree.
-Enrollments of sequences the source chose not to list this poll are not absent.
+The rule (how many misses remove an enrollment, what makes a listing suspect) is
+worker/store/absence.py's; here it is applied to what the store holds. Enrollments of sequences
+the source chose not to list this poll are not absent. The sweep adds its writes to the caller's
+batch and hands back what was removed, for the caller to announce.
 
 Those skipped sequences (Reply.io's archived ones, between full syncs) would make every sweep
 read buckets, only to pass over the same enrollments. So a sweep that reads remembers how many
@@ -17,16 +17,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from worker.detect import history
 from worker.enrollment import Status
+from worker.store.absence import ABSENCES, SUSPECT_ABSENCES, miss, suspect
 from worker.store.batch import Batch
 from worker.store.codec import Stored
-from worker.store.state import SWEEP_MEMO, SeenIds, StateStore
 
-ABSENCES = 2
-SUSPECT_ABSENCES = 3
-MASS_REMOVAL_MIN = 10
+if TYPE_CHECKING:
+    from worker.store.state import SeenIds, StateStore
+
+# Meta field: what the last absence sweep learnt of skipped sequences.
+SWEEP_MEMO = "sweep_skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +47,6 @@ class Swept:
     gone: int = 0  # tombstoned now
     held: bool = False  # a suspect mass removal: nothing removed, recorded instead
     removals: list[Removal] = field(default_factory=list)
-
-
-def suspect(absent: int, *, tracked: int, listed: int) -> bool:
-    return absent > 0 and (listed == 0 or (absent * 2 > tracked and absent >= MASS_REMOVAL_MIN))
 
 
 def memo(skipped: Collection[str], *, unseen: int, tombstones: int) -> str:
@@ -97,8 +95,8 @@ async def sweep(
     needed = SUSPECT_ABSENCES if is_suspect else ABSENCES
     passed = _Passed()
     async for enrollment_id, stored in _absent(store, seen, skipped, passed):
-        missed = history.miss(enrollment_id, stored, needed=needed)
-        store.put(batch, enrollment_id, missed.value)
+        missed = miss(stored, needed=needed)
+        store.keep(batch, enrollment_id, missed.stored)
         if not missed.tombstone:
             continue
         swept.gone += 1
