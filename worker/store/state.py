@@ -4,18 +4,13 @@ The bucket layout (worker.store.buckets) lives entirely in here: callers speak i
 states and stored histories (codec.Stored); the encoding stays inside. A poll hands each page
 over as id -> encoded state key and gets back only what changed, decoded (`changed`); it hands
 back what to keep (`keep`) and the store encodes it. The ids it sees are kept for the absence
-sweep (`sweep`, worker/store/sweep.py) on the way. A store serves one
-poll; it learns the layout at its first read and grows it by splitting buckets inside the
-poll's own page commits.
+sweep (`sweep`, worker/store/sweep.py) on the way. A store serves one poll; it learns the
+layout at its first read and grows it by splitting buckets inside the poll's own page commits.
 
 Values are byte strings held one character per byte (worker/store/codec.py). In Redis the store
 keeps what many enrollments repeat once, in the source's dictionary of names
-(keys.state_names), and refers to it by index: the sequence ids and contact types values
-carry, the head of each value (state key, history byte, sequence: see `codec.head_end`), and
-the sequence part of `<uuid>:<uuid>` ids. Reads hand values back with their head in place,
-so `codec.unchanged` compares them to a state key as they are. The dictionary is append-only,
-read with the layout (no extra round trip), and a name is written in the same atomic commit as
-every value or field that first refers to it, so no snapshot refers to a missing name.
+(worker/store/names.py). Reads hand values back with their head in place, so
+`codec.unchanged` compares them to a state key as they are.
 """
 
 from __future__ import annotations
@@ -33,11 +28,14 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from worker.errors import StoreError
 from worker.store import buckets, codec, keys, legacy_state
 from worker.store import sweep as absence_sweep
 from worker.store.batch import Batch
 from worker.store.codec import Stored
+from worker.store.names import MAX_NAMES as MAX_NAMES  # re-exported: tests and tools read them
+from worker.store.names import NAMES_BASE as NAMES_BASE
+from worker.store.names import NAMES_PER as NAMES_PER
+from worker.store.names import Names
 from worker.store.redis_io import awaited
 from worker.store.sweep import SWEEP_MEMO, Swept
 
@@ -55,18 +53,6 @@ _RESET_FIELDS = (
     legacy_state.MIGRATING,
 )
 _SCAN_CHUNK = 256
-# Names per source (loaded by every poll): heads and value ids stop being shared past
-# min(MAX_NAMES, NAMES_BASE + tracked / NAMES_PER), so a small source loads a small dictionary
-# and the dictionary (~30-100 B a name) costs at most a few bytes per enrollment. The sequences
-# of packed pair fields are always named (a field must not depend on a cap).
-MAX_NAMES = 4096
-NAMES_BASE = 64
-NAMES_PER = 32
-_SHORT_REFS = 63  # names whose head reference is one byte (codec.head_ref)
-# Names field: "2" when the source's state began with the v2 field packing (pair ids refer to
-# their sequence's name, UUIDs in 16 bytes: buckets.pack_id_v2), "1" when it holds fields
-# packed before (those stay as they are).
-_PACKING = "packing"
 _LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
@@ -224,17 +210,8 @@ class StateStore:
         self._legacy = False
         self._carried: dict[str, str] = {}  # met by the last load, moved by the next commit
         self._legacy_done = False
-        # The dictionary of names (see the module docstring), learnt with the layout.
-        self._names_key = keys.state_names(source)
-        self._names: dict[int, str] = {}
-        self._by_ref: dict[bytes, str] = {}  # one-byte head reference -> its name
-        self._index: dict[str, int] = {}
-        self._next_name = 0
-        self._fresh: dict[int | str, str] = {}  # not committed yet: goes with each user
-        self._names_batch: Batch | None = None
-        self._names_written: set[int | str] = set()
-        self._v2 = False
-        self._names_loaded = False
+        # The dictionary of names (worker/store/names.py), learnt with the layout.
+        self._names = Names(keys.state_names(source), source=source)
         self._same: dict[tuple[str | None, str], bool] = {}  # (stored value, state) -> unchanged
         self._opened = False  # the layout was read as the poll opened (`opened`)
         self.sweep_memo: str | None = None  # worker/store/sweep.py's, read with the layout
@@ -274,7 +251,7 @@ class StateStore:
         )
         pipe.exists(self._counts)
         if names:
-            pipe.hgetall(self._names_key)
+            pipe.hgetall(self._names.key)
 
     def opened(self, replies: list[Any]) -> None:
         """Takes in the replies of `queue_layout` read as a poll opened, under its lease: this
@@ -291,92 +268,12 @@ class StateStore:
         self._legacy = migrating == "1" or (int(tracked or 0) > 0 and not counted)
         if names:
             empty = not counted and not tracked and not self._tombstones and not self._legacy
-            self._learn_names(found[0], empty=empty)
+            self._names.learn(found[0], empty=empty)
         return int(bucket_count or 1), int(tracked or 0)
-
-    def _learn_names(self, stored: dict[str, str], *, empty: bool) -> None:
-        self._names_loaded = True
-        self._names = {int(k): v for k, v in stored.items() if k.isdigit()}
-        self._index = {name: index for index, name in self._names.items()}
-        self._by_ref = {
-            codec.head_ref(i).encode("latin-1"): n
-            for i, n in self._names.items()
-            if i < _SHORT_REFS
-        }
-        self._next_name = max(self._names, default=-1) + 1
-        self._fresh = {}
-        packing = stored.get(_PACKING)
-        if packing is None:  # decided once, by the first commit: v2 only from the start
-            packing = "2" if empty else "1"
-            self._fresh[_PACKING] = packing
-        self._v2 = packing == "2"
-
-    def _name_used(self, batch: Batch, name: int | str) -> None:
-        """A fresh name goes into every batch that uses it, so it commits with its first user
-        whichever batch that turns out to be."""
-        if batch is not self._names_batch:
-            self._names_batch, self._names_written = batch, set()
-        if name in self._fresh and name not in self._names_written:
-            self._names_written.add(name)
-            batch.hset(self._names_key, str(name), self._fresh[name])
-
-    def _intern(self, batch: Batch, name: str, *, capped: bool = True) -> int | None:
-        index = self._index.get(name)
-        if index is None:
-            if capped and len(self._index) >= min(
-                MAX_NAMES, NAMES_BASE + self._tracked // NAMES_PER
-            ):
-                return None
-            index = self._next_name
-            self._next_name += 1
-            self._names[index] = self._fresh[index] = name
-            self._index[name] = index
-            if index < _SHORT_REFS:
-                self._by_ref[codec.head_ref(index).encode("latin-1")] = name
-        self._name_used(batch, index)
-        return index
-
-    def _field(self, enrollment_id: str, batch: Batch | None = None) -> str | bytes:
-        """The hash field of an enrollment; with `batch`, a new name may be taken for it."""
-        if self._v2:
-            parts = buckets.pair_parts(enrollment_id)
-            if parts is not None:
-                sequence, contact = parts
-                index = (
-                    self._index.get(sequence)
-                    if batch is None
-                    else self._intern(batch, sequence, capped=False)
-                )
-                if index is not None:
-                    return buckets.pack_pair_ref(index, contact)
-            return buckets.pack_id_v2(enrollment_id)
-        return buckets.pack_id(enrollment_id)
-
-    def _unpack(self, field: bytes) -> str:
-        if self._v2:
-            return buckets.unpack_id_v2(field, self._names)
-        return buckets.unpack_id(field, self._names)
-
-    def _expand_raw(self, raw: bytes) -> str:
-        head = self._by_ref.get(raw[:1])
-        if head is not None:
-            return head + raw[1:].decode("latin-1")
-        return self._expand(raw.decode("latin-1"))
-
-    def _expand(self, value: str) -> str:
-        """A value as read from a bucket, its head (if kept in the names) put back."""
-        found = codec.read_head_ref(value) if value else None
-        if found is None:
-            return value
-        index, rest = found
-        head = self._names.get(index)
-        if head is None:
-            raise StoreError(f"stored state of {self._source!r} refers to a missing name")
-        return head + value[rest:]
 
     def decode(self, value: str, *, enrollment_id: str) -> Stored:
         """A value returned by `load`, decoded (its names resolved)."""
-        return codec.decode(value, enrollment_id=enrollment_id, names=self._names)
+        return codec.decode(value, enrollment_id=enrollment_id, names=self._names.names)
 
     async def load(self, enrollment_ids: Iterable[str]) -> dict[str, str]:
         """Stored values (still encoded) of the given enrollments: one round trip, one command.
@@ -442,7 +339,7 @@ class StateStore:
             placed = [b - half if b >= bucket_count else b for b in placed]
         fields: Sequence[str | bytes] | None = buckets.pack_digit_ids(ids)
         if fields is None:
-            pack = self._field if self._v2 else buckets.pack_id
+            pack = self._names.field if self._names.v2 else buckets.pack_id
             fields = [pack(enrollment_id) for enrollment_id in ids]
         # The page's buckets, each once; each field names its bucket by position (load_page.lua).
         position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
@@ -504,9 +401,9 @@ class StateStore:
             )
         # A value that is a head reference alone (every value of many sources) is one lookup.
         raws = cast("list[bytes | None]", values)
-        found: list[str | None] = list(map(self._by_ref.get, raws))  # type: ignore[arg-type]
+        found: list[str | None] = list(map(self._names.by_ref.get, raws))  # type: ignore[arg-type]
         if None in found:
-            expand = self._expand_raw
+            expand = self._names.expand_raw
             found = [
                 value if value is not None or raw is None else expand(raw)
                 for value, raw in zip(found, raws, strict=True)
@@ -517,7 +414,7 @@ class StateStore:
         moves = []
         for source, entries in snapshots.items():
             for field, value in entries.items():
-                enrollment_id = self._unpack(field)
+                enrollment_id = self._names.unpack(field)
                 target = buckets.bucket_for(buckets.hash_of(enrollment_id), bucket_count)
                 if target != source:
                     moves.append(_Move(field, value, source, target))
@@ -529,8 +426,7 @@ class StateStore:
         already land in the grown layout."""
         growth, self._growth = self._growth, None
         carried, self._carried = self._carried, {}
-        if _PACKING in self._fresh:
-            self._name_used(batch, _PACKING)
+        self._names.packing_used(batch)
         if self._legacy_done:
             # Still rewrites or forgets old-layout copies for the rest of this poll.
             batch.hdel(self._meta, legacy_state.MIGRATING)
@@ -623,9 +519,9 @@ class StateStore:
             if int(stored_text) > seen_in_group:
                 suspects += members
         for start in range(0, len(suspects), _SCAN_CHUNK):
-            if not self._names_loaded:
+            if not self._names.loaded:
                 # The source holds state (it is being swept), so it is not a new one.
-                self._learn_names(await awaited(self._redis.hgetall(self._names_key)), empty=False)
+                self._names.learn(await awaited(self._redis.hgetall(self._names.key)), empty=False)
             chunk = suspects[start : start + _SCAN_CHUNK]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for bucket in chunk:
@@ -638,9 +534,11 @@ class StateStore:
                     "HGETALL", self._key(bucket), NEVER_DECODE=True
                 )
                 for field, value in entries.items():
-                    enrollment_id = self._unpack(field)
+                    enrollment_id = self._names.unpack(field)
                     if not seen.has(enrollment_id):
-                        stored = self.decode(self._expand_raw(value), enrollment_id=enrollment_id)
+                        stored = self.decode(
+                            self._names.expand_raw(value), enrollment_id=enrollment_id
+                        )
                         if not stored.gone:
                             yield enrollment_id, stored
 
@@ -654,20 +552,13 @@ class StateStore:
                 "HGETALL", key, NEVER_DECODE=True
             )
             found.update(
-                (self._unpack(f), codec.expand_ids(self._expand_raw(v), self._names))
+                (
+                    self._names.unpack(f),
+                    codec.expand_ids(self._names.expand_raw(v), self._names.names),
+                )
                 for f, v in entries.items()
             )
         return found
-
-    def _compact(self, batch: Batch, value: str) -> bytes:
-        """`value` as Redis keeps it: names by index, one byte per character."""
-        value = codec.intern_ids(value, lambda name: self._intern(batch, name))
-        cut = codec.head_end(value)
-        if cut:
-            index = self._intern(batch, value[:cut])
-            if index is not None:
-                value = codec.head_ref(index) + value[cut:]
-        return value.encode("latin-1")
 
     def keep(self, batch: Batch, enrollment_id: str, stored: Stored) -> None:
         """Stores `stored` (encoded here) for the enrollment."""
@@ -691,8 +582,8 @@ class StateStore:
         bucket = self._place(enrollment_id)
         batch.hset_counted(
             self._key(bucket),
-            self._field(enrollment_id, batch),
-            self._compact(batch, value),
+            self._names.field(enrollment_id, batch),
+            self._names.compact(batch, value, tracked=self._tracked),
             counts=self._counts,
             group=buckets.group_of(bucket),
         )
@@ -704,7 +595,7 @@ class StateStore:
         bucket = self._place(enrollment_id)
         batch.hdel_counted(
             self._key(bucket),
-            self._field(enrollment_id),
+            self._names.field(enrollment_id),
             counts=self._counts,
             group=buckets.group_of(bucket),
         )
@@ -734,7 +625,7 @@ class StateStore:
         old = await awaited(self._redis.hget(self._meta, "incarnation"))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._counts)
-            pipe.delete(self._names_key)
+            pipe.delete(self._names.key)
             pipe.delete(keys.quarantine(self._source))
             # What the source remembers (e.g. when it last listed archived sequences) goes too,
             # so the new baseline is a whole listing.
