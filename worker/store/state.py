@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from worker.store import buckets, codec, keys, legacy_state
+from worker.store import buckets, codec, growth, keys, legacy_state
 from worker.store import sweep as absence_sweep
 from worker.store.batch import Batch
 from worker.store.codec import Stored
@@ -179,22 +179,6 @@ class SeenIds:
         return counts
 
 
-@dataclass(frozen=True, slots=True)
-class _Move:
-    field: bytes
-    value: bytes
-    source: int
-    target: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Growth:
-    """Splits read at `load`, written by the first commit that follows."""
-
-    bucket_count: int
-    moves: list[_Move]
-
-
 class StateStore:
     def __init__(self, redis: Redis, *, source: str) -> None:
         self._redis = redis
@@ -205,7 +189,7 @@ class StateStore:
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
-        self._growth: _Growth | None = None
+        self._growth: growth.Growth | None = None
         # Upgrades: enrollments still in the old layout, moved as they are met (legacy_state).
         self._legacy = False
         self._carried: dict[str, str] = {}  # met by the last load, moved by the next commit
@@ -361,32 +345,15 @@ class StateStore:
             }
             carried = self._carried.get
             values = [carried(i) if v is None else v for i, v in zip(ids, values, strict=True)]
-        await self._plan_growth(new=values.count(None))
+        # Splits that keep every bucket small even if all the new ones get stored.
+        self._growth = await growth.plan(
+            self._redis,
+            bucket_count=self._bucket_count,
+            stored=self._tracked + values.count(None),
+            key=self._key,
+            unpack=self._names.unpack,
+        )
         return ids, values
-
-    async def _plan_growth(self, *, new: int) -> None:
-        """Splits that keep every bucket small even if all of `new` get stored: their source
-        buckets are read now (only while the source grows) and moved by the next commit."""
-        assert self._bucket_count is not None
-        bucket_count = self._bucket_count
-        wanted = min(
-            buckets.wanted_buckets(self._tracked + new),
-            bucket_count + buckets.MAX_SPLITS_PER_COMMIT,
-        )
-        if wanted <= bucket_count:
-            return
-        sources = sorted(
-            {buckets.split_source(b) for b in range(bucket_count, wanted)}
-            & set(range(bucket_count))
-        )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bucket in sources:
-                pipe.execute_command("HGETALL", self._key(bucket), NEVER_DECODE=True)
-            snapshots: list[dict[bytes, bytes]] = await pipe.execute()
-        self._growth = _Growth(
-            bucket_count=wanted,
-            moves=self._moves(dict(zip(sources, snapshots, strict=True)), wanted),
-        )
 
     async def _read(self, names: list[str], args: list[str | bytes | int]) -> list[str | None]:
         """One EVALSHA over the page's buckets (the script is sent in full only if Redis
@@ -410,49 +377,22 @@ class StateStore:
             ]
         return found
 
-    def _moves(self, snapshots: dict[int, dict[bytes, bytes]], bucket_count: int) -> list[_Move]:
-        moves = []
-        for source, entries in snapshots.items():
-            for field, value in entries.items():
-                enrollment_id = self._names.unpack(field)
-                target = buckets.bucket_for(buckets.hash_of(enrollment_id), bucket_count)
-                if target != source:
-                    moves.append(_Move(field, value, source, target))
-        return moves
-
     def _grow(self, batch: Batch) -> None:
         """What the last `load` or `unseen` read for the layout goes first into the commit that
         follows (splits, enrollments carried over from the old layout), so the writes after it
         already land in the grown layout."""
-        growth, self._growth = self._growth, None
+        grown, self._growth = self._growth, None
         carried, self._carried = self._carried, {}
         self._names.packing_used(batch)
         if self._legacy_done:
             # Still rewrites or forgets old-layout copies for the rest of this poll.
             batch.hdel(self._meta, legacy_state.MIGRATING)
             self._legacy_done = False
-        if growth is not None:
-            self._split(batch, growth)
+        if grown is not None:
+            growth.split(batch, grown, key=self._key, counts=self._counts, meta=self._meta)
+            self._bucket_count = grown.bucket_count
         if carried:
             self._carry(batch, carried)
-
-    def _split(self, batch: Batch, growth: _Growth) -> None:
-        for move in growth.moves:
-            batch.hdel_counted(
-                self._key(move.source),
-                move.field,
-                counts=self._counts,
-                group=buckets.group_of(move.source),
-            )
-            batch.hset_counted(
-                self._key(move.target),
-                move.field,
-                move.value,
-                counts=self._counts,
-                group=buckets.group_of(move.target),
-            )
-        batch.hset(self._meta, "buckets", growth.bucket_count)
-        self._bucket_count = growth.bucket_count
 
     def _carry(self, batch: Batch, carried: dict[str, str]) -> None:
         """Old-layout enrollments met by the last load move to the sized layout."""
