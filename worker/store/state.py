@@ -16,11 +16,9 @@ keeps what many enrollments repeat once, in the source's dictionary of names
 from __future__ import annotations
 
 import hashlib
-import secrets
 import zlib
 from array import array
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, cast
 
@@ -32,6 +30,9 @@ from worker.store import buckets, codec, growth, keys, legacy_state
 from worker.store import sweep as absence_sweep
 from worker.store.batch import Batch
 from worker.store.codec import Stored
+from worker.store.listing_meta import BEGIN_LISTING_FUNCTION as BEGIN_LISTING_FUNCTION
+from worker.store.listing_meta import ListingMeta as ListingMeta
+from worker.store.listing_meta import new_incarnation as new_incarnation
 from worker.store.names import MAX_NAMES as MAX_NAMES  # re-exported: tests and tools read them
 from worker.store.names import NAMES_BASE as NAMES_BASE
 from worker.store.names import NAMES_PER as NAMES_PER
@@ -63,64 +64,6 @@ _SLOT_MASK = (1 << SLOT_BITS) - 1
 _SEEN_AT_ONCE = 1 << 18
 _SEEN_PARTS = 16
 _SAME_KEPT = 4096
-
-
-def new_incarnation() -> str:
-    """A random name for one stored history of a source (see worker/events.py)."""
-    return secrets.token_hex(8)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListingMeta:
-    """What one poll needs to know about the source's history before it starts."""
-
-    generation: int
-    baseline_done: bool
-    # Random, set when the source's stored history starts (first baseline, after a reset or a
-    # data loss); part of every event id, so ids of one history never repeat another's.
-    incarnation: str
-    watermark: str | None
-    last_full_at: float | None
-    removals_held: bool = False
-
-    @classmethod
-    def from_reply(cls, reply: list[Any]) -> ListingMeta:
-        """From BEGIN_LISTING_FUNCTION's reply: (generation, LISTING_FIELDS)."""
-        generation, (baseline, watermark, last_full_at, incarnation, held) = reply
-        return cls(
-            generation=int(generation),
-            baseline_done=baseline == "1",
-            incarnation=incarnation,
-            watermark=watermark or None,
-            last_full_at=float(last_full_at) if last_full_at else None,
-            removals_held=bool(held),
-        )
-
-
-# A listing begins: its generation number (monotonic, never reused), an incarnation if the
-# source has none yet, and what the poll needs to know. A Lua function: it runs inside the
-# script that opens a poll (worker/detect/opening.py), once the lease is held.
-BEGIN_LISTING_FUNCTION = """
-local function begin_listing(meta, fresh_incarnation)
-  local generation = redis.call('HINCRBY', meta, 'generation', 1)
-  redis.call('HSETNX', meta, 'incarnation', fresh_incarnation)
-  return {generation, redis.call(
-    'HMGET', meta, 'baseline', 'watermark', 'last_full_at', 'incarnation', 'removals_held')}
-end
-"""
-
-
-class Changes:
-    """What a page changed, in the store's answer: each changed enrollment's stored state,
-    decoded (None: nothing stored under its id)."""
-
-    __slots__ = ("known", "quiet")
-
-    def __init__(self) -> None:
-        self.known: dict[str, Stored | None] = {}
-        # Of those, the ones stored with the very state listed and no tombstone: nothing about
-        # them is news, only their stored value needs a rewrite (codec.same_state).
-        self.quiet: set[str] = set()
 
 
 class SeenIds:
@@ -177,6 +120,19 @@ class SeenIds:
             bucket = buckets.bucket_for(slot, bucket_count)
             counts[bucket] = counts.get(bucket, 0) + len(set(hashes))
         return counts
+
+
+class Changes:
+    """What a page changed, in the store's answer: each changed enrollment's stored state,
+    decoded (None: nothing stored under its id)."""
+
+    __slots__ = ("known", "quiet")
+
+    def __init__(self) -> None:
+        self.known: dict[str, Stored | None] = {}
+        # Of those, the ones stored with the very state listed and no tombstone: nothing about
+        # them is news, only their stored value needs a rewrite (codec.same_state).
+        self.quiet: set[str] = set()
 
 
 class StateStore:
