@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from worker.store import buckets, codec, growth, keys, legacy_state
+from worker.store import buckets, codec, growth, keys, legacy_state, unseen
 from worker.store import sweep as absence_sweep
 from worker.store.batch import Batch
 from worker.store.codec import Stored
@@ -365,9 +365,8 @@ class StateStore:
     async def unseen(self, seen: SeenIds) -> AsyncIterator[tuple[str, Stored]]:
         """Stored enrollments a complete listing did not return.
 
-        The stored count settles the common case of nothing missing without touching a bucket.
-        Otherwise the per-group counts (kept by every commit) name the groups holding more than
-        was seen, one HLEN per bucket of those groups names the buckets, and only those are read.
+        The stored count settles the common case of nothing missing without touching a bucket;
+        otherwise worker/store/unseen.py reads only the buckets that lost members.
         """
         if self._opened and not self._legacy:
             bucket_count, tracked = self._bucket_count or 1, self._tracked
@@ -378,8 +377,20 @@ class StateStore:
             # Everything was seen, so every old-layout enrollment was met and carried over.
             self._legacy_done = self._legacy
             return
-        async for found in self._unseen(seen, bucket_count=bucket_count, tracked=tracked):
-            yield found
+        found = unseen.scan(
+            self._redis,
+            seen,
+            bucket_count=bucket_count,
+            stored_fields=tracked + self._tombstones,
+            check_counts=not self._legacy,
+            counts_key=self._counts,
+            key=self._key,
+            names=self._names,
+        )
+        async for enrollment_id, raw in found:
+            stored = self.decode(self._names.expand_raw(raw), enrollment_id=enrollment_id)
+            if not stored.gone:
+                yield enrollment_id, stored
         if self._legacy:
             async for enrollment_id, value in legacy_state.leftovers(self._redis, self._source):
                 if not seen.has(enrollment_id):
@@ -388,55 +399,6 @@ class StateStore:
                         yield enrollment_id, stored
             # Each of those is now rewritten or forgotten by the caller's commit.
             self._legacy_done = True
-
-    async def _unseen(
-        self, seen: SeenIds, *, bucket_count: int, tracked: int
-    ) -> AsyncIterator[tuple[str, Stored]]:
-        seen_buckets = seen.per_bucket(bucket_count)
-        group_counts: dict[str, str] = await awaited(self._redis.hgetall(self._counts))
-        stored_fields = tracked + self._tombstones
-        if not self._legacy and sum(int(n) for n in group_counts.values()) != stored_fields:
-            # Counts that disagree with the stored total (state older than the counts): trust
-            # neither and look at every bucket.
-            seen_buckets = None
-            group_counts = {
-                str(g): str(stored_fields) for g in range(buckets.group_of(bucket_count - 1) + 1)
-            }
-        suspects: list[int] = []
-        for group_text, stored_text in group_counts.items():
-            group = int(group_text)
-            first = group << buckets.GROUP_BITS
-            members = range(first, min(bucket_count, first + (1 << buckets.GROUP_BITS)))
-            seen_in_group = (
-                -1
-                if seen_buckets is None
-                else sum(seen_buckets.get(bucket, 0) for bucket in members)
-            )
-            if int(stored_text) > seen_in_group:
-                suspects += members
-        for start in range(0, len(suspects), _SCAN_CHUNK):
-            if not self._names.loaded:
-                # The source holds state (it is being swept), so it is not a new one.
-                self._names.learn(await awaited(self._redis.hgetall(self._names.key)), empty=False)
-            chunk = suspects[start : start + _SCAN_CHUNK]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for bucket in chunk:
-                    pipe.hlen(self._key(bucket))
-                sizes = await pipe.execute()
-            for bucket, size in zip(chunk, sizes, strict=True):
-                if seen_buckets is not None and size <= seen_buckets.get(bucket, 0):
-                    continue
-                entries: dict[bytes, bytes] = await self._redis.execute_command(  # type: ignore[no-untyped-call]
-                    "HGETALL", self._key(bucket), NEVER_DECODE=True
-                )
-                for field, value in entries.items():
-                    enrollment_id = self._names.unpack(field)
-                    if not seen.has(enrollment_id):
-                        stored = self.decode(
-                            self._names.expand_raw(value), enrollment_id=enrollment_id
-                        )
-                        if not stored.gone:
-                            yield enrollment_id, stored
 
     async def stored(self) -> dict[str, str]:
         """Every stored enrollment's value as `codec.encode` wrote it, names resolved
