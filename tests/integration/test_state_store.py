@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from tests._text_format import text_value
+from worker.enrollment import State, Status
 from worker.errors import LeaseLost
-from worker.store import buckets, keys, lease
+from worker.store import buckets, codec, keys, lease
 from worker.store.batch import Batch
 from worker.store.state import SeenIds, StateStore
 
@@ -223,3 +225,41 @@ async def test_a_redis_that_forgot_the_load_script_still_answers_the_load(
     await poll(store, ids, lambda i: V, held=held)
     await store.script_flush()  # as after a Redis restart
     assert await StateStore(store, source=SOURCE).load(ids) == dict.fromkeys(ids, V)
+
+
+async def test_a_page_is_answered_in_decoded_terms_and_kept_as_given(
+    store: Redis, held: lease.Lease
+) -> None:
+    """`changed` hands back what was stored, decoded (None: new), and which of those hold the
+    listed state already (quiet: a rewrite, no news); `keep` writes what `put` of its encoding
+    would."""
+    step1 = State(status=Status.ACTIVE, raw_status="active", step=1)
+    step2 = State(status=Status.ACTIVE, raw_status="active", step=2)
+    kept = codec.Stored(state=step1, sequence_id="100", contact_id="1", life=1, rev=2, high_step=3)
+    missed = codec.Stored(state=step1, sequence_id="100", contact_id="2", missed=1)
+    old = codec.Stored(state=step1, sequence_id="100", contact_id="3")
+    writer = StateStore(store, source=SOURCE)
+    await writer.load(["100:1"])
+    batch = Batch()
+    writer.keep(batch, "100:1", kept)
+    writer.put(batch, "100:2", codec.encode_stored(missed, enrollment_id="100:2"))
+    writer.put(batch, "100:3", text_value(old, enrollment_id="100:3"))  # an older format
+    writer.put(batch, "100:5", codec.encode_stored(old, enrollment_id="100:5"))
+    writer.count(batch, "tracked", 4)
+    await batch.commit(store, lease_key=held.key, token=held.token, ttl_ms=held.ttl_ms)
+    assert (await StateStore(store, source=SOURCE).stored())["100:1"] == codec.encode_stored(
+        kept, enrollment_id="100:1"
+    )
+
+    listed = {
+        "100:1": codec.encode_state(step2),  # changed
+        "100:2": codec.encode_state(step1),  # same state, its miss to clear
+        "100:3": codec.encode_state(step1),  # same state, in the old format
+        "100:4": codec.encode_state(step1),  # new
+        "100:5": codec.encode_state(step1),  # unchanged
+    }
+    seen = SeenIds()
+    changes = await StateStore(store, source=SOURCE).changed(listed, seen=seen)
+    assert changes.known == {"100:1": kept, "100:2": missed, "100:3": old, "100:4": None}
+    assert changes.quiet == {"100:3"}
+    assert seen.total() == 5
