@@ -250,7 +250,10 @@ class StateStore:
                 if len(same) < _SAME_KEPT:
                     same[value, state] = unchanged
             if not unchanged:
-                known[enrollment_id] = self.decode(value, enrollment_id=enrollment_id)
+                # (An empty value, never written, counts as nothing stored, as it always has.)
+                known[enrollment_id] = (
+                    self.decode(value, enrollment_id=enrollment_id) if value else None
+                )
                 if codec.same_state(value, state):
                     quiet.add(enrollment_id)
         return changes
