@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sys
 import zlib
 from array import array
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -66,6 +67,7 @@ _PACKING = "packing"
 # Meta field: what the last absence sweep learnt of skipped sequences (worker/detect/sweep.py).
 SWEEP_MEMO = "sweep_skipped"
 _LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
+_PER_READ = 0xFFFF  # fields per load_page.lua call: a position fits two bytes
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
 # most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
@@ -428,16 +430,10 @@ class StateStore:
         if fields is None:
             pack = self._field if self._v2 else buckets.pack_id
             fields = [pack(enrollment_id) for enrollment_id in ids]
-        # The page's buckets, each once; each field names its bucket by position (load_page.lua).
-        position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
-        known = self._bucket_keys
-        if len(known) < high:
-            known += map(self._key, range(len(known), high))
-        names = [known[bucket] for bucket in position]
-        args: list[str | bytes | int] = [0] * (2 * len(ids))
-        args[::2] = map(position.__getitem__, placed)
-        args[1::2] = fields
-        values = await self._read(names, args)
+        values: list[str | None] = []
+        for start in range(0, len(ids), _PER_READ):  # a position must fit two bytes
+            end = start + _PER_READ
+            values += await self._lookup(placed[start:end], fields[start:end], high=high)
         self._carried = {}
         if self._legacy and None in values:
             missing = (i for i, value in zip(ids, values, strict=True) if value is None)
@@ -475,9 +471,27 @@ class StateStore:
             moves=self._moves(dict(zip(sources, snapshots, strict=True)), wanted),
         )
 
-    async def _read(self, names: list[str], args: list[str | bytes | int]) -> list[str | None]:
+    async def _lookup(
+        self, placed: list[int], fields: Sequence[str | bytes], *, high: int
+    ) -> list[str | None]:
+        """The stored value of each field, in bucket `placed[i]`: one read."""
+        # The buckets read, each once; each field names its bucket by position.
+        position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
+        known = self._bucket_keys
+        if len(known) < high:
+            known += map(self._key, range(len(known), high))
+        names = [known[bucket] for bucket in position]
+        return await self._read(names, array("H", map(position.__getitem__, placed)), fields)
+
+    async def _read(
+        self, names: list[str], at: array[int], fields: Sequence[str | bytes]
+    ) -> list[str | None]:
         """One EVALSHA over the page's buckets (the script is sent in full only if Redis
-        does not have it yet, e.g. after a restart). Values come back one char per byte."""
+        does not have it yet, e.g. after a restart): `at` holds each field's position in
+        `names`, from 1. Values come back one char per byte, in the order of `fields`."""
+        if sys.byteorder != "little":
+            at.byteswap()
+        args = (at.tobytes(), *fields)
         try:
             values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", _LOAD_SHA, len(names), *names, *args, NEVER_DECODE=True
