@@ -37,6 +37,7 @@ from worker.store import buckets, codec, keys, legacy_state
 from worker.store.batch import Batch
 from worker.store.codec import Stored
 from worker.store.redis_io import awaited
+from worker.store.seen import SeenIds
 
 _RESET_FIELDS = (
     "baseline",
@@ -69,13 +70,6 @@ SWEEP_MEMO = "sweep_skipped"
 _LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
 _PER_READ = 0xFFFF  # fields per load_page.lua call: a position fits two bytes
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-# Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
-# most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
-SLOT_BITS = 16
-_SLOT_MASK = (1 << SLOT_BITS) - 1
-# SeenIds counts up to this many ids at once (one set), more in _SEEN_PARTS parts.
-_SEEN_AT_ONCE = 1 << 18
-_SEEN_PARTS = 16
 _SAME_KEPT = 4096
 
 
@@ -122,62 +116,6 @@ local function begin_listing(meta, fresh_incarnation)
     'HMGET', meta, 'baseline', 'watermark', 'last_full_at', 'incarnation', 'removals_held')}
 end
 """
-
-
-class SeenIds:
-    """Which enrollments one listing returned: each id's hash and its buckets.hash_of, 12 bytes,
-    appended a page at a time. Grouped by hash slot only if a sweep must look ids up."""
-
-    def __init__(self) -> None:
-        self._hashes = array("q")
-        self._crcs = array("I")
-        self._total: int | None = None
-        self._slots: dict[int, array[int]] | None = None  # slot -> hashes, when looked up
-
-    def add(self, enrollment_id: str) -> None:
-        self.extend([enrollment_id], [buckets.hash_of(enrollment_id)])
-
-    def extend(self, enrollment_ids: list[str], crcs: list[int]) -> None:
-        """`add` for each id, given their buckets.hash_of (the store computes them anyway)."""
-        self._hashes.extend(map(hash, enrollment_ids))
-        self._crcs.extend(crcs)
-        self._total = self._slots = None
-
-    def total(self) -> int:
-        """Distinct enrollments seen."""
-        if self._total is None:
-            if len(self._hashes) <= _SEEN_AT_ONCE:
-                self._total = len(set(self._hashes))
-            else:  # a listing may repeat an id; distinct counted in parts, to bound memory
-                parts: list[array[int]] = [array("q") for _ in range(_SEEN_PARTS)]
-                for hashed, crc in zip(self._hashes, self._crcs, strict=True):
-                    parts[crc & _SEEN_PARTS - 1].append(hashed)
-                self._total = sum(len(set(part)) for part in parts)
-        return self._total
-
-    def _by_slot(self) -> dict[int, array[int]]:
-        if self._slots is None:
-            self._slots = {}
-            for hashed, crc in zip(self._hashes, self._crcs, strict=True):
-                hashes = self._slots.get(crc & _SLOT_MASK)
-                if hashes is None:
-                    hashes = self._slots[crc & _SLOT_MASK] = array("q")
-                hashes.append(hashed)
-        return self._slots
-
-    def has(self, enrollment_id: str) -> bool:
-        slot = buckets.hash_of(enrollment_id) & _SLOT_MASK
-        return hash(enrollment_id) in self._by_slot().get(slot, ())
-
-    def per_bucket(self, bucket_count: int) -> dict[int, int] | None:
-        """Distinct ids seen per bucket of a layout; None when slots no longer pin buckets."""
-        if bucket_count > 1 << SLOT_BITS:
-            return None
-        counts: dict[int, int] = {}
-        for slot, hashes in self._by_slot().items():
-            bucket = buckets.bucket_for(slot, bucket_count)
-            counts[bucket] = counts.get(bucket, 0) + len(set(hashes))
-        return counts
 
 
 @dataclass(frozen=True, slots=True)
