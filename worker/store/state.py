@@ -141,6 +141,8 @@ class StateStore:
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
         self._bucket_keys: list[str] = []  # `_key` of each bucket, remembered
+        self._placement: list[int] = []  # see `_values`
+        self._placement_for = 0  # the bucket count `_placement` is for
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
@@ -353,17 +355,16 @@ class StateStore:
         if not ids:
             return [], []
         # A whole page at a time, in comprehensions: this runs for every enrollment of every poll.
-        crc32 = zlib.crc32
-        crcs = [crc32(enrollment_id.encode()) for enrollment_id in ids]  # buckets.hash_of
+        crcs = list(map(zlib.crc32, map(str.encode, ids)))  # buckets.hash_of
         if seen is not None:
             seen.extend(ids, crcs)
-        # buckets.bucket_for, inlined.
         bucket_count = self._bucket_count
         high = 1 << (bucket_count - 1).bit_length()
-        placed = [crc & high - 1 for crc in crcs]
-        if bucket_count < high:
-            half = high >> 1
-            placed = [b - half if b >= bucket_count else b for b in placed]
+        if self._placement_for != bucket_count:
+            # buckets.bucket_for of each value of crc & high - 1: a lookup per id, not a branch
+            self._placement = [buckets.bucket_for(n, bucket_count) for n in range(high)]
+            self._placement_for = bucket_count
+        placed = list(map(self._placement.__getitem__, map((high - 1).__and__, crcs)))
         fields: Sequence[str | bytes] | None = buckets.pack_digit_ids(ids)
         if fields is None:
             pack = self._field if self._v2 else buckets.pack_id
