@@ -27,7 +27,8 @@ from bench.procs import RedisBox
 from worker.store import lease
 from worker.store.batch import Batch
 from worker.store.redis_conn import FastPackConnection, connect
-from worker.store.state import SeenIds, StateStore
+from worker.store.seen import SeenIds
+from worker.store.state import StateStore
 
 OLD_BUCKETS = 16_384
 VALUE = "afff\x1f3\x1f\x1fActive\x1f"

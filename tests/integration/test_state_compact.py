@@ -20,7 +20,8 @@ from worker.enrollment import State, Status
 from worker.store import buckets, codec, keys, lease
 from worker.store import state as state_store_module
 from worker.store.batch import Batch
-from worker.store.state import SeenIds, StateStore
+from worker.store.seen import SeenIds
+from worker.store.state import StateStore
 
 SOURCE = "contract-src"  # the contract harnesses' routes and drain use it
 SEQUENCES = [str(uuid.UUID(int=k + 1, version=4)) for k in range(3)]

@@ -14,8 +14,10 @@ from tests._text_format import text_value
 from worker.enrollment import State, Status
 from worker.errors import LeaseLost
 from worker.store import buckets, codec, keys, lease
+from worker.store import state as state_module
 from worker.store.batch import Batch
-from worker.store.state import SeenIds, StateStore
+from worker.store.seen import SeenIds
+from worker.store.state import StateStore
 
 SOURCE = "store-src"
 PAGE = 1000
@@ -216,6 +218,20 @@ async def test_a_page_larger_than_lua_can_unpack_at_once_loads_whole(
     page = ids + [f"9:{n}" for n in range(10_000)]  # 10,048 lookups in one bucket
     found = await StateStore(store, source=SOURCE).load(page)
     assert found == dict.fromkeys(ids, V)
+
+
+async def test_a_page_read_in_parts_keeps_each_value_with_its_id(
+    store: Redis, held: lease.Lease, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read names each field's bucket in two bytes, so a page of more than 65,535 fields is
+    # read in parts; here the parts are made small to cross many part boundaries.
+    ids = reply_ids(15_000)
+    await poll(store, ids, lambda i: V if zlib.crc32(i.encode()) % 3 else W, held=held)
+    assert await bucket_count(store) > 256  # positions use both bytes
+    monkeypatch.setattr(state_module, "_PER_READ", 2_000)
+    page = [*ids[::2], "9:1", *ids[1::2], "9:2"]
+    found = await StateStore(store, source=SOURCE).load(page)
+    assert found == {i: V if zlib.crc32(i.encode()) % 3 else W for i in ids}
 
 
 async def test_a_redis_that_forgot_the_load_script_still_answers_the_load(

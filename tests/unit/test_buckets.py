@@ -129,3 +129,17 @@ def test_pack_digit_ids_packs_a_list_of_short_digit_ids_or_none() -> None:
     for other in ("", "1" * (buckets.SHORT_DIGITS + 1), "12a", "x:1", "١٢", str(uuid.UUID(int=1))):
         assert buckets.pack_digit_ids([*short, other]) is None
     assert buckets.pack_digit_ids([]) is None
+
+
+def test_pack_digit_ids_agrees_with_pack_id_on_mixed_lists() -> None:
+    # Odd and even lengths side by side: each field is padded on its own, never its neighbour.
+    rng = random.Random(7)
+    pieces = ["", ":", "0", "12", "1:2", "5000:10048271", "9" * 27, "9" * 28, "9" * 29, "a1", "1²"]
+    for _ in range(2000):
+        ids = [
+            rng.choice(pieces) + str(rng.randrange(10 ** rng.randrange(1, 9))) * rng.randrange(2)
+            for _ in range(rng.randrange(1, 8))
+        ]
+        short = all(0 < len(i) <= buckets.SHORT_DIGITS and not i.strip(":0123456789") for i in ids)
+        expected = [buckets.pack_id(i) for i in ids] if short else None
+        assert buckets.pack_digit_ids(ids) == expected, ids

@@ -21,7 +21,8 @@ from worker.detect.watermark import next_watermark
 from worker.sources.base import RawPage
 from worker.store import keys, lease
 from worker.store.batch import Batch
-from worker.store.state import ListingMeta, SeenIds, StateStore
+from worker.store.seen import SeenIds
+from worker.store.state import ListingMeta, StateStore
 
 
 class Listing:

@@ -18,7 +18,8 @@ from worker.detect.result import PollResult
 from worker.detect.runtime import SourceRuntime
 from worker.store import lease
 from worker.store.batch import Batch
-from worker.store.state import SeenIds, StateStore
+from worker.store.seen import SeenIds
+from worker.store.state import StateStore
 
 # Other modules import the poll's types from here.
 __all__ = ["LEASE_TTL_MS", "LeaseBusy", "PollResult", "SourceRuntime", "poll_source"]

@@ -21,7 +21,7 @@ from worker.normalize.fields import RecordError
 from worker.sources.base import RawPage
 from worker.sources.typed import TypedRecords
 from worker.store import codec
-from worker.store.state import SeenIds
+from worker.store.seen import SeenIds
 
 _KEYS_KEPT = 4096
 # A record `peek` read (normalized only if it changed), or its index in the page's records,

@@ -16,6 +16,7 @@ keeps what many enrollments repeat once, in the source's dictionary of names
 from __future__ import annotations
 
 import hashlib
+import sys
 import zlib
 from array import array
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ from worker.store.names import NAMES_BASE as NAMES_BASE
 from worker.store.names import NAMES_PER as NAMES_PER
 from worker.store.names import Names
 from worker.store.redis_io import awaited
+from worker.store.seen import SeenIds
 from worker.store.sweep import SWEEP_MEMO, Swept
 
 _RESET_FIELDS = (
@@ -55,71 +57,9 @@ _RESET_FIELDS = (
 )
 _SCAN_CHUNK = 256
 _LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
+_PER_READ = 0xFFFF  # fields per load_page.lua call: a position fits two bytes
 _LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-# Ids seen by a listing are kept by hash slot; a slot maps to one bucket while the layout has at
-# most 2**SLOT_BITS buckets (about 3M enrollments). Past that the sweep reads every bucket.
-SLOT_BITS = 16
-_SLOT_MASK = (1 << SLOT_BITS) - 1
-# SeenIds counts up to this many ids at once (one set), more in _SEEN_PARTS parts.
-_SEEN_AT_ONCE = 1 << 18
-_SEEN_PARTS = 16
 _SAME_KEPT = 4096
-
-
-class SeenIds:
-    """Which enrollments one listing returned: each id's hash and its buckets.hash_of, 12 bytes,
-    appended a page at a time. Grouped by hash slot only if a sweep must look ids up."""
-
-    def __init__(self) -> None:
-        self._hashes = array("q")
-        self._crcs = array("I")
-        self._total: int | None = None
-        self._slots: dict[int, array[int]] | None = None  # slot -> hashes, when looked up
-
-    def add(self, enrollment_id: str) -> None:
-        self.extend([enrollment_id], [buckets.hash_of(enrollment_id)])
-
-    def extend(self, enrollment_ids: list[str], crcs: list[int]) -> None:
-        """`add` for each id, given their buckets.hash_of (the store computes them anyway)."""
-        self._hashes.extend(map(hash, enrollment_ids))
-        self._crcs.extend(crcs)
-        self._total = self._slots = None
-
-    def total(self) -> int:
-        """Distinct enrollments seen."""
-        if self._total is None:
-            if len(self._hashes) <= _SEEN_AT_ONCE:
-                self._total = len(set(self._hashes))
-            else:  # a listing may repeat an id; distinct counted in parts, to bound memory
-                parts: list[array[int]] = [array("q") for _ in range(_SEEN_PARTS)]
-                for hashed, crc in zip(self._hashes, self._crcs, strict=True):
-                    parts[crc & _SEEN_PARTS - 1].append(hashed)
-                self._total = sum(len(set(part)) for part in parts)
-        return self._total
-
-    def _by_slot(self) -> dict[int, array[int]]:
-        if self._slots is None:
-            self._slots = {}
-            for hashed, crc in zip(self._hashes, self._crcs, strict=True):
-                hashes = self._slots.get(crc & _SLOT_MASK)
-                if hashes is None:
-                    hashes = self._slots[crc & _SLOT_MASK] = array("q")
-                hashes.append(hashed)
-        return self._slots
-
-    def has(self, enrollment_id: str) -> bool:
-        slot = buckets.hash_of(enrollment_id) & _SLOT_MASK
-        return hash(enrollment_id) in self._by_slot().get(slot, ())
-
-    def per_bucket(self, bucket_count: int) -> dict[int, int] | None:
-        """Distinct ids seen per bucket of a layout; None when slots no longer pin buckets."""
-        if bucket_count > 1 << SLOT_BITS:
-            return None
-        counts: dict[int, int] = {}
-        for slot, hashes in self._by_slot().items():
-            bucket = buckets.bucket_for(slot, bucket_count)
-            counts[bucket] = counts.get(bucket, 0) + len(set(hashes))
-        return counts
 
 
 class Changes:
@@ -142,6 +82,8 @@ class StateStore:
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
         self._bucket_keys: list[str] = []  # `_key` of each bucket, remembered
+        self._placement: list[int] = []  # see `_values`
+        self._placement_for = 0  # the bucket count `_placement` is for
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
@@ -269,31 +211,24 @@ class StateStore:
         if not ids:
             return [], []
         # A whole page at a time, in comprehensions: this runs for every enrollment of every poll.
-        crc32 = zlib.crc32
-        crcs = [crc32(enrollment_id.encode()) for enrollment_id in ids]  # buckets.hash_of
+        crcs = list(map(zlib.crc32, map(str.encode, ids)))  # buckets.hash_of
         if seen is not None:
             seen.extend(ids, crcs)
-        # buckets.bucket_for, inlined.
         bucket_count = self._bucket_count
         high = 1 << (bucket_count - 1).bit_length()
-        placed = [crc & high - 1 for crc in crcs]
-        if bucket_count < high:
-            half = high >> 1
-            placed = [b - half if b >= bucket_count else b for b in placed]
+        if self._placement_for != bucket_count:
+            # buckets.bucket_for of each value of crc & high - 1: a lookup per id, not a branch
+            self._placement = [buckets.bucket_for(n, bucket_count) for n in range(high)]
+            self._placement_for = bucket_count
+        placed = list(map(self._placement.__getitem__, map((high - 1).__and__, crcs)))
         fields: Sequence[str | bytes] | None = buckets.pack_digit_ids(ids)
         if fields is None:
             pack = self._names.field if self._names.v2 else buckets.pack_id
             fields = [pack(enrollment_id) for enrollment_id in ids]
-        # The page's buckets, each once; each field names its bucket by position (load_page.lua).
-        position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
-        known = self._bucket_keys
-        if len(known) < high:
-            known += map(self._key, range(len(known), high))
-        names = [known[bucket] for bucket in position]
-        args: list[str | bytes | int] = [0] * (2 * len(ids))
-        args[::2] = map(position.__getitem__, placed)
-        args[1::2] = fields
-        values = await self._read(names, args)
+        values: list[str | None] = []
+        for start in range(0, len(ids), _PER_READ):  # a position must fit two bytes
+            end = start + _PER_READ
+            values += await self._lookup(placed[start:end], fields[start:end], high=high)
         self._carried = {}
         if self._legacy and None in values:
             missing = (i for i, value in zip(ids, values, strict=True) if value is None)
@@ -314,9 +249,27 @@ class StateStore:
         )
         return ids, values
 
-    async def _read(self, names: list[str], args: list[str | bytes | int]) -> list[str | None]:
+    async def _lookup(
+        self, placed: list[int], fields: Sequence[str | bytes], *, high: int
+    ) -> list[str | None]:
+        """The stored value of each field, in bucket `placed[i]`: one read."""
+        # The buckets read, each once; each field names its bucket by position.
+        position = {bucket: n for n, bucket in enumerate(dict.fromkeys(placed), 1)}
+        known = self._bucket_keys
+        if len(known) < high:
+            known += map(self._key, range(len(known), high))
+        names = [known[bucket] for bucket in position]
+        return await self._read(names, array("H", map(position.__getitem__, placed)), fields)
+
+    async def _read(
+        self, names: list[str], at: array[int], fields: Sequence[str | bytes]
+    ) -> list[str | None]:
         """One EVALSHA over the page's buckets (the script is sent in full only if Redis
-        does not have it yet, e.g. after a restart). Values come back one char per byte."""
+        does not have it yet, e.g. after a restart): `at` holds each field's position in
+        `names`, from 1. Values come back one char per byte, in the order of `fields`."""
+        if sys.byteorder != "little":
+            at.byteswap()
+        args = (at.tobytes(), *fields)
         try:
             values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", _LOAD_SHA, len(names), *names, *args, NEVER_DECODE=True

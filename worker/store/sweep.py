@@ -25,7 +25,8 @@ from worker.store.batch import Batch
 from worker.store.codec import Stored
 
 if TYPE_CHECKING:
-    from worker.store.state import SeenIds, StateStore
+    from worker.store.seen import SeenIds
+    from worker.store.state import StateStore
 
 # Meta field: what the last absence sweep learnt of skipped sequences.
 SWEEP_MEMO = "sweep_skipped"

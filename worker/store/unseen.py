@@ -17,7 +17,7 @@ from worker.store.names import Names
 from worker.store.redis_io import awaited
 
 if TYPE_CHECKING:
-    from worker.store.state import SeenIds
+    from worker.store.seen import SeenIds
 
 _SCAN_CHUNK = 256
 
