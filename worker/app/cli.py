@@ -217,10 +217,9 @@ def _status(settings: Settings, out: TextIO, *, as_json: bool) -> int:
                 )
             finally:
                 client.close()
-        import asyncio
-
         from redis.exceptions import RedisError
 
+        from worker.app import loop
         from worker.store.redis_conn import connect
 
         async def body() -> int:
@@ -233,7 +232,7 @@ def _status(settings: Settings, out: TextIO, *, as_json: bool) -> int:
                 await redis.aclose()
 
         try:
-            return asyncio.run(body())
+            return loop.run(body())
         except RedisError as exc:
             raise redis_lite.RedisUnavailable(type(exc).__name__, str(exc)) from None
 
@@ -292,14 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         return _print_schema(out)
     if args.command == "demo":
-        import asyncio
-
-        from worker.app import logs
+        from worker.app import logs, loop
         from worker.demo.runner import run_demo
 
         logs.configure(level="WARNING")
         try:
-            return asyncio.run(run_demo(duration=args.duration, out=out))
+            return loop.run(run_demo(duration=args.duration, out=out))
         except KeyboardInterrupt:  # before the tour's own handler is in place
             return 130
     from config.settings import load_settings, resolve_config_path
@@ -333,11 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, out: TextIO, *, log_level: str) -> int:
     """Every command but status and schema: logs configured, then asyncio and redis-py."""
-    import asyncio
-
     from redis.exceptions import RedisError
 
-    from worker.app import logs
+    from worker.app import logs, loop
     from worker.store.redis_lite import RedisUnavailable
 
     logs.configure(secrets=_secrets(settings), level=log_level)
@@ -346,11 +341,11 @@ def _run(args: argparse.Namespace, settings: Settings, out: TextIO, *, log_level
             from worker.app.daemon import run_daemon
 
             with redis_url_for(settings, supervise=True) as url:
-                asyncio.run(run_daemon(settings, redis_url=url))
+                loop.run(run_daemon(settings, redis_url=url))
             return EXIT_OK
         body = _command(args, settings, out)
         with redis_url_for(settings) as url:
-            return asyncio.run(body(url))
+            return loop.run(body(url))
     except RedisError as exc:
         raise RedisUnavailable(type(exc).__name__, str(exc)) from None
 
