@@ -155,23 +155,6 @@ def redis_url_for(settings: Settings, *, supervise: bool = False) -> Iterator[st
         server.stop()
 
 
-def _secrets(settings: Settings) -> list[str]:
-    from urllib.parse import urlsplit
-
-    found = [s.api_key.reveal() for s in settings.sources]
-    for d in settings.destinations:
-        found += [x.reveal() for x in d.secrets]
-        if d.url is not None:
-            found.append(d.url.reveal())
-    if settings.redis.url is not None:
-        url = settings.redis.url.reveal()
-        found.append(url)
-        password = urlsplit(url).password
-        if password:
-            found.append(password)
-    return found
-
-
 def _redis_where(settings: Settings) -> str:
     """host:port (or socket path) of the Redis in use; never its credentials."""
     from urllib.parse import urlsplit
@@ -335,7 +318,7 @@ def _run(args: argparse.Namespace, settings: Settings, out: TextIO, *, log_level
     from worker.app import logs, loop
     from worker.store.redis_lite import RedisUnavailable
 
-    logs.configure(secrets=_secrets(settings), level=log_level)
+    logs.configure(secrets=logs.configured_secrets(settings), level=log_level)
     try:
         if args.command == "run":
             from worker.app.daemon import run_daemon

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 from worker import redaction
 from worker.redaction import REDACTED, Scrubber
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 _SECRET_KEYS = frozenset({"api_key", "secret", "secrets", "password", "token", "authorization"})
 
@@ -41,6 +44,24 @@ class SecretRedactor:
         for key in list(event_dict):
             event_dict[key] = REDACTED if key in _SECRET_KEYS else self.scrub(event_dict[key])
         return event_dict
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret the config holds: what `configure` is given for a command's logs."""
+    from urllib.parse import urlsplit
+
+    found = [s.api_key.reveal() for s in settings.sources]
+    for d in settings.destinations:
+        found += [x.reveal() for x in d.secrets]
+        if d.url is not None:
+            found.append(d.url.reveal())
+    if settings.redis.url is not None:
+        url = settings.redis.url.reveal()
+        found.append(url)
+        password = urlsplit(url).password
+        if password:
+            found.append(password)
+    return found
 
 
 def configure(
