@@ -41,6 +41,9 @@ def _variants(secret: str) -> list[str]:
 # has 1,000 API keys, and every string of every log line passes through here.
 _INDEX_ABOVE = 32
 
+# Up to this many short texts keep their scrubbed form (a Scrubber's secrets never change).
+_KNOWN_TEXTS, _KNOWN_TEXT = 4096, 80
+
 
 class Scrubber:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
@@ -50,8 +53,21 @@ class Scrubber:
         self._openings = (
             frozenset(v[:MIN_SECRET] for v in values) if len(values) > _INDEX_ABOVE else None
         )
+        # Short texts already scrubbed (a log line's event, source and provider names recur).
+        self._known: dict[str, str] = {}
 
     def __call__(self, text: str) -> str:
+        known = self._known.get(text)
+        if known is not None:
+            return known
+        scrubbed = self._scrubbed(text)
+        if len(text) <= _KNOWN_TEXT:
+            if len(self._known) >= _KNOWN_TEXTS:
+                self._known.clear()  # one-off texts (timestamps) filled it: the recurring return
+            self._known[text] = scrubbed
+        return scrubbed
+
+    def _scrubbed(self, text: str) -> str:
         if self._may_hold_a_secret(text):
             for secret in self.secrets:
                 if secret in text:
