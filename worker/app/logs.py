@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 _SECRET_KEYS = frozenset({"api_key", "secret", "secrets", "password", "token", "authorization"})
+_PLAIN = frozenset({int, float, bool, type(None)})  # `scrub` returns these unchanged
 
 
 class SecretRedactor:
@@ -41,8 +42,15 @@ class SecretRedactor:
     def __call__(
         self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        for key in list(event_dict):
-            event_dict[key] = REDACTED if key in _SECRET_KEYS else self.scrub(event_dict[key])
+        scrub_text = self._scrub
+        for key, value in list(event_dict.items()):
+            kind = type(value)
+            if key in _SECRET_KEYS:
+                event_dict[key] = REDACTED
+            elif kind is str:  # most values: straight to the scrubber
+                event_dict[key] = scrub_text(value)
+            elif kind not in _PLAIN:  # numbers, flags and None hold no secret: left as they are
+                event_dict[key] = self.scrub(value)
         return event_dict
 
 
