@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,13 @@ def _aiohttp_timeout(
     )
 
 
+def _no_user_agent(names: Iterable[str]) -> tuple[str, ...] | None:
+    """What aiohttp must not add: its own User-Agent, when the request has none (aiohttp adds
+    Accept and Accept-Encoding as httpx would). Asked per request: a session-wide skip list
+    costs every request a sort and two header copies, and the shared client always sends one."""
+    return None if any(name.lower() == "user-agent" for name in names) else ("User-Agent",)
+
+
 class _Body(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
@@ -99,6 +106,27 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()  # the connection goes back to the pool once read
 
 
+class _Chunks:
+    """The body in chunks of up to `_CHUNK` bytes, as `iter_chunked` reads it; an iterator
+    object rather than an async generator (one fewer generator to set up and finalize per
+    request)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with _as_httpx_errors:
+            chunk = await self._response.content.read(_CHUNK)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
 class Opened:
     """A response whose status and headers are in and whose body is still to be read (in
     chunks, decoded); `release` hands the connection back."""
@@ -110,10 +138,8 @@ class Opened:
         self.status = response.status
         self.headers = response.raw_headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors:
-            async for chunk in self._response.content.iter_chunked(_CHUNK):
-                yield chunk
+    def chunks(self) -> _Chunks:
+        return _Chunks(self._response)
 
     def release(self) -> None:
         self._response.release()
@@ -140,7 +166,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             auto_decompress=False,  # httpx decodes Content-Encoding itself
             cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
         )
 
     def _opened(self) -> aiohttp.ClientSession:
@@ -158,6 +183,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method,
                 URL(str(request.url), encoded=True),  # httpx already encoded it
                 headers=request.headers.multi_items(),
+                skip_auto_headers=_no_user_agent(request.headers.keys()),
                 data=await request.aread() or None,
                 allow_redirects=False,
                 timeout=_client_timeout(request.extensions.get("timeout", {})),
@@ -186,6 +212,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "GET",
                 URL(url, encoded=True),
                 headers=headers,
+                skip_auto_headers=_no_user_agent(name for name, _ in headers),
                 allow_redirects=False,
                 auto_decompress=True,
                 timeout=_client_timeout(timeouts),
