@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gc
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,15 @@ import pytest
 from worker.app import loop
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def gc_settings() -> Iterator[None]:
+    """`loop.run` tunes the collector of the whole process: put it back for the other tests."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
 
 
 async def _running_loop() -> asyncio.AbstractEventLoop:
@@ -33,6 +44,18 @@ def test_run_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatc
     assert running.is_closed()
 
 
+def test_run_tunes_the_collector_first() -> None:
+    """The young generation is collected less often, and what was loaded before is frozen."""
+    gc.set_threshold(700, 10, 10)
+
+    async def seen() -> tuple[tuple[int, int, int], int]:
+        return gc.get_threshold(), gc.get_freeze_count()
+
+    thresholds, frozen = loop.run(seen())
+    assert thresholds == (loop.GC_YOUNG_THRESHOLD, 10, 10)
+    assert frozen > 1000  # at least this test process's modules
+
+
 def test_run_returns_the_result_and_raises_what_the_coroutine_raises() -> None:
     async def fails() -> None:
         raise LookupError("boom")
@@ -45,7 +68,7 @@ def test_run_returns_the_result_and_raises_what_the_coroutine_raises() -> None:
 # Runs `seqwatch ARGS` in-process and prints its exit status and the class of every event loop
 # it created.
 _RECORD_LOOPS = """
-import asyncio, sys
+import asyncio, gc, sys
 from worker.app import cli, loop
 made = []
 chosen = loop.loop_factory
@@ -54,6 +77,7 @@ def recording():
     def make():
         created = factory()
         made.append(f"{type(created).__module__}.{type(created).__name__}")
+        made.append(gc.get_threshold()[0])
         return created
     return make
 loop.loop_factory = recording
@@ -63,7 +87,8 @@ print(cli.main(sys.argv[1:]), made)
 
 def test_a_command_runs_on_the_chosen_loop(tmp_path: Path) -> None:
     """`seqwatch poll` (here against a Redis that refuses connections) runs on uvloop's loop
-    when uvloop is installed, on asyncio's otherwise: one loop, made by `loop.run`."""
+    when uvloop is installed, on asyncio's otherwise: one loop, made by `loop.run`, with the
+    collector tuned."""
     try:
         import uvloop
     except ImportError:
@@ -83,5 +108,6 @@ def test_a_command_runs_on_the_chosen_loop(tmp_path: Path) -> None:
     code, made = done.stdout.strip().split(" ", 1)
     assert code == "1", done.stderr  # redis unavailable
     assert "redis unavailable" in done.stderr
-    [only] = ast.literal_eval(made)
+    [only, young] = ast.literal_eval(made)
     assert only.startswith(expected)
+    assert young == loop.GC_YOUNG_THRESHOLD  # the collector tuned as the loop starts
