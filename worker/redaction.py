@@ -36,9 +36,10 @@ def _variants(secret: str) -> list[str]:
     return found
 
 
-# Above this many secrets, a text is first checked for any secret's opening characters (one
-# set lookup per position) instead of searched for every secret: a worker with 1,000 sources
-# has 1,000 API keys, and every string of every log line passes through here.
+# Above this many secrets, a text is first checked for any secret's last characters (one set
+# lookup per position) instead of searched for every secret: a worker with 1,000 sources has
+# 1,000 API keys, and every string of every log line passes through here. The last characters,
+# not the first: keys of one kind often share a prefix ("sk_live_"), rarely an ending.
 _INDEX_ABOVE = 32
 
 # Up to this many short texts keep their scrubbed form (a Scrubber's secrets never change).
@@ -50,8 +51,8 @@ class Scrubber:
         values = {v for s in secrets if s for v in _variants(s) if len(v) >= MIN_SECRET}
         # Longest first: a secret containing another is replaced whole.
         self.secrets = sorted(values, key=len, reverse=True)
-        self._openings = (
-            frozenset(v[:MIN_SECRET] for v in values) if len(values) > _INDEX_ABOVE else None
+        self._endings = (
+            frozenset(v[-MIN_SECRET:] for v in values) if len(values) > _INDEX_ABOVE else None
         )
         # Short texts already scrubbed (a log line's event, source and provider names recur).
         self._known: dict[str, str] = {}
@@ -77,12 +78,12 @@ class Scrubber:
         return text
 
     def _may_hold_a_secret(self, text: str) -> bool:
-        """False only when no secret occurs in `text`: each would open with one of the
-        `_openings` at some position (then every secret is searched, as without the index)."""
-        openings = self._openings
-        if openings is None:
+        """False only when no secret occurs in `text`: one would leave one of the `_endings`
+        at some position (then every secret is searched, as without the index)."""
+        endings = self._endings
+        if endings is None:
             return bool(self.secrets)
-        return any(text[i : i + MIN_SECRET] in openings for i in range(len(text) - MIN_SECRET + 1))
+        return any(text[i : i + MIN_SECRET] in endings for i in range(len(text) - MIN_SECRET + 1))
 
 
 _active = Scrubber()
