@@ -6,7 +6,6 @@ A process per measurement keeps each peak RSS clean. The result file holds the j
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from bench.meter import Meter
+from worker.app import loop  # the loop the `seqwatch` commands run on (uvloop if installed)
 
 
 class Kind(StrEnum):
@@ -58,7 +58,7 @@ def run(job: Job) -> dict[str, Any]:
     if job.kind is Kind.SEQWATCH:
         from bench.seqwatch_job import poll_once
 
-        facts = asyncio.run(poll_once(peer_url=job.peer_url, redis_url=job.redis_url, meter=meter))
+        facts = loop.run(poll_once(peer_url=job.peer_url, redis_url=job.redis_url, meter=meter))
     elif job.kind is Kind.NAIVE:
         from bench.naive import poll_naively
 
@@ -75,7 +75,7 @@ def run(job: Job) -> dict[str, Any]:
     elif job.kind is Kind.MANY:
         from bench.many_job import poll_many
 
-        facts = asyncio.run(
+        facts = loop.run(
             poll_many(
                 peer_url=job.peer_url,
                 redis_url=job.redis_url,
@@ -88,7 +88,7 @@ def run(job: Job) -> dict[str, Any]:
     else:
         from bench.delivery import deliver_all
 
-        facts = asyncio.run(
+        facts = loop.run(
             deliver_all(
                 receiver_port=job.peer_port,
                 redis_url=job.redis_url,

@@ -78,7 +78,10 @@ async def poll_many(
         peer_url=peer_url, redis_url=redis_url, sources=sources, max_jobs=max_jobs
     )
     with open(os.devnull, "w") as sink:  # noqa: ASYNC230 (opened once, before measuring)
-        logs.configure(level="INFO", stream=sink, json=True)  # one JSON line per poll, as run
+        # One JSON line per poll, every configured secret redacted from it: as `seqwatch run`.
+        logs.configure(
+            secrets=logs.configured_secrets(settings), level="INFO", stream=sink, json=True
+        )
         deps = open_deps(settings, redis_url=redis_url)
         try:
             started = time.time()

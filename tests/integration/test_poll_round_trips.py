@@ -109,6 +109,33 @@ async def test_an_unchanged_repoll_costs_four_round_trips(
     assert status.consecutive_failures == 0
 
 
+async def test_scripts_redis_lost_are_sent_whole_once_and_run_once(
+    store: Redis, reply: ReplyioHarness, round_trips: list[int]
+) -> None:
+    """After a restart Redis knows no scripts: each script seqwatch sends by its SHA1 is sent
+    whole after its NOSCRIPT (the opening's reads are read again) and runs once: the lease is
+    taken and released once, each request takes one quota slot; then the SHA1 suffices."""
+    reply.seed(3)
+    deps = deps_for(store, runtime(store, reply))
+    await run_poll(deps, SOURCE)
+    await store.script_flush()  # as after a Redis restart
+    await store.delete(keys.rate_window(SOURCE, 0))
+    seconds, micros = await store.time()
+    before_ms = seconds * 1000 + micros // 1000
+    round_trips[0] = 0
+    result = await run_poll(deps, SOURCE)
+    assert (result.enrollments, result.events) == (3, 0)
+    # The opening, the quota slot, the page read and the last commit: each once more.
+    assert round_trips[0] == 8
+    assert await slots_taken(store, before_ms) == 2
+    assert await store.get(keys.lease(SOURCE)) is None  # released by the last commit, once
+    status = await source_status(store, SOURCE)
+    assert (status.last_outcome, status.last_poll_requests) == ("ok", 2)
+    round_trips[0] = 0
+    await run_poll(deps, SOURCE)
+    assert round_trips[0] == 4
+
+
 async def test_the_quota_counts_each_request_once(store: Redis, reply: ReplyioHarness) -> None:
     reply.seed(12)  # three pages of five: four requests with the sequence listing
     deps = deps_for(store, runtime(store, reply))

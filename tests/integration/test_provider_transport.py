@@ -36,6 +36,11 @@ async def _gzip(request: web.Request) -> web.Response:
     )
 
 
+async def _big(request: web.Request) -> web.Response:
+    body = orjson.dumps({"items": [f"item-{n}" for n in range(50_000)]})  # many 64 KiB chunks
+    return web.Response(body=body, content_type="application/json")
+
+
 async def _bad_gzip(request: web.Request) -> web.Response:
     SEEN.append(request)
     return web.Response(
@@ -62,6 +67,7 @@ async def server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/json/{tail:.*}", _json)
     app.router.add_get("/gzip", _gzip)
+    app.router.add_get("/big", _big)
     app.router.add_get("/bad-gzip", _bad_gzip)
     app.router.add_get("/status/{code}", _status)
     app.router.add_get("/slow", _slow)
@@ -112,6 +118,37 @@ async def test_gzip_bodies_are_decoded(server: str) -> None:
     try:
         doc = await _client(http, server).get_json("/gzip", where="page 1")
         assert doc == {"items": list(range(1000))}
+    finally:
+        await http.aclose()
+
+
+async def test_a_body_of_many_chunks_arrives_whole(server: str) -> None:
+    http = provider_client(10)
+    try:
+        doc = await _client(http, server).get_json("/big", where="page 1")
+        assert doc == {"items": [f"item-{n}" for n in range(50_000)]}
+    finally:
+        await http.aclose()
+
+
+async def test_a_client_without_a_user_agent_sends_none(server: str) -> None:
+    """aiohttp adds no User-Agent of its own, on the direct GET or through httpx; with one set,
+    it is the client's, sent once."""
+    http = provider_client(10)
+    try:
+        del http.headers["User-Agent"]
+        await _client(http, server).get_json("/json/direct", where="page 1")
+        await http.get(server + "/json/httpx", params={"x": "1"})
+        assert [r.path for r in SEEN] == ["/json/direct", "/json/httpx"]
+        assert ["User-Agent" in r.headers for r in SEEN] == [False, False]
+        assert [r.headers["Accept"] for r in SEEN] == ["application/json"] * 2
+    finally:
+        await http.aclose()
+    http = provider_client(10)
+    try:
+        await http.get(server + "/json/agent")
+        assert SEEN[-1].headers.getall("User-Agent")[0].startswith("seqwatch/")
+        assert len(SEEN[-1].headers.getall("User-Agent")) == 1
     finally:
         await http.aclose()
 

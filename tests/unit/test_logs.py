@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from worker.app.logs import SecretRedactor, configure
-from worker.redaction import REDACTED, Scrubber
+from worker.redaction import _SHAPES, REDACTED, Scrubber
 
 API_KEY = "rk_live_5f2e9a77c1d04b1f"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -236,6 +236,37 @@ def test_echoed_forms_of_a_secret_are_redacted_too() -> None:
     assert token not in text
     assert API_KEY not in text
     assert "hooks.slack.com" not in text
+
+
+def _scrubbed_one_by_one(secrets: list[str], text: str) -> str:
+    """What Scrubber does, without its index: every secret searched, longest first."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return _SHAPES.sub(REDACTED, text)
+
+
+def test_many_secrets_are_scrubbed_exactly_as_a_few_are() -> None:
+    """With a thousand sources' API keys (the index skips texts that open no secret), every
+    text comes out as searching each secret would leave it."""
+    keys = [f"rk_{n:04d}_{n * 7919 % 100003:06d}" for n in range(1000)]
+    nested = "rk_0007_055433-tail"  # contains a key: replaced whole
+    scrub = Scrubber([*keys, nested, SLACK_URL, API_KEY])
+    assert len(scrub.secrets) > 1000  # the variants too
+    texts = [
+        "", "ok", "poll", "rk_", "rk_000", "2026-11-30T14:42:17.123456Z", keys[0], keys[-1],
+        f"key={keys[500]}&again={quote(keys[500], safe='')}", f"{keys[1]}{keys[2]}",
+        f"x {nested} y {keys[7]}", f"echo {SLACK_URL.rpartition('/')[2]} end",
+        f"url={quote(SLACK_URL, safe='')}", f"say {WEBHOOK_SECRET}", "whsec_", keys[3][:-1],
+        f"{API_KEY[:-1]}!", f"tail {keys[999]}",
+    ]  # fmt: skip
+    for _ in range(2):  # the second time, short texts come from what the scrubber remembers
+        for text in texts:
+            assert scrub(text) == _scrubbed_one_by_one(scrub.secrets, text), text
+    for n in range(5000):  # more one-off texts than it remembers
+        assert scrub(f"{n} {keys[n % 1000]}") == f"{n} {REDACTED}"
+    assert scrub(f"tail {keys[999]}") == f"tail {REDACTED}"
+    assert scrub(keys[3][:-1]) == keys[3][:-1]
 
 
 def test_an_uncaught_exception_is_one_redacted_log_entry(stream: io.StringIO) -> None:

@@ -155,23 +155,6 @@ def redis_url_for(settings: Settings, *, supervise: bool = False) -> Iterator[st
         server.stop()
 
 
-def _secrets(settings: Settings) -> list[str]:
-    from urllib.parse import urlsplit
-
-    found = [s.api_key.reveal() for s in settings.sources]
-    for d in settings.destinations:
-        found += [x.reveal() for x in d.secrets]
-        if d.url is not None:
-            found.append(d.url.reveal())
-    if settings.redis.url is not None:
-        url = settings.redis.url.reveal()
-        found.append(url)
-        password = urlsplit(url).password
-        if password:
-            found.append(password)
-    return found
-
-
 def _redis_where(settings: Settings) -> str:
     """host:port (or socket path) of the Redis in use; never its credentials."""
     from urllib.parse import urlsplit
@@ -217,10 +200,9 @@ def _status(settings: Settings, out: TextIO, *, as_json: bool) -> int:
                 )
             finally:
                 client.close()
-        import asyncio
-
         from redis.exceptions import RedisError
 
+        from worker.app import loop
         from worker.store.redis_conn import connect
 
         async def body() -> int:
@@ -233,7 +215,7 @@ def _status(settings: Settings, out: TextIO, *, as_json: bool) -> int:
                 await redis.aclose()
 
         try:
-            return asyncio.run(body())
+            return loop.run(body())
         except RedisError as exc:
             raise redis_lite.RedisUnavailable(type(exc).__name__, str(exc)) from None
 
@@ -292,14 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         return _print_schema(out)
     if args.command == "demo":
-        import asyncio
-
-        from worker.app import logs
+        from worker.app import logs, loop
         from worker.demo.runner import run_demo
 
         logs.configure(level="WARNING")
         try:
-            return asyncio.run(run_demo(duration=args.duration, out=out))
+            return loop.run(run_demo(duration=args.duration, out=out))
         except KeyboardInterrupt:  # before the tour's own handler is in place
             return 130
     from config.settings import load_settings, resolve_config_path
@@ -333,24 +313,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, out: TextIO, *, log_level: str) -> int:
     """Every command but status and schema: logs configured, then asyncio and redis-py."""
-    import asyncio
-
     from redis.exceptions import RedisError
 
-    from worker.app import logs
+    from worker.app import logs, loop
     from worker.store.redis_lite import RedisUnavailable
 
-    logs.configure(secrets=_secrets(settings), level=log_level)
+    logs.configure(secrets=logs.configured_secrets(settings), level=log_level)
     try:
         if args.command == "run":
             from worker.app.daemon import run_daemon
 
             with redis_url_for(settings, supervise=True) as url:
-                asyncio.run(run_daemon(settings, redis_url=url))
+                loop.run(run_daemon(settings, redis_url=url))
             return EXIT_OK
         body = _command(args, settings, out)
         with redis_url_for(settings) as url:
-            return asyncio.run(body(url))
+            return loop.run(body(url))
     except RedisError as exc:
         raise RedisUnavailable(type(exc).__name__, str(exc)) from None
 

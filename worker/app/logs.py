@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -17,7 +17,11 @@ from structlog.tracebacks import ExceptionDictTransformer
 from worker import redaction
 from worker.redaction import REDACTED, Scrubber
 
+if TYPE_CHECKING:
+    from config.settings import Settings
+
 _SECRET_KEYS = frozenset({"api_key", "secret", "secrets", "password", "token", "authorization"})
+_PLAIN = frozenset({int, float, bool, type(None)})  # `scrub` returns these unchanged
 
 
 class SecretRedactor:
@@ -38,9 +42,34 @@ class SecretRedactor:
     def __call__(
         self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        for key in list(event_dict):
-            event_dict[key] = REDACTED if key in _SECRET_KEYS else self.scrub(event_dict[key])
+        scrub_text = self._scrub
+        for key, value in list(event_dict.items()):
+            kind = type(value)
+            if key in _SECRET_KEYS:
+                event_dict[key] = REDACTED
+            elif kind is str:  # most values: straight to the scrubber
+                event_dict[key] = scrub_text(value)
+            elif kind not in _PLAIN:  # numbers, flags and None hold no secret: left as they are
+                event_dict[key] = self.scrub(value)
         return event_dict
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret the config holds: what `configure` is given for a command's logs."""
+    from urllib.parse import urlsplit
+
+    found = [s.api_key.reveal() for s in settings.sources]
+    for d in settings.destinations:
+        found += [x.reveal() for x in d.secrets]
+        if d.url is not None:
+            found.append(d.url.reveal())
+    if settings.redis.url is not None:
+        url = settings.redis.url.reveal()
+        found.append(url)
+        password = urlsplit(url).password
+        if password:
+            found.append(password)
+    return found
 
 
 def configure(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from worker.detect import continuity
 from worker.detect.continuity import SourceMemory
@@ -19,6 +20,7 @@ from worker.detect.quarantine import Quarantine
 from worker.sources.memory import RedisMemory
 from worker.sources.shared_limiter import GCRA_FUNCTION, SharedRateLimiter
 from worker.store import keys, lease
+from worker.store.lua import Script
 from worker.store.state import BEGIN_LISTING_FUNCTION, ListingMeta, StateStore, new_incarnation
 
 # KEYS: lease counter, lease, meta, then the source's quota windows (none: no shared limiter).
@@ -53,6 +55,9 @@ return {token, verdict, listing, slot}
 )
 
 
+_OPEN_SCRIPT = Script(_OPEN)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Opening:
     held: lease.Lease
@@ -78,24 +83,20 @@ async def open_poll(
     both when the poll ends."""
     lease_key = keys.lease(source)
     windows = limiter.window_keys if limiter is not None else []
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.eval(
-            _OPEN,
-            3 + len(windows),
-            keys.lease_counter(source),
-            lease_key,
-            keys.meta(source),
-            *windows,
-            str(ttl_ms),
-            *continuity.verify_args(memory),
-            new_incarnation(),
-            *(limiter.gcra_args if limiter is not None else []),
+    script_keys = [keys.lease_counter(source), lease_key, keys.meta(source), *windows]
+    args = [
+        str(ttl_ms),
+        *continuity.verify_args(memory),
+        new_incarnation(),
+        *(limiter.gcra_args if limiter is not None else []),
+    ]
+    try:
+        replies = await _opening(redis, script_keys, args, quarantine, provider_memory, store)
+    except NoScriptError:  # Redis lost its scripts (restart): nothing ran but the reads
+        replies = await _opening(
+            redis, script_keys, args, quarantine, provider_memory, store, whole=True
         )
-        quarantine.queue_load(pipe)
-        if provider_memory is not None:
-            pipe.hgetall(provider_memory.key)
-        store.queue_layout(pipe)
-        opened, known, *rest = await pipe.execute()
+    opened, known, *rest = replies
     token = int(opened[0])
     if token < 0:
         return None
@@ -112,3 +113,24 @@ async def open_poll(
         meta=ListingMeta.from_reply(listing),
         verdict=verdict,
     )
+
+
+async def _opening(
+    redis: Redis,
+    script_keys: list[str],
+    args: list[str],
+    quarantine: Quarantine,
+    provider_memory: RedisMemory | None,
+    store: StateStore,
+    *,
+    whole: bool = False,
+) -> list[Any]:
+    """The opening's one round trip: the script (by its SHA1 unless `whole`), then reads only."""
+    async with redis.pipeline(transaction=False) as pipe:
+        _OPEN_SCRIPT.queue(pipe, script_keys, args, whole=whole)
+        quarantine.queue_load(pipe)
+        if provider_memory is not None:
+            pipe.hgetall(provider_memory.key)
+        store.queue_layout(pipe)
+        replies: list[Any] = await pipe.execute()
+    return replies

@@ -103,7 +103,7 @@ class ProviderClient:
         self._timeout = (
             httpx.Timeout(timeout, connect=min(10.0, timeout)) if timeout is not None else None
         )
-        self._merged: tuple[httpx.Headers, httpx.Headers] | None = None
+        self._merged: tuple[httpx.Headers, httpx.Headers, list[tuple[str, str]]] | None = None
 
     def __repr__(self) -> str:
         return f"ProviderClient(source={self.source!r})"
@@ -222,10 +222,9 @@ class ProviderClient:
     ) -> Any:
         """`_attempt` through the aiohttp transport: the same failures, the same outcome."""
         timeout = (self._timeout or self._http.timeout).as_dict()
-        headers = self._merged_headers(self._http.headers)
         with self._sending(where):
             opened = await direct.open_get(
-                _with_query(url, params), headers=headers.multi_items(), timeouts=timeout
+                _with_query(url, params), headers=self._header_items(), timeouts=timeout
             )
         try:
             # What the hooks and `_classify` read: status and headers (the body is read here).
@@ -266,8 +265,14 @@ class ProviderClient:
         if self._merged is None or self._merged[0] is not shared:
             headers = shared.copy()
             headers.update(self._headers)
-            self._merged = (shared, headers)
+            self._merged = (shared, headers, headers.multi_items())
         return self._merged[1]
+
+    def _header_items(self) -> list[tuple[str, str]]:
+        """`_merged_headers` as the (name, value) pairs the direct GET sends."""
+        self._merged_headers(self._http.headers)
+        assert self._merged is not None
+        return self._merged[2]
 
     async def _read(self, body: AsyncIterator[bytes], where: str) -> bytes:
         chunks: list[bytes] = []

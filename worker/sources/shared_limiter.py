@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from worker.store import keys
+from worker.store.lua import Script
 from worker.store.redis_io import awaited
 
 # windows[i]: the key of a theoretical arrival time (ms) per window; args: interval_ms,
@@ -42,6 +43,7 @@ local function gcra(windows, args, first)
 end
 """
 _ACQUIRE = GCRA_FUNCTION + "return gcra(KEYS, ARGV, 1)"
+_ACQUIRE_SCRIPT = Script(_ACQUIRE)  # by its SHA1: a poll's later requests each take a slot
 # ARGV[1]: delay_ms; then tolerance_ms per window.
 _DEFER = """
 local t = redis.call('TIME')
@@ -126,9 +128,7 @@ class SharedRateLimiter:
             self._granted = False
             return
         while True:
-            wait_ms = await awaited(
-                self._redis.eval(_ACQUIRE, len(self._keys), *self._keys, *self._args)
-            )
+            wait_ms = await _ACQUIRE_SCRIPT.run(self._redis, self._keys, self._args)
             if not wait_ms:
                 return
             await self._sleep(float(wait_ms) / 1000)

@@ -9,9 +9,10 @@ ProviderClient and its tests are unchanged. Response decoding (gzip) stays httpx
 
 from __future__ import annotations
 
+import functools
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,41 +23,74 @@ if TYPE_CHECKING:
 _CHUNK = 64 * 1024
 
 
-@contextmanager
-def _as_httpx_errors() -> Iterator[None]:
-    """aiohttp's failures as the httpx exceptions ProviderClient classifies."""
+def _as_httpx(exc: Exception) -> Exception | None:
+    """aiohttp's failure as the httpx exception ProviderClient classifies (None: not one)."""
     import aiohttp
     from aiohttp.http_exceptions import ContentEncodingError
 
-    try:
-        yield
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc)) from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise httpx.ReadTimeout(str(exc)) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc)) from exc
-    except aiohttp.InvalidURL as exc:
-        raise httpx.UnsupportedProtocol(str(exc)) from exc
-    except aiohttp.ClientPayloadError as exc:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(str(exc))
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(str(exc))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc))
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(str(exc))
+    if isinstance(exc, aiohttp.ClientPayloadError):
         if isinstance(exc.__cause__, ContentEncodingError):  # a body no retry will mend
-            raise httpx.DecodingError(str(exc)) from exc
-        raise httpx.ReadError(str(exc)) from exc  # truncated
-    except (aiohttp.ClientError, OSError) as exc:  # reset, disconnected
-        raise httpx.ReadError(str(exc)) from exc
+            return httpx.DecodingError(str(exc))
+        return httpx.ReadError(str(exc))  # truncated
+    if isinstance(exc, aiohttp.ClientError | OSError):  # reset, disconnected
+        return httpx.ReadError(str(exc))
+    return None
+
+
+class _AsHttpxErrors:
+    """`with _as_httpx_errors:` raises aiohttp's failures as httpx's. A class, not a
+    @contextmanager generator: it is entered twice per request, and aiohttp is looked up only
+    when something failed."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, Exception):
+            translated = _as_httpx(exc)
+            if translated is not None:
+                raise translated from exc
+
+
+_as_httpx_errors = _AsHttpxErrors()
 
 
 def _client_timeout(timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
     """httpx's timeouts (connect, read, pool) in aiohttp's terms: no total, as httpx has none."""
+    return _aiohttp_timeout(timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool"))
+
+
+@functools.lru_cache(maxsize=64)  # a few per process: the configured timeouts (immutable)
+def _aiohttp_timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
     import aiohttp
 
-    connect, pool = timeouts.get("connect"), timeouts.get("pool")
     return aiohttp.ClientTimeout(
         total=None,
         connect=None if pool is None or connect is None else pool + connect,
         sock_connect=connect,
-        sock_read=timeouts.get("read"),
+        sock_read=read,
     )
+
+
+def _no_user_agent(names: Iterable[str]) -> tuple[str, ...] | None:
+    """What aiohttp must not add: its own User-Agent, when the request has none (aiohttp adds
+    Accept and Accept-Encoding as httpx would). Asked per request: a session-wide skip list
+    costs every request a sort and two header copies, and the shared client always sends one."""
+    return None if any(name.lower() == "user-agent" for name in names) else ("User-Agent",)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -64,12 +98,33 @@ class _Body(httpx.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors():
+        with _as_httpx_errors:
             async for chunk in self._response.content.iter_chunked(_CHUNK):
                 yield chunk
 
     async def aclose(self) -> None:
         self._response.release()  # the connection goes back to the pool once read
+
+
+class _Chunks:
+    """The body in chunks of up to `_CHUNK` bytes, as `iter_chunked` reads it; an iterator
+    object rather than an async generator (one fewer generator to set up and finalize per
+    request)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with _as_httpx_errors:
+            chunk = await self._response.content.read(_CHUNK)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 class Opened:
@@ -83,10 +138,8 @@ class Opened:
         self.status = response.status
         self.headers = response.raw_headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors():
-            async for chunk in self._response.content.iter_chunked(_CHUNK):
-                yield chunk
+    def chunks(self) -> _Chunks:
+        return _Chunks(self._response)
 
     def release(self) -> None:
         self._response.release()
@@ -113,7 +166,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             auto_decompress=False,  # httpx decodes Content-Encoding itself
             cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
         )
 
     def _opened(self) -> aiohttp.ClientSession:
@@ -126,11 +178,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         if request.url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {request.url.scheme!r}")
-        with _as_httpx_errors():
+        with _as_httpx_errors:
             response = await self._opened().request(
                 request.method,
                 URL(str(request.url), encoded=True),  # httpx already encoded it
                 headers=request.headers.multi_items(),
+                skip_auto_headers=_no_user_agent(request.headers.keys()),
                 data=await request.aread() or None,
                 allow_redirects=False,
                 timeout=_client_timeout(request.extensions.get("timeout", {})),
@@ -154,11 +207,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         if not url.startswith(("http://", "https://")):
             raise httpx.UnsupportedProtocol("unsupported URL scheme")
-        with _as_httpx_errors():
+        with _as_httpx_errors:
             response = await self._opened().request(
                 "GET",
                 URL(url, encoded=True),
                 headers=headers,
+                skip_auto_headers=_no_user_agent(name for name, _ in headers),
                 allow_redirects=False,
                 auto_decompress=True,
                 timeout=_client_timeout(timeouts),

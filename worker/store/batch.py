@@ -9,9 +9,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from worker.errors import LeaseLost, StoreError
-from worker.store.redis_io import awaited
+from worker.store.lua import Script
 
-_SCRIPT = files("worker.store").joinpath("guarded_apply.lua").read_text()
+_SCRIPT = Script(files("worker.store").joinpath("guarded_apply.lua").read_text())
 
 
 def _text(value: bytes | int) -> str:
@@ -94,10 +94,8 @@ class Batch:
         """Applies the batch; returns the result of its last HINCRBY (1 when it has none)."""
         keys = [lease_key, *self._keys]
         try:
-            result = await awaited(
-                redis.eval(
-                    _SCRIPT, len(keys), *keys, token, str(ttl_ms), *cast("list[str]", self._ops)
-                )
+            result = await _SCRIPT.run(
+                redis, keys, [token, str(ttl_ms), *cast("list[str]", self._ops)]
             )
         except ResponseError as exc:
             if "LEASE_LOST" in str(exc):

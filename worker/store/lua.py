@@ -1,0 +1,43 @@
+"""Lua scripts sent by their SHA1 (EVALSHA); the text goes only when Redis lacks it (after a
+restart or SCRIPT FLUSH).
+
+A poll's opening and its last commit are scripts of 2.5 KB each: sent whole, packing and
+sending them was a visible share of a small poll's CPU. Redis runs nothing for an EVALSHA it
+does not know (NOSCRIPT), so sending the text after one is the same single run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+from worker.store.redis_io import awaited
+
+
+class Script:
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    async def run(self, redis: Redis, keys: Sequence[str], args: Sequence[str]) -> Any:
+        try:
+            return await awaited(redis.evalsha(self.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            return await awaited(redis.eval(self.text, len(keys), *keys, *args))
+
+    def queue(
+        self, pipe: Pipeline, keys: Sequence[str], args: Sequence[str], *, whole: bool
+    ) -> None:
+        """On a pipeline: by SHA1, or `whole` once the pipeline failed with NoScriptError (a
+        pipeline runs every command, so the caller re-runs it: keep the others reads)."""
+        if whole:
+            pipe.eval(self.text, len(keys), *keys, *args)
+        else:
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
