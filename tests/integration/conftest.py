@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
+from tests.contract.provider_replyio import ReplyioHarness
 from tests.integration._cli_helpers import Fakes, running_fakes
 
 
@@ -23,3 +24,12 @@ def sync_redis(redis_url: str) -> Iterator[Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def reply() -> Iterator[ReplyioHarness]:
+    """The Reply.io fake on a local port, with a runtime builder for the source under test."""
+    harness = ReplyioHarness()
+    harness.start()
+    yield harness
+    harness.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,14 +18,6 @@ from worker.store import keys, lease
 from worker.store.batch import Batch
 from worker.store.redis_conn import FastPackConnection, connect
 from worker.store.redis_io import awaited
-
-
-@pytest.fixture
-def reply() -> Iterator[ReplyioHarness]:
-    harness = ReplyioHarness()
-    harness.start()
-    yield harness
-    harness.stop()
 
 
 def now() -> datetime:

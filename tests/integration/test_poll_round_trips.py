@@ -3,7 +3,6 @@ and reads the source's memory; the last commit carries the poll's outcome and he
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,14 +27,6 @@ SOURCE = "trips"
 # A slot every ~1.1 s after a burst of 100: a poll never waits, and the quota's arrival time
 # tells how many slots were taken.
 QUOTA = Quota(requests=1000, per_seconds=1000)
-
-
-@pytest.fixture
-def reply() -> Iterator[ReplyioHarness]:
-    harness = ReplyioHarness()
-    harness.start()
-    yield harness
-    harness.stop()
 
 
 def runtime(store: Redis, reply: ReplyioHarness) -> SourceRuntime:

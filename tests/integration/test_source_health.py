@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -18,14 +16,6 @@ from worker.errors import SourceError
 from worker.ops.status import source_status
 
 SOURCE = "health-src"
-
-
-@pytest.fixture
-def reply() -> Iterator[ReplyioHarness]:
-    harness = ReplyioHarness()
-    harness.start()
-    yield harness
-    harness.stop()
 
 
 def deps_for(store: Redis, reply: ReplyioHarness) -> Deps:

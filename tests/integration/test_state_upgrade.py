@@ -4,10 +4,8 @@ enrollment is announced as new, changes and absences are still reported, the old
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from redis.asyncio import Redis
 
 from tests._text_format import text_value
@@ -17,14 +15,6 @@ from tests.contract.test_provider_contract import ROUTES, SOURCE, drain, types
 from worker.detect.pipeline import poll_source
 from worker.store import codec, keys
 from worker.store.state import StateStore
-
-
-@pytest.fixture
-def reply() -> Iterator[ReplyioHarness]:
-    harness = ReplyioHarness()
-    harness.start()
-    yield harness
-    harness.stop()
 
 
 def now() -> datetime:
