@@ -2,7 +2,8 @@
 restart or SCRIPT FLUSH).
 
 A poll's opening and its last commit are scripts of 2.5 KB each: sent whole, packing and
-sending them was a visible share of a small poll's CPU. Redis runs nothing for an EVALSHA it
+sending them was a visible share of a small poll's CPU. The page read (load_page.lua) and the
+quota slots go the same way. Redis runs nothing for an EVALSHA it
 does not know (NOSCRIPT), so sending the text after one is the same single run.
 """
 
@@ -16,8 +17,6 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from worker.store.redis_io import awaited
-
 
 class Script:
     __slots__ = ("sha", "text")
@@ -26,11 +25,22 @@ class Script:
         self.text = text
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
-    async def run(self, redis: Redis, keys: Sequence[str], args: Sequence[str]) -> Any:
+    async def run(
+        self,
+        redis: Redis,
+        keys: Sequence[str],
+        args: Sequence[str | bytes],
+        **options: Any,
+    ) -> Any:
+        """One run; `options` are redis-py's for the reply (e.g. NEVER_DECODE=True)."""
         try:
-            return await awaited(redis.evalsha(self.sha, len(keys), *keys, *args))
+            return await redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", self.sha, len(keys), *keys, *args, **options
+            )
         except NoScriptError:
-            return await awaited(redis.eval(self.text, len(keys), *keys, *args))
+            return await redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", self.text, len(keys), *keys, *args, **options
+            )
 
     def queue(
         self, pipe: Pipeline, keys: Sequence[str], args: Sequence[str], *, whole: bool

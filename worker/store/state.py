@@ -15,7 +15,6 @@ keeps what many enrollments repeat once, in the source's dictionary of names
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import zlib
 from array import array
@@ -25,7 +24,6 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
 
 from worker.store import buckets, codec, growth, keys, legacy_state, unseen
 from worker.store import sweep as absence_sweep
@@ -34,6 +32,7 @@ from worker.store.codec import Stored
 from worker.store.listing_meta import BEGIN_LISTING_FUNCTION as BEGIN_LISTING_FUNCTION
 from worker.store.listing_meta import ListingMeta as ListingMeta
 from worker.store.listing_meta import new_incarnation as new_incarnation
+from worker.store.lua import Script
 from worker.store.names import MAX_NAMES as MAX_NAMES  # re-exported: tests and tools read them
 from worker.store.names import NAMES_BASE as NAMES_BASE
 from worker.store.names import NAMES_PER as NAMES_PER
@@ -56,9 +55,8 @@ _RESET_FIELDS = (
     legacy_state.MIGRATING,
 )
 _SCAN_CHUNK = 256
-_LOAD_SCRIPT = files("worker.store").joinpath("load_page.lua").read_text()
+_LOAD = Script(files("worker.store").joinpath("load_page.lua").read_text())
 _PER_READ = 0xFFFF  # fields per load_page.lua call: a position fits two bytes
-_LOAD_SHA = hashlib.sha1(_LOAD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _SAME_KEPT = 4096
 
 
@@ -270,14 +268,7 @@ class StateStore:
         if sys.byteorder != "little":
             at.byteswap()
         args = (at.tobytes(), *fields)
-        try:
-            values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", _LOAD_SHA, len(names), *names, *args, NEVER_DECODE=True
-            )
-        except NoScriptError:
-            values = await self._redis.execute_command(  # type: ignore[no-untyped-call]
-                "EVAL", _LOAD_SCRIPT, len(names), *names, *args, NEVER_DECODE=True
-            )
+        values = await _LOAD.run(self._redis, names, args, NEVER_DECODE=True)
         # A value that is a head reference alone (every value of many sources) is one lookup.
         raws = cast("list[bytes | None]", values)
         found: list[str | None] = list(map(self._names.by_ref.get, raws))  # type: ignore[arg-type]
