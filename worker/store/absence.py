@@ -9,7 +9,7 @@ the sweep's reads and writes, and free of I/O, so the rule reads as SPEC states 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from worker.store.codec import Stored, state_text
 
@@ -34,17 +34,11 @@ def miss(stored: Stored, *, needed: int) -> Missed:
     `needed` consecutive ones."""
     missed = stored.missed + 1
     tombstone = missed >= needed
-    after = Stored(
-        state=stored.state,
-        sequence_id=stored.sequence_id,
-        contact_id=stored.contact_id,
-        contact_type=stored.contact_type,
-        life=stored.life,
+    after = replace(
+        stored,
         rev=stored.rev + 1 if tombstone else stored.rev,
         missed=0 if tombstone else missed,
         gone=tombstone,
-        high_step=stored.high_step,
-        fired=stored.fired,
     )
     change_key = f"{stored.life}.{stored.rev + 1}|{state_text(stored.state)}|absent"
     return Missed(stored=after, tombstone=tombstone, change_key=change_key)
