@@ -97,10 +97,8 @@ class _Body(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors:
-            async for chunk in self._response.content.iter_chunked(_CHUNK):
-                yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Chunks(self._response)
 
     async def aclose(self) -> None:
         self._response.release()  # the connection goes back to the pool once read
