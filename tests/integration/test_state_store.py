@@ -14,7 +14,6 @@ from tests._text_format import text_value
 from worker.enrollment import State, Status
 from worker.errors import LeaseLost
 from worker.store import buckets, codec, keys, lease
-from worker.store import state as state_module
 from worker.store.batch import Batch
 from worker.store.seen import SeenIds
 from worker.store.state import StateStore
@@ -220,15 +219,23 @@ async def test_a_page_larger_than_lua_can_unpack_at_once_loads_whole(
     assert found == dict.fromkeys(ids, V)
 
 
-async def test_a_page_read_in_parts_keeps_each_value_with_its_id(
-    store: Redis, held: lease.Lease, monkeypatch: pytest.MonkeyPatch
+async def test_a_page_read_finds_each_id_in_its_bucket_of_a_layout_past_65536(
+    store: Redis, held: lease.Lease
 ) -> None:
-    # A read names each field's bucket in two bytes, so a page of more than 65,535 fields is
-    # read in parts; here the parts are made small to cross many part boundaries.
-    ids = reply_ids(15_000)
-    await poll(store, ids, lambda i: V if zlib.crc32(i.encode()) % 3 else W, held=held)
-    assert await bucket_count(store) > 256  # positions use both bytes
-    monkeypatch.setattr(state_module, "_PER_READ", 2_000)
+    # load_page.lua places each id itself, from its hash masked to the layout: past 2**16
+    # buckets the mask spans three bytes, and a masked hash past the bucket count folds down.
+    bucket_total = 70_001
+    ids = reply_ids(3_000)
+    placed = {i: buckets.bucket_for(buckets.hash_of(i), bucket_total) for i in ids}
+    assert max(placed.values()) >= 1 << 16
+    assert any(zlib.crc32(i.encode()) & (1 << 17) - 1 >= bucket_total for i in ids)  # folded
+    async with store.pipeline(transaction=False) as pipe:
+        for enrollment_id, bucket in placed.items():
+            value = V if zlib.crc32(enrollment_id.encode()) % 3 else W
+            pipe.hset(keys.state_bucket(SOURCE, bucket), buckets.pack_id(enrollment_id), value)
+        pipe.hset(keys.meta(SOURCE), mapping={"buckets": bucket_total, "tracked": len(ids)})
+        pipe.hset(keys.state_counts(SOURCE), "0", len(ids))
+        await pipe.execute()
     page = [*ids[::2], "9:1", *ids[1::2], "9:2"]
     found = await StateStore(store, source=SOURCE).load(page)
     assert found == {i: V if zlib.crc32(i.encode()) % 3 else W for i in ids}

@@ -41,8 +41,9 @@ DIGIT_CHARS = "0123456789:"
 SHORT_DIGITS = 28
 _DIGIT_BYTES = DIGIT_CHARS.encode()
 _PAD = tuple("f" if size & 1 else "" for size in range(SHORT_DIGITS + 1))  # to whole bytes
-_SEP = b"\xee"
-_FIELD_START = (_SEP + _DIGITS).hex()
+# Separates the fields of `join_digit_ids`: no packed digits id holds this byte.
+FIELD_SEP = b"\xee"
+_FIELD_START = (FIELD_SEP + _DIGITS).hex()
 
 
 def hash_of(enrollment_id: str) -> int:
@@ -105,8 +106,15 @@ def pack_id(enrollment_id: str) -> str | bytes:
 
 def pack_digit_ids(enrollment_ids: list[str]) -> list[bytes] | None:
     """`pack_id` of each id when every one is a digits id of at most SHORT_DIGITS characters
-    (both packings agree on those), else None. Checked and packed for the whole list at once:
-    this runs for every enrollment of every poll, so no step loops in Python."""
+    (both packings agree on those), else None."""
+    joined = join_digit_ids(enrollment_ids)
+    return None if joined is None else joined.split(FIELD_SEP)[1:]
+
+
+def join_digit_ids(enrollment_ids: list[str]) -> bytes | None:
+    """`pack_digit_ids`, each field after a FIELD_SEP byte, in one bytes (None: not all are
+    short digits ids). Checked and packed for the whole list at once: this runs for every
+    enrollment of every poll, so no step loops in Python."""
     if not enrollment_ids:
         return None
     sizes = list(map(len, enrollment_ids))
@@ -118,11 +126,10 @@ def pack_digit_ids(enrollment_ids: list[str]) -> list[bytes] | None:
         return None
     if joined.translate(None, _DIGIT_BYTES):  # something other than digits and ':'
         return None
-    # Each id as '<sep><tag><digits, ':' as 'a'>[f]', one hex text, one fromhex, split on the
-    # separator byte (no digits id holds nibble 'e', so it never occurs inside a field).
+    # Each id as '<sep><tag><digits, ':' as 'a'>[f]', one hex text, one fromhex (no digits id
+    # holds nibble 'e', so the separator byte never occurs inside a field).
     padded = map(str.__add__, enrollment_ids, map(_PAD.__getitem__, sizes))
-    text = (_FIELD_START + _FIELD_START.join(padded)).replace(":", "a")
-    return bytes.fromhex(text).split(_SEP)[1:]
+    return bytes.fromhex((_FIELD_START + _FIELD_START.join(padded)).replace(":", "a"))
 
 
 def pair_parts(enrollment_id: str) -> tuple[str, bytes] | None:
