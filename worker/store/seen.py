@@ -22,6 +22,8 @@ from worker.store import buckets
 # enrollments). Past that the sweep reads every bucket.
 SLOT_BITS = 16
 _SLOT_MASK = (1 << SLOT_BITS) - 1
+# A run holds its ids (not copies) up to this many; a longer run ends the counting in runs.
+_RUN_MAX = 1 << 16
 # Distinct ids are counted up to this many at once (one set), more in _PARTS parts.
 _AT_ONCE = 1 << 18
 _PARTS = 16
@@ -37,7 +39,7 @@ class SeenIds:
         self._in_runs = True
         self._counted = 0  # distinct ids of the runs that ended
         self._prefix = ""  # of the current run, ':' included
-        self._run: set[int] = set()  # hashes of the current run's ids
+        self._run: set[str] = set()  # the current run's ids
         self._ended: set[str] = set()  # prefixes of the runs that ended
 
     def add(self, enrollment_id: str) -> None:
@@ -65,8 +67,8 @@ class SeenIds:
                 self._ended.add(self._prefix)
             self._counted += len(self._run)
             self._prefix, self._run = prefix, set()
-        self._run.update(map(hash, enrollment_ids))
-        if len(self._run) > _AT_ONCE:
+        self._run.update(enrollment_ids)  # the ids themselves: their hashes are cached
+        if len(self._run) > _RUN_MAX:
             self._give_up()
 
     def _give_up(self) -> None:
