@@ -58,7 +58,7 @@ class TypedRecords(Sequence[Mapping[str, Any]]):
                 self._raw = self._spans.decode(self._body).items
             raw = self._raw[index]
             try:
-                found = orjson.loads(raw)
+                found = orjson.loads(memoryview(raw))  # orjson refuses a Raw itself
             except orjson.JSONDecodeError:  # JSON msgspec took: the same parser reads it again
                 found = msgspec.json.decode(raw)
             self._dicts[index] = found
