@@ -235,9 +235,10 @@ async def test_a_page_read_finds_each_id_in_its_bucket_of_a_layout_past_65536(
     async with store.pipeline(transaction=False) as pipe:
         for enrollment_id, bucket in placed.items():
             value = V if zlib.crc32(enrollment_id.encode()) % 3 else W
-            pipe.hset(keys.state_bucket(SOURCE, bucket), buckets.pack_id(enrollment_id), value)
+            field = buckets.pack_id(enrollment_id)
+            pipe.hset(keys.state_bucket(SOURCE, bucket), mapping={field: value})
         pipe.hset(keys.meta(SOURCE), mapping={"buckets": bucket_total, "tracked": len(ids)})
-        pipe.hset(keys.state_counts(SOURCE), "0", len(ids))
+        pipe.hset(keys.state_counts(SOURCE), "0", str(len(ids)))
         await pipe.execute()
     page = [*ids[::2], "9:1", *ids[1::2], "9:2"]
     found = await StateStore(store, source=SOURCE).load(page)
