@@ -50,9 +50,14 @@ def hash_of(enrollment_id: str) -> int:
     return zlib.crc32(enrollment_id.encode())
 
 
+def span_of(buckets: int) -> int:
+    """The smallest power of two >= `buckets`: a hash masked to it, then folded, is a bucket."""
+    return 1 << (buckets - 1).bit_length()
+
+
 def bucket_for(hashed: int, buckets: int) -> int:
     """The bucket of an id whose hash is `hashed` in a layout of `buckets` buckets."""
-    high = 1 << (buckets - 1).bit_length()  # the smallest power of two >= buckets
+    high = span_of(buckets)
     bucket = hashed & (high - 1)
     return bucket if bucket < buckets else bucket - (high >> 1)
 

@@ -15,7 +15,12 @@ def _tag(source: str) -> str:
 
 def state_bucket(source: str, bucket: int) -> str:
     """One hash of the source's stored enrollments (see worker.store.buckets for the layout)."""
-    return f"{_tag(source)}:st:{bucket}"
+    return f"{state_bucket_prefix(source)}{bucket}"
+
+
+def state_bucket_prefix(source: str) -> str:
+    """`state_bucket` less the bucket number (load_page.lua names buckets from it)."""
+    return f"{_tag(source)}:st:"
 
 
 def state_counts(source: str) -> str:

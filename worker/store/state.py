@@ -81,7 +81,7 @@ class StateStore:
         self._source = source
         self._meta = keys.meta(source)
         self._counts = keys.state_counts(source)
-        self._prefix = keys.state_bucket(source, 0).removesuffix("0")  # bucket b: prefix + b
+        self._prefix = keys.state_bucket_prefix(source)  # for load_page.lua
         self._bucket_count: int | None = None  # learnt at the first load
         self._tracked = 0
         self._tombstones = 0
@@ -245,7 +245,7 @@ class StateStore:
         the source's hash tag, so they all live in the slot of the one declared.
         """
         bucket_count = self._bucket_count or 1
-        high = 1 << (bucket_count - 1).bit_length()
+        high = buckets.span_of(bucket_count)  # the script folds as buckets.bucket_for does
         hashes = array("I", map((high - 1).__and__, crcs))
         if sys.byteorder != "little":
             hashes.byteswap()
@@ -254,8 +254,7 @@ class StateStore:
         if joined is not None:
             args: tuple[str | bytes, ...] = (*head, "S", joined)
         else:
-            pack = self._names.field if self._names.v2 else buckets.pack_id
-            args = (*head, "L", *map(pack, ids))
+            args = (*head, "L", *map(self._names.field, ids))
         values = await _LOAD.run(self._redis, (self._key(0),), args, NEVER_DECODE=True)
         # A value that is a head reference alone (every value of many sources) is one lookup.
         raws = cast("list[bytes | None]", values)
