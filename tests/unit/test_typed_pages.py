@@ -45,6 +45,19 @@ def test_the_vendor_v4_page_decodes_typed_and_equals_the_plain_page() -> None:
         items[-2]
 
 
+def test_a_declared_record_holds_the_vendor_fields_the_normalizer_reads() -> None:
+    body = (EXAMPLES / "replyio.v4.list-contacts.doc-example.json").read_bytes()
+    items = CONTACTS_V4(body)["items"]
+    assert isinstance(items, TypedRecords)
+    plain = json.loads(body)["items"][0]
+    declared = items.declared(0)
+    assert "statusInSequence" not in declared  # declared but unset: left out
+    assert declared == {name: plain[name] for name in declared}
+    assert set(declared) < set(plain)  # the vendor sends more than the normalizer reads
+    normalize = NORMALIZERS["replyio"]
+    assert normalize(declared, page=V4_PAGE) == normalize(plain, page=V4_PAGE)
+
+
 @pytest.mark.parametrize(
     "body",
     [

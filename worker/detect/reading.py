@@ -5,7 +5,8 @@ a record is read as (id, updated_at, state fields) and encoded once per distinct
 the records the store reports changed are normalized in full. A record `peek` cannot read
 takes the full path at once; one that fails it is quarantined (SPEC §5), not fatal. A page its
 source decoded into typed records (worker/sources/typed.py) is peeked by the normalizer's
-`read_typed` in one pass, and its records are decoded as dicts only if one is needed.
+`read_typed` in one pass; a changed record it read is normalized from the typed record's
+declared fields (`read_typed` declares every field the normalizer reads from such a record).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class PageRead:
         self._found: dict[str, _Found] = {}
         self._reader = reader
         self._page = page
+        self._typed: TypedRecords | None = None  # set when `read_typed` read the page
 
     def enrollments(
         self, ids: Mapping[str, object], *, seen: SeenIds | None
@@ -49,7 +51,8 @@ class PageRead:
         for enrollment_id in in_order:
             item = self._found[enrollment_id]
             if isinstance(item, int):
-                item = self._page.records[item]
+                assert self._typed is not None  # an index is what `read_typed` records
+                item = self._typed.declared(item)
             enrollment = (
                 item
                 if isinstance(item, Enrollment)
@@ -88,6 +91,7 @@ class PageReader:
         read = PageRead(self, page)
         records = page.records
         if self._read_typed is not None and isinstance(records, TypedRecords):
+            read._typed = records
             self._read_typed(
                 records.typed,
                 page,

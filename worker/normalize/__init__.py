@@ -41,7 +41,8 @@ class Normalizer(Protocol):
 class ProviderNormalizer:
     """A provider's normalizer; `peek` None: every record takes the full path. `read_typed`:
     `peek` over a page of typed records (worker/sources/typed.py), when its source decodes any
-    (see replyio.read_typed)."""
+    (see replyio.read_typed); the typed shape declares every field `full` reads from a record
+    `read_typed` accepts, since such a record is normalized from its declared fields alone."""
 
     full: FullNormalizer
     peek: Peeker | None = None

@@ -204,7 +204,8 @@ def read_typed(
     """`peek` over a typed page (worker/detect/reading.py), a page at a time: each record's
     enrollment id -> its state key (`encode(*state fields)`, remembered in `keys`) into
     `states`, and -> its index into `at`, in listing order. A page of a v3 listing goes to
-    `odd`, record by record (`peek` reads those as v3 records)."""
+    `odd`, record by record (`peek` reads those as v3 records). A record read here is later
+    normalized from ContactV4's fields alone: they are every field `normalize` reads from it."""
     if page.extra.get("api_version") == "v3":
         for index in range(len(records)):
             odd(index)

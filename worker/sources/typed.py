@@ -3,8 +3,10 @@
 A re-poll reads every record of every page but normalizes only the few that changed, so most of
 a page is never needed as a dict. A typed decode checks the declared field types while parsing
 (what `peek` would otherwise check record by record) and skips the fields nobody reads. A record
-asked for as a dict (a changed or odd one) is decoded alone, from its span of the body (the
-spans are found once per page, the first time). A page that does not fit the declared shape is
+asked for as a dict (an odd one) is decoded alone, from its span of the body (the spans are
+found once per page, the first time, at about a third of the typed decode's cost). A changed
+record that the normalizer reads only through its declared fields is built from the typed record
+itself (`declared`), with no second parse. A page that does not fit the declared shape is
 decoded as plain JSON, so it reads as before.
 """
 
@@ -63,6 +65,18 @@ class TypedRecords(Sequence[Mapping[str, Any]]):
                 found = msgspec.json.decode(raw)
             self._dicts[index] = found
         return found
+
+    def declared(self, index: int) -> dict[str, Any]:
+        """Record `index` as a dict of only the fields its typed shape declares (wire names, a
+        field left unset omitted), from `typed`: for a reader that needs no other field."""
+        record = self.typed[index]
+        return {
+            name: value
+            for name, value in zip(
+                record.__struct_encode_fields__, msgspec.structs.astuple(record), strict=True
+            )
+            if value is not msgspec.UNSET
+        }
 
     def __eq__(self, other: object) -> bool:
         """Equal to any sequence of the same dicts (a plain page's list, say)."""
