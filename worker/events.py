@@ -103,8 +103,8 @@ def event_id(*, source: str, enrollment_id: str, event_type: str, change_key: st
 
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds and a Z, as in the SPEC example."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to the millisecond, as the SPEC's stamps do; it ends in +00:00 in UTC.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def notice_document(

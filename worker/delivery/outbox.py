@@ -51,15 +51,28 @@ class Publishable(Protocol):
     def to_json(self) -> bytes: ...
 
 
+def destinations(routes: Sequence[Route], *, source: str, event_type: str) -> list[str]:
+    """The destinations whose routes want this source's events of this type."""
+    return [r.destination for r in routes if r.wants(source=source, event_type=event_type)]
+
+
 def enqueue(
-    batch: Batch, event: Publishable, *, routes: Sequence[Route], now_ms: int, order: int = 0
+    batch: Batch,
+    event: Publishable,
+    *,
+    routes: Sequence[Route],
+    now_ms: int,
+    order: int = 0,
+    targets: Sequence[str] | None = None,
 ) -> int:
     """Adds the event and one pending delivery per matching destination; returns that count.
 
     `order` is the event's place among those detected together (one poll): equal scores would
     sort by event id, so a change's `replied` could reach a destination after its `finished`.
+    `targets`: `destinations(routes, ...)` for the event, when the caller already knows them.
     """
-    targets = [r.destination for r in routes if r.wants(source=event.source, event_type=event.type)]
+    if targets is None:
+        targets = destinations(routes, source=event.source, event_type=event.type)
     if not targets:
         return 0
     batch.hset(keys.events(event.source), event.id, event.to_json())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
-from worker.delivery.outbox import Route, enqueue
+from worker.delivery.outbox import Route, destinations, enqueue
 from worker.detect import notices
 from worker.detect.result import PollResult
 from worker.enrollment import Contact, SequenceRef, State
@@ -31,6 +31,8 @@ class Emitter:
     routes: Sequence[Route]
     now: Callable[[], datetime]
     result: PollResult
+    # Event type -> the destinations that want it: the routes do not change during a poll.
+    _targets: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
 
     def event(
         self,
@@ -45,6 +47,11 @@ class Emitter:
         change_key: str,
     ) -> None:
         detected = self.now()
+        targets = self._targets.get(event_type)
+        if targets is None:
+            targets = self._targets[event_type] = destinations(
+                self.routes, source=self.source, event_type=event_type
+            )
         event = Event(
             id=event_id(
                 source=self.source,
@@ -68,6 +75,7 @@ class Emitter:
             routes=self.routes,
             now_ms=int(detected.timestamp() * 1000),
             order=self.result.events,  # this poll's events so far: detection order
+            targets=targets,
         )
         self.result.events += 1
         self.result.event_ids.append(event.id)

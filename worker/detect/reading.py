@@ -25,9 +25,8 @@ from worker.store import codec
 from worker.store.seen import SeenIds
 
 _KEYS_KEPT = 4096
-# A record `peek` read (normalized only if it changed), or its index in the page's records,
-# or an Enrollment normalized at once.
-_Found = Mapping[str, Any] | int | Enrollment
+# A record `peek` read (normalized only if it changed), or an Enrollment normalized at once.
+_Found = Mapping[str, Any] | Enrollment
 
 
 class PageRead:
@@ -39,6 +38,9 @@ class PageRead:
         self._reader = reader
         self._page = page
         self._typed: TypedRecords | None = None  # set when `read_typed` read the page
+        # The ids `read_typed` read, in record order; indexed only if one of them changed.
+        self._typed_ids: list[str] = []
+        self._typed_at: dict[str, int] | None = None
 
     def enrollments(
         self, ids: Mapping[str, object], *, seen: SeenIds | None
@@ -49,10 +51,9 @@ class PageRead:
         # In listing order (the store answers in its own): events keep the page's order.
         in_order = [i for i in self.states if i in ids] if ids else []
         for enrollment_id in in_order:
-            item = self._found[enrollment_id]
-            if isinstance(item, int):
-                assert self._typed is not None  # an index is what `read_typed` records
-                item = self._typed.declared(item)
+            item = self._found.get(enrollment_id)
+            if item is None:  # read by `read_typed`
+                item = self._declared(enrollment_id)
             enrollment = (
                 item
                 if isinstance(item, Enrollment)
@@ -63,6 +64,12 @@ class PageRead:
             else:
                 current[enrollment_id] = enrollment
         return current
+
+    def _declared(self, enrollment_id: str) -> Mapping[str, Any]:
+        if self._typed_at is None:  # (an id listed twice: its last record, as in `states`)
+            self._typed_at = dict(zip(self._typed_ids, range(len(self._typed_ids)), strict=True))
+        assert self._typed is not None
+        return self._typed.declared(self._typed_at[enrollment_id])
 
 
 class PageReader:
@@ -96,7 +103,7 @@ class PageReader:
                 records.typed,
                 page,
                 states=read.states,
-                at=read._found,
+                ids=read._typed_ids,
                 keys=self._typed_keys,
                 encode=codec.encode_state_fields,
                 odd=lambda index: self._read_one(records[index], read, seen=seen),

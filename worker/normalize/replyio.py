@@ -196,21 +196,21 @@ def read_typed(
     page: RawPage,
     *,
     states: dict[str, str],
-    at: dict[str, Any],
+    ids: list[str],
     keys: dict[Hashable, str],
     encode: Callable[..., str],
     odd: Callable[[int], None],
 ) -> None:
     """`peek` over a typed page (worker/detect/reading.py), a page at a time: each record's
     enrollment id -> its state key (`encode(*state fields)`, remembered in `keys`) into
-    `states`, and -> its index into `at`, in listing order. A page of a v3 listing goes to
+    `states`, and the ids in record order onto `ids`. A page of a v3 listing goes to
     `odd`, record by record (`peek` reads those as v3 records). A record read here is later
     normalized from ContactV4's fields alone: they are every field `normalize` reads from it."""
     if page.extra.get("api_version") == "v3":
         for index in range(len(records)):
             odd(index)
         return
-    ids = [f"{r.sequenceId}:{r.contactId}" for r in records]
+    page_ids = [f"{r.sequenceId}:{r.contactId}" for r in records]
     tokens = [(r.status, r.subStatus, r.currentStep, r.isOptedOut) for r in records]
     found = list(map(keys.get, tokens))
     if None in found:
@@ -224,8 +224,8 @@ def read_typed(
                 if len(keys) < _MEANINGS_MAX:
                     keys[token] = key
                 found[index] = key
-    states.update(zip(ids, cast("list[str]", found), strict=True))
-    at.update(zip(ids, range(len(ids)), strict=True))
+    states.update(zip(page_ids, cast("list[str]", found), strict=True))
+    ids += page_ids
 
 
 def _peek_any(record: Mapping[str, Any], page: RawPage) -> fields.Peek:

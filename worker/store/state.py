@@ -20,6 +20,8 @@ import zlib
 from array import array
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from importlib.resources import files
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -177,11 +179,9 @@ class StateStore:
         if verdicts.count(True) == len(verdicts):  # the usual page of a re-poll
             return changes
         known, quiet = changes.known, changes.quiet
-        for enrollment_id, value, state, unchanged in zip(
-            ids, values, states, verdicts, strict=True
-        ):
-            if unchanged:
-                continue
+        # The few ids not known unchanged, found in C: a page holds a thousand.
+        for at in compress(range(len(ids)), map(is_not, verdicts, repeat(True))):
+            enrollment_id, value, state, unchanged = ids[at], values[at], states[at], verdicts[at]
             if value is None:
                 known[enrollment_id] = None
                 continue
