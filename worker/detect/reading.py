@@ -66,9 +66,9 @@ class PageRead:
         return current
 
     def _declared(self, enrollment_id: str) -> Mapping[str, Any]:
+        assert self._typed is not None  # only `read_typed` leaves an id out of `_found`
         if self._typed_at is None:  # (an id listed twice: its last record, as in `states`)
             self._typed_at = dict(zip(self._typed_ids, range(len(self._typed_ids)), strict=True))
-        assert self._typed is not None
         return self._typed.declared(self._typed_at[enrollment_id])
 
 
