@@ -106,3 +106,23 @@ def test_a_typed_page_reads_as_the_plain_page(version: str) -> None:
         assert _read(doc["items"], page) == _read(items, page), odd
     assert typed_pages > 3  # both paths ran
     assert typed_pages < len(_variants())
+
+
+def test_changed_records_come_back_in_page_order_an_id_listed_twice_as_its_last_record() -> None:
+    """Asked for a few ids in the store's order, a typed page and the plain page answer alike:
+    in listing order, and an id listed twice as its last record in its first place."""
+    page = RawPage(records=[], where="x", sequence=V4_PAGE.sequence, extra={"api_version": "v4"})
+    items = [V4 | {"contactId": n, "currentStep": n} for n in range(1, 7)]
+    items.insert(4, V4 | {"contactId": 2, "currentStep": 9})  # contact 2 again, further on
+    doc = CONTACTS_V4(_body(items))
+    assert isinstance(doc["items"], TypedRecords)
+    answers = []
+    for records in (doc["items"], items):
+        reader = PageReader(NORMALIZERS["replyio"], Quarantine("typed"))
+        read = reader.read(RawPage(records=records, where="x", sequence=page.sequence), seen=None)
+        ids = list(read.states)
+        asked = {ids[4]: None, ids[1]: None, ids[0]: None}  # not in page order
+        answers.append([(i, e.state.step) for i, e in read.enrollments(asked, seen=None).items()])
+    typed, plain = answers
+    assert typed == plain
+    assert [step for _, step in typed] == [1, 9, 5]

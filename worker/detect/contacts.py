@@ -17,7 +17,7 @@ import structlog
 from redis.asyncio import Redis
 
 from worker.enrollment import Contact, Enrollment
-from worker.sources.base import ContactLookup, Source
+from worker.sources.base import ContactLookup
 from worker.store import keys
 
 # Names and emails change rarely; a day bounds how long a rename takes to show.
@@ -76,7 +76,7 @@ def _ref(contact: Contact) -> Contact | None:
 
 async def with_contacts(
     redis: Redis,
-    source: Source,
+    source: ContactLookup,
     *,
     name: str,
     current: Mapping[str, Enrollment],
@@ -84,8 +84,7 @@ async def with_contacts(
 ) -> dict[str, Enrollment]:
     """`current` with looked-up contact fields on the enrollments whose state changed (not
     those the store found `quiet`: stored with the same state, no news)."""
-    # Nothing changed (most pages): skip the protocol check, slow through a wrapped source.
-    if not current or not isinstance(source, ContactLookup):
+    if not current:
         return dict(current)
     changed = {
         enrollment_id: ref

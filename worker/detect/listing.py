@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -18,7 +19,7 @@ from worker.detect.reading import PageReader
 from worker.detect.result import PollResult
 from worker.detect.runtime import SourceRuntime
 from worker.detect.watermark import next_watermark
-from worker.sources.base import RawPage
+from worker.sources.base import ContactLookup, RawPage
 from worker.store import keys, lease
 from worker.store.batch import Batch
 from worker.store.seen import SeenIds
@@ -64,6 +65,7 @@ class Listing:
         # Sequences the source chose not to list this poll: their stored enrollments are kept.
         self.skipped: set[str] = set()
         self.released = False  # by the last commit
+        self._looks_up: bool | None = None  # `_contact_lookup`, once asked
 
     async def commit(self, batch: Batch, *, release: bool = False) -> None:
         # The commit serial goes last: its value is what the commit returns
@@ -83,9 +85,10 @@ class Listing:
         changes = await self.store.changed(states, seen=self.seen)
         known = changes.known
         current = read.enrollments(known, seen=self.seen)
-        if self.meta.baseline_done:  # a baseline emits nothing, so it labels nothing
+        # A baseline emits nothing, so it labels nothing.
+        if current and self.meta.baseline_done and (lookup := self._contact_lookup()):
             current = await with_contacts(
-                self.redis, self.rt.source, name=self.rt.name, current=current, quiet=changes.quiet
+                self.redis, lookup, name=self.rt.name, current=current, quiet=changes.quiet
             )
         batch = Batch()
         self.quarantine.settle(batch, normalized=states)
@@ -118,6 +121,13 @@ class Listing:
         self.result.pages += 1
         self.result.enrollments += len(states)
         self.result.listed += len(page.records)
+
+    def _contact_lookup(self) -> ContactLookup | None:
+        """The source, if it looks contacts up (worker/detect/contacts.py). Asked once a
+        listing, at its first change: a protocol check is slow through a wrapped source."""
+        if self._looks_up is None:
+            self._looks_up = isinstance(self.rt.source, ContactLookup)
+        return cast("ContactLookup", self.rt.source) if self._looks_up else None
 
     async def finish(self, *, full: bool, started_at: float) -> None:
         """The listing completed: sweep absences (full listings only) and record bookkeeping."""
