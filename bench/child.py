@@ -25,6 +25,7 @@ class Kind(StrEnum):
     DELIVERY = "delivery"
     MANY = "many"  # `sources` sources, one sequence each, polled as `seqwatch run` polls
     FLOOR = "floor"  # decode + one HMGET + field extraction per page: the least a poll costs
+    FIXED_FLOOR = "fixed-floor"  # MANY's I/O alone: the floor of a poll's fixed CPU
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,8 +36,8 @@ class Job:
     profile_to: str | None = None
     deliveries: int = 0
     guard: bool = True
-    sources: int = 0
-    max_jobs: int = 0  # MANY: jobs in flight at once, as `[worker] max_jobs`
+    sources: int = 0  # MANY, FIXED_FLOOR
+    max_jobs: int = 0  # MANY, FIXED_FLOOR: jobs in flight at once, as `[worker] max_jobs`
     arq: bool = False  # MANY: through a real arq worker (queue and job bookkeeping included)
     cpu: int | None = None  # pin the measured process to this CPU
 
@@ -72,6 +73,18 @@ def run(job: Job) -> dict[str, Any]:
         from bench.floor import floor_poll
 
         facts = floor_poll(peer_url=job.peer_url, redis_url=job.redis_url, meter=meter)
+    elif job.kind is Kind.FIXED_FLOOR:
+        from bench.fixed_floor import fixed_floor
+
+        facts = loop.run(
+            fixed_floor(
+                peer_url=job.peer_url,
+                redis_url=job.redis_url,
+                sources=job.sources,
+                max_jobs=job.max_jobs,
+                meter=meter,
+            )
+        )
     elif job.kind is Kind.MANY:
         from bench.many_job import poll_many
 

@@ -134,12 +134,28 @@ class ManyRow:
         return self.cpu_s * 1e3 / max(1, self.sources)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FixedFloorRow:
+    """The I/O of `sources` one-enrollment polls alone (bench/fixed_floor.py), same run."""
+
+    sources: int
+    max_jobs: int
+    wall_s: float
+    cpu_s: float
+    requests: int
+
+    @property
+    def cpu_ms_per_poll(self) -> float:
+        return self.cpu_s * 1e3 / max(1, self.sources)
+
+
 @dataclass(slots=True, kw_only=True)
 class Figures:
     polls: list[PollRow] = field(default_factory=list)
     layouts: list[StateLayout] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
     many: list[ManyRow] = field(default_factory=list)
+    fixed_floor: FixedFloorRow | None = None
 
     def many_row(self, *, per_source: int, cycle: str) -> ManyRow | None:
         found = [r for r in self.many if r.per_source == per_source and r.cycle == cycle]

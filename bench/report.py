@@ -6,7 +6,15 @@ import io
 import pstats
 from pathlib import Path
 
-from bench.figures import DeliveryRow, Figures, ManyRow, MemoryRow, PollRow, StateLayout
+from bench.figures import (
+    DeliveryRow,
+    Figures,
+    FixedFloorRow,
+    ManyRow,
+    MemoryRow,
+    PollRow,
+    StateLayout,
+)
 
 HEADER = (
     f"{'N':>9} {'impl':<8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} {'peak RSS MB':>11} "
@@ -50,6 +58,22 @@ def many_line(row: ManyRow) -> str:
     )
 
 
+def fixed_floor_line(row: FixedFloorRow) -> str:
+    return (
+        f"  {'floor of the fixed CPU':>22}: {row.cpu_ms_per_poll:.2f} ms per source "
+        f"({row.sources} sources, max_jobs {row.max_jobs}: the same 2 GETs by aiohttp and 4 Redis "
+        f"round trips by redis-py, nothing else; {row.requests} requests)"
+    )
+
+
+def _of_floor(figures: Figures, one: ManyRow) -> str:
+    floor = figures.fixed_floor
+    if floor is None or not floor.cpu_s:
+        return ""
+    ratio = one.cpu_ms_per_poll / floor.cpu_ms_per_poll
+    return f", {ratio:.2f}x its floor of {floor.cpu_ms_per_poll:.2f} ms in this run"
+
+
 def many_figures(figures: Figures) -> list[str]:
     """The fixed CPU of a poll (a one-enrollment source's unchanged re-poll) and the marginal
     CPU of an enrollment (the difference to the larger sources, per extra enrollment)."""
@@ -59,7 +83,8 @@ def many_figures(figures: Figures) -> list[str]:
         return []
     lines = [
         f"  fixed CPU per source poll: {one.cpu_ms_per_poll:.2f} ms "
-        f"({one.sources} one-enrollment sources, unchanged re-poll, max_jobs {one.max_jobs})"
+        f"({one.sources} one-enrollment sources, unchanged re-poll, max_jobs {one.max_jobs}"
+        f"{_of_floor(figures, one)})"
     ]
     for row in big:
         extra = row.cpu_s - one.cpu_ms_per_poll / 1e3 * row.sources
@@ -122,6 +147,8 @@ def show(item: object) -> str:
         return delivery_line(item)
     if isinstance(item, ManyRow):
         return many_line(item)
+    if isinstance(item, FixedFloorRow):
+        return fixed_floor_line(item)
     if isinstance(item, MemoryRow):
         return memory_line(item)
     return str(item)
@@ -263,7 +290,7 @@ def _many_targets(figures: Figures) -> list[str]:
     fixed = _target(
         None if one is None else one.cpu_ms_per_poll <= 1.0,
         "fixed CPU per source poll <= 1 ms",
-        "not measured" if one is None else f"{one.cpu_ms_per_poll:.2f} ms",
+        "not measured" if one is None else f"{one.cpu_ms_per_poll:.2f} ms{_of_floor(figures, one)}",
     )
     rows = [
         r
