@@ -64,21 +64,12 @@ class PageRead:
         the page's order. An id listed twice: its last record, in its first place, as in
         `states`."""
         typed, at = self._typed, self._typed_ids
-        if typed is not None and not self._found:  # every record was read by `read_typed`
+        if typed is not None and at:  # `read_typed` read every record (`ids` in record order)
             # Where each changed one sits, found in one pass in C: a page holds a thousand.
             where = {at[p]: p for p in compress(count(), map(ids.__contains__, at))}
             return [(i, typed.declared(p)) for i, p in where.items()]
-        found, records = self._found, []
-        index: dict[str, int] | None = None
-        for enrollment_id in filter(ids.__contains__, self.states):
-            item = found.get(enrollment_id)
-            if item is None:  # `read_typed` read it, on a page it read only in part
-                assert typed is not None
-                if index is None:
-                    index = {i: p for p, i in enumerate(at)}
-                item = typed.declared(index[enrollment_id])
-            records.append((enrollment_id, item))
-        return records
+        found = self._found
+        return [(i, found[i]) for i in filter(ids.__contains__, self.states)]
 
 
 class PageReader:

@@ -41,8 +41,9 @@ class Normalizer(Protocol):
 class ProviderNormalizer:
     """A provider's normalizer; `peek` None: every record takes the full path. `read_typed`:
     `peek` over a page of typed records (worker/sources/typed.py), when its source decodes any
-    (see replyio.read_typed); the typed shape declares every field `full` reads from a record
-    `read_typed` accepts, since such a record is normalized from its declared fields alone."""
+    (see replyio.read_typed). It reads every record of a page, or sends every one to `odd`;
+    the typed shape declares every field `full` reads from a record `read_typed` accepts, since
+    such a record is normalized from its declared fields alone."""
 
     full: FullNormalizer
     peek: Peeker | None = None
