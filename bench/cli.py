@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SxN",
         help="also poll S sources of N enrollments each as one `seqwatch run` worker does "
         "(the arq job function, [worker] max_jobs at a time; e.g. 1000x100), and S sources of "
-        "one enrollment for the fixed CPU of a poll",
+        "one enrollment for the fixed CPU of a poll, beside its floor (the same GETs and Redis "
+        "round trips alone, bench/fixed_floor.py)",
     )
     add(
         "--max-jobs",
