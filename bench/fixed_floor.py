@@ -2,10 +2,11 @@
 
 Per source, as `--many-sources` polls it (`max_jobs` at a time, one worker process): the same two
 GETs (its sequence listing, then its contact page) through one shared aiohttp session, each body
-decoded with orjson, and four Redis round trips through the client seqwatch opens
-(worker.store.redis_conn): a lease taken, a quota slot counted, the page's one stored value
-read, the lease released; that is one round trip for each of a poll's opening, its second quota
-slot, its page read and its last commit. No quota logic, no diff, no bookkeeping, no log line.
+decoded with orjson, and three Redis round trips through the client seqwatch opens
+(worker.store.redis_conn): a lease taken with the source's stored state read whole (one
+pipeline), a quota slot counted, the lease released; that is one round trip for each of a
+poll's opening (which reads a one-bucket source whole: worker/store/state.py), its second quota
+slot and its last commit. No quota logic, no diff, no bookkeeping, no log line.
 Like the measured polls, it starts in a fresh process with no connection open.
 
 The fixed-CPU target is absolute (1 ms) and this VM's speed varies by a third over hours; this
@@ -25,7 +26,6 @@ from bench.meter import Meter
 from bench.synth import ACCOUNT_KEY_PREFIX, PAGE_SIZE
 from worker.sources.replyio import CONTACT_ORDER
 from worker.store.redis_conn import connect
-from worker.store.redis_io import awaited
 
 
 async def fixed_floor(
@@ -48,14 +48,16 @@ async def fixed_floor(
             nonlocal found
             key, lease = f"{ACCOUNT_KEY_PREFIX}{k}", f"floor:{{{k}}}:lease"
             async with limit:
-                await redis.set(lease, "token", nx=True, px=15_000)
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.set(lease, "token", nx=True, px=15_000)
+                    pipe.hgetall(f"floor:{{{k}}}:state")
+                    _, stored = await pipe.execute()
                 listing = await get("/v4/sequences", key, paging)
                 await redis.incr(f"floor:{{{k}}}:quota")
                 sequence = listing["items"][0]["id"]
                 page = await get(f"/v4/sequences/{sequence}/contacts", key, paging | CONTACT_ORDER)
                 ids = [f"{r['sequenceId']}:{r['contactId']}" for r in page["items"]]
-                values = await awaited(redis.hmget(f"floor:{{{k}}}:state", ids))
-                found += len(values)
+                found += len([stored.get(i) for i in ids])
                 await redis.delete(lease)
 
         try:

@@ -29,7 +29,7 @@ SOURCE = "trips"
 QUOTA = Quota(requests=1000, per_seconds=1000)
 
 
-def runtime(store: Redis, reply: ReplyioHarness) -> SourceRuntime:
+def runtime(store: Redis, reply: ReplyioHarness, *, page_size: int = 5) -> SourceRuntime:
     limiter = SharedRateLimiter(store, source=SOURCE, quotas=[QUOTA])
     memory = RedisMemory(store, source=SOURCE)
     client = ProviderClient(
@@ -42,7 +42,12 @@ def runtime(store: Redis, reply: ReplyioHarness) -> SourceRuntime:
         max_attempts=3,
     )
     source = replyio.ReplyioSource(
-        name=SOURCE, client=client, sequences=(), page_size=5, memory=memory, api_version="v3"
+        name=SOURCE,
+        client=client,
+        sequences=(),
+        page_size=page_size,
+        memory=memory,
+        api_version="v3",
     )
     return SourceRuntime(
         name=SOURCE, provider="replyio", source=source, normalize=NORMALIZERS["replyio"],
@@ -81,7 +86,7 @@ async def slots_taken(store: Redis, since_ms: float) -> int:
     return round((tat - since_ms) / QUOTA.interval_ms)
 
 
-async def test_an_unchanged_repoll_costs_four_round_trips(
+async def test_an_unchanged_repoll_costs_three_round_trips(
     store: Redis, reply: ReplyioHarness, round_trips: list[int]
 ) -> None:
     reply.seed(3)
@@ -91,9 +96,9 @@ async def test_an_unchanged_repoll_costs_four_round_trips(
     result = await run_poll(deps, SOURCE)
     assert result.enrollments == 3
     assert result.events == 0
-    # The opening (lease, quota slot, memory, layout), the page read, the last commit (writes,
-    # outcome, health, lease release). The second request's quota slot is the fourth.
-    assert round_trips[0] == 4
+    # The opening (lease, quota slot, memory, layout, the source's one bucket), the last commit
+    # (writes, outcome, health, lease release). The second request's quota slot is the third.
+    assert round_trips[0] == 3
     status = await source_status(store, SOURCE)
     assert status.last_outcome == "ok"
     assert status.last_poll_requests == 2
@@ -116,15 +121,29 @@ async def test_scripts_redis_lost_are_sent_whole_once_and_run_once(
     round_trips[0] = 0
     result = await run_poll(deps, SOURCE)
     assert (result.enrollments, result.events) == (3, 0)
-    # The opening, the quota slot, the page read and the last commit: each once more.
-    assert round_trips[0] == 8
+    # The opening, the quota slot and the last commit: each once more.
+    assert round_trips[0] == 6
     assert await slots_taken(store, before_ms) == 2
     assert await store.get(keys.lease(SOURCE)) is None  # released by the last commit, once
     status = await source_status(store, SOURCE)
     assert (status.last_outcome, status.last_poll_requests) == ("ok", 2)
     round_trips[0] = 0
     await run_poll(deps, SOURCE)
-    assert round_trips[0] == 4
+    assert round_trips[0] == 3
+
+
+async def test_a_source_past_one_bucket_reads_each_page_in_a_round_trip(
+    store: Redis, reply: ReplyioHarness, round_trips: list[int]
+) -> None:
+    reply.seed(60)  # two buckets; three pages of 25 with the sequence listing's request
+    deps = deps_for(store, runtime(store, reply, page_size=25))
+    await run_poll(deps, SOURCE)
+    assert await store.hget(keys.meta(SOURCE), "buckets") == "2"  # type: ignore[misc]
+    round_trips[0] = 0
+    result = await run_poll(deps, SOURCE)
+    assert (result.enrollments, result.events, result.pages) == (60, 0, 3)
+    # The opening, a quota slot for each page's request and its read, the last commit.
+    assert round_trips[0] == 1 + 3 + 3 + 1
 
 
 async def test_the_quota_counts_each_request_once(store: Redis, reply: ReplyioHarness) -> None:

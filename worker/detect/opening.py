@@ -1,6 +1,7 @@
 """Opening a poll in one Redis round trip: take the source's lease and, only if it was free,
 verify the stored history (worker/detect/continuity.py) and begin the listing (its generation);
-on the same pipeline, read what the poll then needs (quarantine entries, the store's layout).
+on the same pipeline, read what the poll then needs (quarantine entries, the store's layout
+and its first bucket).
 
 Each step is the same Lua function its own module runs alone; one script runs them in the
 order the poll always ran them (lease, continuity, listing), so the lease still comes first.
@@ -131,6 +132,6 @@ async def _opening(
         quarantine.queue_load(pipe)
         if provider_memory is not None:
             pipe.hgetall(provider_memory.key)
-        store.queue_layout(pipe)
+        store.queue_opening(pipe)
         replies: list[Any] = await pipe.execute()
     return replies

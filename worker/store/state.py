@@ -96,6 +96,9 @@ class StateStore:
         self._names = Names(keys.state_names(source), source=source)
         self._same: dict[tuple[str | None, str], bool] = {}  # (stored value, state) -> unchanged
         self._opened = False  # the layout was read as the poll opened (`opened`)
+        # A source that fits one bucket, read whole as the poll opened: its pages are looked
+        # up here, not in Redis, until this poll writes to it (`_first_bucket`).
+        self._whole: dict[bytes, bytes] | None = None
         self.sweep_memo: str | None = None  # worker/store/sweep.py's, read with the layout
 
     @property
@@ -135,11 +138,21 @@ class StateStore:
         if names:
             pipe.hgetall(self._names.key)
 
+    def queue_opening(self, pipe: Pipeline) -> None:
+        """What a poll reads of the store as it opens, queued on its pipeline (`opened` takes
+        the replies): the layout, and bucket 0 whole. Most sources hold a few dozen
+        enrollments, all in bucket 0: their pages then cost no round trip of their own. For a
+        larger source it is one bucket of thousands, read for nothing."""
+        self.queue_layout(pipe)
+        pipe.execute_command("HGETALL", self._key(0), NEVER_DECODE=True)
+
     def opened(self, replies: list[Any]) -> None:
-        """Takes in the replies of `queue_layout` read as a poll opened, under its lease: this
+        """Takes in the replies of `queue_opening` read as a poll opened, under its lease: this
         poll's commits are then the only writes, so the sweep needs no second look."""
-        self._bucket_count, self._tracked = self._learn_layout(replies, names=True)
+        *layout, first_bucket = replies
+        self._bucket_count, self._tracked = self._learn_layout(layout, names=True)
         self._opened = True
+        self._whole = first_bucket if self._bucket_count == 1 else None
 
     def _learn_layout(self, replies: list[Any], *, names: bool) -> tuple[int, int]:
         (bucket_count, tracked, migrating, tombstones, memo), counted, *found = replies
@@ -244,6 +257,8 @@ class StateStore:
         Redis wants a script's keys declared so that it can route it; every bucket carries
         the source's hash tag, so they all live in the slot of the one declared.
         """
+        if self._whole is not None:
+            return self._found(self._first_bucket(self._whole, ids))
         bucket_count = self._bucket_count or 1
         high = buckets.span_of(bucket_count)  # the script folds as buckets.bucket_for does
         hashes = array("I", map((high - 1).__and__, crcs))
@@ -256,8 +271,17 @@ class StateStore:
         else:
             args = (*head, "L", *map(self._names.field, ids))
         values = await _LOAD.run(self._redis, (self._key(0),), args, NEVER_DECODE=True)
+        return self._found(cast("list[bytes | None]", values))
+
+    def _first_bucket(self, whole: dict[bytes, bytes], ids: list[str]) -> list[bytes | None]:
+        """What load_page.lua answers for `ids` in a layout of one bucket, from that bucket as
+        read whole (its fields as the script is sent them: str ones in UTF-8)."""
+        fields = map(self._names.field, ids)
+        return [whole.get(f if isinstance(f, bytes) else f.encode()) for f in fields]
+
+    def _found(self, raws: list[bytes | None]) -> list[str | None]:
+        """Values as read raw (bytes, or None when absent), one char per byte."""
         # A value that is a head reference alone (every value of many sources) is one lookup.
-        raws = cast("list[bytes | None]", values)
         found: list[str | None] = list(map(self._names.by_ref.get, raws))  # type: ignore[arg-type]
         if None in found:
             expand = self._names.expand_raw
@@ -279,6 +303,7 @@ class StateStore:
             batch.hdel(self._meta, legacy_state.MIGRATING)
             self._legacy_done = False
         if grown is not None:
+            self._whole = None
             growth.split(batch, grown, key=self._key, counts=self._counts, meta=self._meta)
             self._bucket_count = grown.bucket_count
         if carried:
@@ -371,6 +396,7 @@ class StateStore:
         self._write(batch, enrollment_id, value)
 
     def _write(self, batch: Batch, enrollment_id: str, value: str) -> None:
+        self._whole = None  # bucket 0 as read no longer holds
         bucket = self._place(enrollment_id)
         batch.hset_counted(
             self._key(bucket),
@@ -382,6 +408,7 @@ class StateStore:
 
     def forget(self, batch: Batch, enrollment_id: str) -> None:
         self._grow(batch)
+        self._whole = None
         if self._legacy:
             batch.hdel(legacy_state.legacy_key(self._source, enrollment_id), enrollment_id)
         bucket = self._place(enrollment_id)
@@ -430,4 +457,5 @@ class StateStore:
             await pipe.execute()
         self._bucket_count = None
         self._opened = False
+        self._whole = None
         return deleted
