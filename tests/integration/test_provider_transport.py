@@ -113,6 +113,35 @@ async def test_get_sends_path_query_and_headers_and_decodes_json(server: str) ->
         await http.aclose()
 
 
+async def test_a_source_header_replaces_the_shared_one_however_spelt(server: str) -> None:
+    """The shared client's headers with the source's on top, as httpx merges them: a name the
+    source sets (in any case) goes once, with its value; the shared client's other headers
+    go too, as they are when the request is sent."""
+    http = provider_client(10)
+    try:
+        client = ProviderClient(
+            source="s", http=http, base_url=server, limiter=PacingLimiter(per_second=1e9),
+            headers={"accept": "application/vnd.api+json", "X-API-Key": "k-123456"},
+        )  # fmt: skip
+        await client.get_json("/json/first", where="page 1")
+        http.headers = {"User-Agent": "replaced/1.0", "Accept": "*/*", "X-Trace": "on"}
+        await client.get_json("/json/second", where="page 2")
+        await http.get(server + "/json/httpx", headers={"accept": "application/vnd.api+json"})
+        first, second, through_httpx = (r.headers for r in SEEN)
+        assert first.getall("Accept") == ["application/vnd.api+json"]
+        assert first["X-API-Key"] == "k-123456"
+        assert first["User-Agent"].startswith("seqwatch/")
+        assert second.getall("Accept") == ["application/vnd.api+json"]
+        assert (second["User-Agent"], second["X-Trace"]) == ("replaced/1.0", "on")
+        sent = [(name.lower(), value) for name, value in second.items()]
+        assert sorted(sent) == sorted(
+            [(name.lower(), value) for name, value in through_httpx.items()]
+            + [("x-api-key", "k-123456")]
+        )
+    finally:
+        await http.aclose()
+
+
 async def test_gzip_bodies_are_decoded(server: str) -> None:
     http = provider_client(10)
     try:
