@@ -57,7 +57,8 @@ async def fixed_floor(
                 sequence = listing["items"][0]["id"]
                 page = await get(f"/v4/sequences/{sequence}/contacts", key, paging | CONTACT_ORDER)
                 ids = [f"{r['sequenceId']}:{r['contactId']}" for r in page["items"]]
-                found += len([stored.get(i) for i in ids])
+                values = [stored.get(i) for i in ids]  # the page compared, from the opening's read
+                found += len(values)
                 await redis.delete(lease)
 
         try:

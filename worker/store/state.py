@@ -142,7 +142,7 @@ class StateStore:
         """What a poll reads of the store as it opens, queued on its pipeline (`opened` takes
         the replies): the layout, and bucket 0 whole. Most sources hold a few dozen
         enrollments, all in bucket 0: their pages then cost no round trip of their own. For a
-        larger source it is one bucket of thousands, read for nothing."""
+        larger source it is one of its buckets (about 48 enrollments), read for nothing."""
         self.queue_layout(pipe)
         pipe.execute_command("HGETALL", self._key(0), NEVER_DECODE=True)
 
