@@ -19,6 +19,7 @@ import orjson
 
 from bench import report
 from bench.child import Kind
+from bench.figures import Figures
 from bench.procs import PeerProcess, RedisBox
 from bench.run import Options, Runner
 from bench.synth import PAGE_SIZE
@@ -128,11 +129,11 @@ def _say(line: str = "") -> None:
     sys.stdout.flush()
 
 
-def _whole(options: Options, peer: PeerProcess, sizes: tuple[int, ...]) -> None:
+def _whole(options: Options, peer: PeerProcess, sizes: tuple[int, ...], figures: Figures) -> None:
     _say()
     _say(
         "Whole processes (exec to exit, rusage of the reaped process): `seqwatch poll` and the "
-        "naive poller, each cycle a fresh process"
+        "naive poller, each cycle a fresh process, bytecode cached as an install has it"
     )
     runner = WholeRunner(
         peer,
@@ -141,11 +142,17 @@ def _whole(options: Options, peer: PeerProcess, sizes: tuple[int, ...]) -> None:
         per_sequence=options.per_sequence,
         cpu=options.worker_cpu,
     )
+    if not runner.compiled:
+        _say(
+            "  (some of seqwatch's modules could not be compiled to bytecode here: their "
+            "processes compile them again, and pay for it)"
+        )
     rows = [
         row
         for size in sizes
         for row in runner.measure(size, repeat=options.repeat, cpu_of_service=options.service_cpu)
     ]
+    figures.whole.extend(rows)
     for line in whole_lines(rows):
         _say(line)
 
@@ -196,7 +203,7 @@ def _run(options: Options, *, keep_files: bool, whole_sizes: tuple[int, ...] = (
             _say(f"Delivery: one process drains {options.deliveries} events from the outbox")
             runner.deliveries()
         if whole_sizes:
-            _whole(options, peer, whole_sizes)
+            _whole(options, peer, whole_sizes, runner.figures)
     figures = runner.figures
     for size, path in figures.profiles.items():
         _say()

@@ -149,6 +149,24 @@ class FixedFloorRow:
         return self.cpu_s * 1e3 / max(1, self.sources)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WholeRow:
+    """One whole process (bench/whole.py): exec to exit, startup included."""
+
+    size: int
+    impl: str  # "seqwatch" | "naive"
+    cycle: str
+    cpu_s: float  # user + system, exec to exit
+    wall_s: float
+    peak_rss_kb: int
+    events: int  # webhook posts the peer received
+    expected_events: int
+
+    @property
+    def cpu_us_per_enrollment(self) -> float:
+        return self.cpu_s / self.size * 1e6
+
+
 @dataclass(slots=True, kw_only=True)
 class Figures:
     polls: list[PollRow] = field(default_factory=list)
@@ -156,6 +174,7 @@ class Figures:
     deliveries: list[DeliveryRow] = field(default_factory=list)
     many: list[ManyRow] = field(default_factory=list)
     fixed_floor: FixedFloorRow | None = None
+    whole: list[WholeRow] = field(default_factory=list)
 
     def many_row(self, *, per_source: int, cycle: str) -> ManyRow | None:
         found = [r for r in self.many if r.per_source == per_source and r.cycle == cycle]
@@ -163,6 +182,12 @@ class Figures:
 
     memory: list[MemoryRow] = field(default_factory=list)
     profiles: dict[int, Path] = field(default_factory=dict)  # size -> .pstats file
+
+    def whole_row(self, size: int, impl: str, cycle: str) -> WholeRow | None:
+        for row in self.whole:
+            if (row.size, row.impl, row.cycle) == (size, impl, cycle):
+                return row
+        return None
 
     def poll(self, size: int, impl: str, cycle: str) -> PollRow | None:
         for row in self.polls:

@@ -15,6 +15,7 @@ from bench.figures import (
     PollRow,
     StateLayout,
 )
+from bench.whole import NAIVE_TARGET_RATIO, WHOLE_TARGET_SIZE, WHOLE_TARGET_US
 
 HEADER = (
     f"{'N':>9} {'impl':<8} {'cycle':<9} {'wall s':>8} {'CPU µs/enr':>10} {'peak RSS MB':>11} "
@@ -271,6 +272,29 @@ def _naive_target(figures: Figures) -> str:
     return _target(speedup >= 5, what, f"{speedup:.1f}x (wall time)")
 
 
+def _whole_targets(figures: Figures) -> list[str]:
+    at = WHOLE_TARGET_SIZE
+    what = f"whole `seqwatch poll` process <= {WHOLE_TARGET_US:.0f} µs per enrollment at {at}"
+    versus = f"naive poller's whole process >= {NAIVE_TARGET_RATIO:.0f}x seqwatch's CPU at {at}"
+    ours = figures.whole_row(at, "seqwatch", "unchanged")
+    naive = figures.whole_row(at, "naive", "unchanged")
+    if ours is None:
+        return [
+            _target(None, what, "not measured (--whole-sizes 100000)"),
+            _target(None, versus, "not measured"),
+        ]
+    per = ours.cpu_us_per_enrollment
+    lines = [
+        _target(
+            per <= WHOLE_TARGET_US, what, f"{per:.1f} µs ({ours.cpu_s:.2f} s CPU, startup included)"
+        )
+    ]
+    if naive is None:
+        return [*lines, _target(None, versus, "not measured")]
+    ratio = naive.cpu_s / ours.cpu_s
+    return [*lines, _target(ratio >= NAIVE_TARGET_RATIO, versus, f"{ratio:.1f}x")]
+
+
 def _delivery_target(figures: Figures) -> str:
     what = ">= 2,000 signed webhook deliveries/s per process, SSRF guard on"
     guarded = [d for d in figures.deliveries if d.guard]
@@ -332,6 +356,7 @@ def summary(figures: Figures) -> list[str]:
         *_bytes_targets(figures),
         _rss_target(figures, sizes),
         _naive_target(figures),
+        *_whole_targets(figures),
         _delivery_target(figures),
         *_many_targets(figures),
         _requests_target(figures),

@@ -5,19 +5,26 @@ The other poll figures measure the poll alone (bench/child.py leaves imports and
 Here every CPU second the process spends counts, from exec to exit (the kernel's rusage of the
 reaped child): interpreter start, imports, config, connections, the poll and, for a changed
 listing, delivering its events to the peer's webhook.
+
+Both run with their bytecode cache written first, as an install has it (pip compiles every
+module it installs; bench/startup.py does the same). An editable checkout run under
+PYTHONDONTWRITEBYTECODE=1 would otherwise compile its modules again in every process, which
+is not the cost of a poll.
 """
 
 from __future__ import annotations
 
+import compileall
+import importlib
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.child import Job, Kind
 from bench.delivery import SECRET
+from bench.figures import WholeRow
 from bench.procs import PeerProcess, RedisBox
 from bench.synth import API_KEY, Account, Cycle
 
@@ -26,22 +33,18 @@ KEY_ENV = "SEQWATCH_BENCH_REPLY_KEY"
 HOOK_SECRET_ENV_NAME = "SEQWATCH_BENCH_HOOK_SECRET"  # noqa: S105 (a name, not a secret)
 # The fake never throttles: a quota this high never makes the poll wait.
 UNPACED_PER_MINUTE = 60_000_000
+# What `seqwatch poll` and the naive poller's process import from this repository.
+OWN_PACKAGES = ("worker", "config", "notifiers", "bench")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WholeRow:
-    size: int
-    impl: str  # "seqwatch" | "naive"
-    cycle: str
-    cpu_s: float  # user + system, exec to exit
-    wall_s: float
-    peak_rss_kb: int
-    events: int  # webhook posts the peer received
-    expected_events: int
-
-    @property
-    def cpu_us_per_enrollment(self) -> float:
-        return self.cpu_s / self.size * 1e6
+def compile_bytecode() -> bool:
+    """Writes the bytecode cache of OWN_PACKAGES where it is missing or stale, as `pip install`
+    does; False if some module could not be compiled or its cache not written."""
+    done = True
+    for name in OWN_PACKAGES:
+        for directory in importlib.import_module(name).__path__:
+            done = bool(compileall.compile_dir(directory, quiet=2)) and done
+    return done
 
 
 def config_text(*, peer_url: str, redis_url: str) -> str:
@@ -86,6 +89,7 @@ class WholeRunner:
         self.per_sequence = per_sequence
         self.cpu = cpu
         self.seqwatch = str(Path(sys.executable).with_name("seqwatch"))
+        self.compiled = compile_bytecode()
 
     def measure(self, size: int, *, repeat: int, cpu_of_service: int | None) -> list[WholeRow]:
         account = Account(enrollments=size, seed=self.seed, per_sequence=self.per_sequence)
