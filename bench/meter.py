@@ -27,9 +27,23 @@ class Usage:
         return cls(**doc)
 
 
+def peak_rss_kb() -> int:
+    """This process image's peak RSS in KiB. Linux's ru_maxrss starts at the parent's peak (a
+    spawned child inherits its high-water mark across exec), so a child of a large bench process
+    would report the parent's size; /proc's VmHWM counts this image's pages only."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _now() -> tuple[float, float, int]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return time.perf_counter(), usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime, peak_rss_kb()
 
 
 class Meter:

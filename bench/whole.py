@@ -59,22 +59,49 @@ def config_text(*, peer_url: str, redis_url: str) -> str:
     )
 
 
-def _reaped(argv: list[str], *, env: dict[str, str], cpu: int | None) -> tuple[float, int]:
-    """Runs argv to its end; (user + system CPU seconds, peak RSS KiB) of that process."""
-    process = subprocess.Popen(
-        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+# Forks the measured command from a small fresh interpreter and reports its rusage: Linux
+# starts a child's peak RSS at its parent's (the high-water mark survives exec), so a command
+# spawned straight from this bench process would report at least the bench's own peak.
+_LAUNCHER = """
+import os, sys
+cpu, out, *argv = sys.argv[1:]
+if cpu:
+    os.sched_setaffinity(0, {int(cpu)})
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(argv[0], argv)
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {argv[0]}: {exc}\\n")
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(f"{usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _reaped(
+    argv: list[str], *, env: dict[str, str], cpu: int | None, work: Path
+) -> tuple[float, int]:
+    """Runs argv to its end, pinned to `cpu`; (user + system CPU seconds, peak RSS KiB) of that
+    process alone."""
+    out = work / "reaped.txt"
+    out.unlink(missing_ok=True)
+    pinned = "" if cpu is None else str(cpu)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, pinned, str(out), *argv],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
     )
-    if cpu is not None:
-        os.sched_setaffinity(process.pid, {cpu})
-    assert process.stderr is not None
-    errors = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    process.stderr.close()
-    if process.returncode != 0:
-        tail = errors.decode(errors="replace")[-2000:]
-        raise RuntimeError(f"bench: {argv[1:4]} exited {process.returncode}: {tail}")
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"bench: {argv[1:4]} exited {done.returncode}: {tail}")
+    cpu_s, peak_kb = out.read_text().split()
+    return float(cpu_s), int(peak_kb)
 
 
 class WholeRunner:
@@ -123,7 +150,7 @@ class WholeRunner:
                 )
                 argv, env = self._command(impl, config=config, redis_url=box.url, work=work)
                 started = time.monotonic()
-                cpu_s, peak = _reaped(argv, env=env, cpu=self.cpu)
+                cpu_s, peak = _reaped(argv, env=env, cpu=self.cpu, work=work)
                 posts = int(self.peer.call("/_bench/stats")["hook_posts"])
                 rows[cycle] = WholeRow(
                     size=size,
