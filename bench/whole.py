@@ -6,22 +6,18 @@ Here every CPU second the process spends counts, from exec to exit (the kernel's
 reaped child): interpreter start, imports, config, connections, the poll and, for a changed
 listing, delivering its events to the peer's webhook.
 
-Both run with their bytecode cache written first, as an install has it (pip compiles every
-module it installs; bench/startup.py does the same). An editable checkout run under
-PYTHONDONTWRITEBYTECODE=1 would otherwise compile its modules again in every process, which
-is not the cost of a poll.
+Both run with their bytecode cache written first, as an install has it (bench/bytecode.py).
 """
 
 from __future__ import annotations
 
-import compileall
-import importlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.bytecode import compile_bytecode
 from bench.child import Job, Kind
 from bench.delivery import SECRET
 from bench.figures import WholeRow
@@ -33,18 +29,6 @@ KEY_ENV = "SEQWATCH_BENCH_REPLY_KEY"
 HOOK_SECRET_ENV_NAME = "SEQWATCH_BENCH_HOOK_SECRET"  # noqa: S105 (a name, not a secret)
 # The fake never throttles: a quota this high never makes the poll wait.
 UNPACED_PER_MINUTE = 60_000_000
-# What `seqwatch poll` and the naive poller's process import from this repository.
-OWN_PACKAGES = ("worker", "config", "notifiers", "bench")
-
-
-def compile_bytecode() -> bool:
-    """Writes the bytecode cache of OWN_PACKAGES where it is missing or stale, as `pip install`
-    does; False if some module could not be compiled or its cache not written."""
-    done = True
-    for name in OWN_PACKAGES:
-        for directory in importlib.import_module(name).__path__:
-            done = bool(compileall.compile_dir(directory, quiet=2)) and done
-    return done
 
 
 def config_text(*, peer_url: str, redis_url: str) -> str:
