@@ -64,7 +64,7 @@ def many_line(row: ManyRow) -> str:
 def fixed_floor_line(row: FixedFloorRow) -> str:
     return (
         f"  {'floor of the fixed CPU':>22}: {row.cpu_ms_per_poll:.2f} ms per source "
-        f"({row.sources} sources, max_jobs {row.max_jobs}: the same 2 GETs by aiohttp and 3 Redis "
+        f"({row.sources} sources, max_jobs {row.max_jobs}: the same GET by aiohttp and 2 Redis "
         f"round trips by redis-py, nothing else; {row.requests} requests)"
     )
 

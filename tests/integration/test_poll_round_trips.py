@@ -3,13 +3,15 @@ and reads the source's memory; the last commit carries the poll's outcome and he
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.contract.provider_replyio import API_KEY, ReplyioHarness
+from tests.contract.provider_replyio import API_KEY, SEQUENCE, ReplyioHarness
 from tests.contract.providers import Sleeps
+from tests.integration._replyio_rig import outbox_events
 from worker.app.deps import Deps
 from worker.app.service import run_poll
 from worker.delivery.outbox import Route
@@ -29,7 +31,9 @@ SOURCE = "trips"
 QUOTA = Quota(requests=1000, per_seconds=1000)
 
 
-def runtime(store: Redis, reply: ReplyioHarness, *, page_size: int = 5) -> SourceRuntime:
+def runtime(
+    store: Redis, reply: ReplyioHarness, *, page_size: int = 5, sequences: tuple[str, ...] = ()
+) -> SourceRuntime:
     limiter = SharedRateLimiter(store, source=SOURCE, quotas=[QUOTA])
     memory = RedisMemory(store, source=SOURCE)
     client = ProviderClient(
@@ -44,7 +48,7 @@ def runtime(store: Redis, reply: ReplyioHarness, *, page_size: int = 5) -> Sourc
     source = replyio.ReplyioSource(
         name=SOURCE,
         client=client,
-        sequences=(),
+        sequences=sequences,
         page_size=page_size,
         memory=memory,
         api_version="v3",
@@ -103,6 +107,35 @@ async def test_an_unchanged_repoll_costs_three_round_trips(
     assert status.last_outcome == "ok"
     assert status.last_poll_requests == 2
     assert status.consecutive_failures == 0
+
+
+async def test_an_allow_listed_sources_repoll_costs_two_round_trips_and_one_request(
+    store: Redis, reply: ReplyioHarness, round_trips: list[int]
+) -> None:
+    """Its sequence listing is remembered (worker/sources/known_sequences.py): the contacts
+    request is the poll's first, and takes the slot the opening granted."""
+    reply.seed(3)
+    deps = deps_for(store, runtime(store, reply, sequences=(str(SEQUENCE),)))
+    await run_poll(deps, SOURCE)
+    seconds, micros = await store.time()
+    before_ms = seconds * 1000 + micros // 1000
+    await store.delete(keys.rate_window(SOURCE, 0))
+    round_trips[0] = 0
+    result = await run_poll(deps, SOURCE)
+    assert (result.enrollments, result.events) == (3, 0)
+    assert round_trips[0] == 2  # the opening and the last commit
+    assert await slots_taken(store, before_ms) == 1
+    status = await source_status(store, SOURCE)
+    assert (status.last_outcome, status.last_poll_requests) == ("ok", 1)
+    # A change is still an event, its sequence named by the remembered listing.
+    hooks = Route(destination="hooks", events=("enrollment.*",), sources=())
+    deps = dataclasses.replace(deps, routes=(*deps.routes, hooks))
+    reply.world.add_sequence(SEQUENCE, "Renamed since", steps=5)  # keeps its contacts
+    reply.finish(reply.seed(1)[0])
+    assert (await run_poll(deps, SOURCE)).events == 1
+    (event,) = (await outbox_events(store, SOURCE)).values()
+    assert event["type"] == "enrollment.enrolled"
+    assert event["data"]["sequence"] == {"id": str(SEQUENCE), "name": "Contract sequence"}  # type: ignore[index]
 
 
 async def test_scripts_redis_lost_are_sent_whole_once_and_run_once(

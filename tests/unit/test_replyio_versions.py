@@ -1,5 +1,6 @@
-"""Reply.io API version choice (auto-detected, remembered, re-detected on 404) and archived
-sequences listed only on the full-sync interval, against a respx-mocked API."""
+"""Reply.io API version choice (auto-detected, remembered, re-detected on 404), archived
+sequences listed only on the full-sync interval, and an allow-listed source's sequence listing
+remembered between polls, against a respx-mocked API."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from structlog.testing import capture_logs
 
 from worker.errors import SourceRejected, SourceUnavailable
 from worker.sources.base import RawPage
+from worker.sources.known_sequences import MAX_AGE
 from worker.sources.params import LocalMemory
 from worker.sources.registry import SourceParams, build_source
-from worker.sources.replyio import MEMORY_DEEP, MEMORY_VERSION, ReplyioSource
+from worker.sources.replyio import MEMORY_DEEP, MEMORY_SEQUENCES, MEMORY_VERSION, ReplyioSource
 
 BASE = "https://api.reply.io"
 KEY = "reply-api-key-DO-NOT-LEAK-42"
@@ -53,12 +55,13 @@ def make_source(
     *,
     api_version: str = "auto",
     clock: Clock | None = None,
+    sequences: tuple[str, ...] = (),
 ) -> ReplyioSource:
     params = SourceParams(
         name="reply-emea",
         api_key=KEY,
         base_url=None,
-        sequences=(),
+        sequences=sequences,
         http=http,
         limiter=NoLimit(),
         memory=memory,
@@ -263,3 +266,91 @@ async def test_check_detects_again_when_the_remembered_version_is_gone(
     assert memory.values[MEMORY_VERSION] == "v3"
     with pytest.raises(SourceRejected, match="HTTP 404"):
         await make_source(http, LocalMemory(), api_version="v4").check()
+
+
+def requested(router: respx.MockRouter, since: int) -> list[str]:
+    return [c.request.url.path for c in router.calls[since:]]
+
+
+def named(pages: list[RawPage]) -> list[tuple[str, str | None]]:
+    return [(p.sequence.id, p.sequence.name) for p in pages if p.sequence is not None]
+
+
+async def test_an_allow_listed_source_reuses_its_sequence_listing_for_an_hour(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    mock_account(router, "v3", SEQUENCES)
+    router.get("/v3/sequences/9/contacts").respond(200, json=listing())
+    memory, clock = LocalMemory(), Clock()
+    source = make_source(http, memory, api_version="v3", clock=clock, sequences=("1", "2", "9"))
+    first = await collect(source)  # the full-sync listing: archived sequence 2 too
+    assert requested(router, 0) == [
+        "/v3/sequences",
+        "/v3/sequences/1/contacts",
+        "/v3/sequences/2/contacts",
+        "/v3/sequences/9/contacts",  # allow-listed though not in the listing
+    ]
+    assert named(first) == [("1", "Live"), ("2", "Old"), ("9", None)]
+
+    # A later poll asks only for contacts, names its sequences as the listing did, and still
+    # skips the archived one between full syncs.
+    router.get("/v3/sequences").respond(200, json=listing({"id": 1, "name": "Renamed"}))
+    clock.now += MAX_AGE - 1
+    calls = len(router.calls)
+    later = await collect(source)
+    assert requested(router, calls) == ["/v3/sequences/1/contacts", "/v3/sequences/9/contacts"]
+    assert named(later) == [("1", "Live"), ("9", None)]
+    assert [p.skipped_sequences for p in later if p.skipped_sequences] == [("2",)]
+
+    # An hour after it was read, the listing is read again (and remembered again).
+    clock.now += 1
+    calls = len(router.calls)
+    assert named(await collect(source)) == [("1", "Renamed"), ("2", None), ("9", None)]
+    assert requested(router, calls)[0] == "/v3/sequences"
+    calls = len(router.calls)
+    await collect(source)
+    assert "/v3/sequences" not in requested(router, calls)
+
+
+async def test_a_source_without_an_allow_list_reads_the_sequence_listing_every_poll(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """The listing is how a poll finds a new sequence: nothing is remembered."""
+    mock_account(router, "v3", SEQUENCES[:1])
+    memory = LocalMemory()
+    source = make_source(http, memory, api_version="v3")
+    await collect(source)
+    mock_account(router, "v3", [*SEQUENCES[:1], {"id": 5, "name": "New", "status": "active"}])
+    calls = len(router.calls)
+    assert named(await collect(source)) == [("1", "Live"), ("5", "New")]
+    assert requested(router, calls)[0] == "/v3/sequences"
+    assert MEMORY_SEQUENCES not in memory.values
+
+
+async def test_a_remembered_listing_serves_only_its_own_allow_list_and_version(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    mock_account(router, "v3", SEQUENCES)
+    mock_account(router, "v4", SEQUENCES)
+    memory, clock = LocalMemory(), Clock()
+    await collect(make_source(http, memory, api_version="v3", clock=clock, sequences=("1",)))
+    for changed in (
+        make_source(http, memory, api_version="v3", clock=clock, sequences=("1", "4")),
+        make_source(http, memory, api_version="v4", clock=clock, sequences=("1", "4")),
+    ):
+        calls = len(router.calls)
+        await collect(changed)
+        assert requested(router, calls)[0].endswith("/sequences")
+
+
+async def test_a_remembered_listing_the_memory_garbled_is_read_again(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    mock_account(router, "v3", SEQUENCES)
+    memory, clock = LocalMemory(), Clock()
+    source = make_source(http, memory, api_version="v3", clock=clock, sequences=("1",))
+    await collect(source)
+    memory.values[MEMORY_SEQUENCES] = memory.values[MEMORY_SEQUENCES][:-5]
+    calls = len(router.calls)
+    assert named(await collect(source)) == [("1", "Live")]
+    assert requested(router, calls) == ["/v3/sequences", "/v3/sequences/1/contacts"]

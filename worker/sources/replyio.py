@@ -7,7 +7,9 @@ the answer in the source's memory, and probes again when a listing answers 404.
 
 Archived sequences cannot send, so their contacts are listed only every
 `full_sync_interval`; polls in between name them in `RawPage.skipped_sequences` so their
-stored enrollments are kept. There is no updated-since filter: every poll lists every contact
+stored enrollments are kept. An allow-listed source reuses the sequence listing a poll read
+less than an hour ago (worker/sources/known_sequences.py): one request per poll fewer. There is
+no updated-since filter: every poll lists every contact
 of every live sequence, oldest first (`sort_by=addingDate`, ascending) so contacts added during
 a listing land after the pages already read.
 """
@@ -25,6 +27,7 @@ import structlog
 from worker.enrollment import SequenceRef
 from worker.errors import SourceRejected
 from worker.normalize.replyio import ContactsPageV4
+from worker.sources import known_sequences
 from worker.sources.base import RawPage
 from worker.sources.http import ProviderClient, client_for
 from worker.sources.pagination import allow_list, optional_str, require_id
@@ -52,6 +55,7 @@ CONTACTS_V4 = typed_decoder(
 )
 MEMORY_VERSION = "api_version"
 MEMORY_DEEP = "archived_listed_at"
+MEMORY_SEQUENCES = "sequences_listed"  # allow-listed sources only
 _log = structlog.get_logger(__name__)
 
 
@@ -99,10 +103,15 @@ class ReplyioSource:
     async def pages(self, *, updated_after: str | None = None) -> AsyncIterator[RawPage]:
         # `updated_after` is ignored: a full listing is a superset of any incremental one.
         started = self._clock()
-        # What the source remembers, in one round trip: its last deep listing and API version.
-        last_deep, remembered = await self._memory.get_many(MEMORY_DEEP, MEMORY_VERSION)
+        # What the source remembers, in one round trip: its last deep listing, its API version
+        # and (allow-listed) its sequence listing.
+        last_deep, remembered, listed = await self._memory.get_many(
+            MEMORY_DEEP, MEMORY_VERSION, MEMORY_SEQUENCES
+        )
         deep = self._deep_listing_due(started, last_deep)
-        version, sequences = await self._sequences(remembered)
+        version, sequences = await self._sequences(
+            remembered, listed=None if deep else listed, now=started
+        )
         skipped = tuple(s.id for s, archived in sequences if archived and not deep)
         if skipped:
             yield RawPage(
@@ -171,20 +180,29 @@ class ReplyioSource:
         )
 
     async def _sequences(
-        self, remembered: str | None
-    ) -> tuple[str, list[tuple[SequenceRef, bool]]]:
-        """The version in use and the sequences to list (each with: is it archived?)."""
+        self, remembered: str | None, *, listed: str | None, now: float
+    ) -> tuple[str, known_sequences.Listed]:
+        """The version in use and the sequences to list (each with: is it archived?): the
+        listing `listed` remembers when it may be used (worker/sources/known_sequences.py),
+        else the provider's, then remembered."""
         version = await self._version(remembered)
+        known = known_sequences.recall(listed, version=version, allow=self._allow, now=now)
+        if known is not None:
+            return version, known
         try:
-            return version, await self._sequence_listing(version)
+            sequences = await self._sequence_listing(version)
         except SourceRejected as exc:
             if exc.http_status != 404 or self._configured != "auto":
                 raise
-        # The remembered version is gone (an account moved between versions): detect again.
-        detected = await self._detect(previous=version)
-        return detected, await self._sequence_listing(detected)
+            # The remembered version is gone (an account moved between versions): detect again.
+            version = await self._detect(previous=version)
+            sequences = await self._sequence_listing(version)
+        if self._allow:
+            kept = known_sequences.remember(sequences, version=version, allow=self._allow, at=now)
+            await self._memory.set(MEMORY_SEQUENCES, kept)
+        return version, sequences
 
-    async def _sequence_listing(self, version: str) -> list[tuple[SequenceRef, bool]]:
+    async def _sequence_listing(self, version: str) -> known_sequences.Listed:
         allow = set(self._allow)
         found: dict[str, tuple[SequenceRef, bool]] = {}
         listing = self._pager.pages(f"/{version}/sequences", label="sequences")
