@@ -88,6 +88,29 @@ def test_non_secret_values_pass_through_unchanged() -> None:
     assert redactor.scrub(value) == value
 
 
+class _Echo:
+    def __repr__(self) -> str:
+        return f"Echo(url={SLACK_URL!r}, key={API_KEY!r})"
+
+
+def test_values_rendered_as_their_repr_are_scrubbed_as_that_repr() -> None:
+    """Neither renderer knows a set, a path or an object: each writes its repr, scrubbed."""
+    redactor = SecretRedactor(SECRETS)
+    got = redactor.scrub({"keys": {API_KEY}, "echo": _Echo(), "nested": [frozenset({API_KEY})]})
+    assert got == {
+        "keys": f"{{'{REDACTED}'}}",
+        "echo": f"Echo(url='{REDACTED}', key='{REDACTED}')",
+        "nested": [f"frozenset({{'{REDACTED}'}})"],
+    }
+    event = redactor(None, "info", {"event": "x", "echo": _Echo(), "n": 2, "none": None})
+    assert event == {
+        "event": "x",
+        "echo": f"Echo(url='{REDACTED}', key='{REDACTED}')",
+        "n": 2,
+        "none": None,
+    }
+
+
 # ---------------------------------------------------------------- configure(...)
 
 
@@ -279,3 +302,15 @@ def test_an_uncaught_exception_is_one_redacted_log_entry(stream: io.StringIO) ->
     assert (line["event"], line["level"]) == ("uncaught_exception", "critical")
     for secret in (*SECRETS, LOCAL_SECRET):
         assert secret not in stream.getvalue()
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_an_object_logged_as_a_value_does_not_carry_a_secret_out(
+    stream: io.StringIO, as_json: bool
+) -> None:
+    configure(secrets=SECRETS, stream=stream, json=as_json)
+    structlog.get_logger("t").info("echoed", echo=_Echo(), keys={API_KEY})
+    written = stream.getvalue()
+    assert "Echo(url=" in written
+    assert API_KEY not in written
+    assert SLACK_URL not in written

@@ -37,7 +37,11 @@ class SecretRedactor:
             return {k: REDACTED if k in _SECRET_KEYS else self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.scrub(v) for v in value]
-        return value
+        if value is None or isinstance(value, int | float):
+            return value
+        # Either renderer writes any other value (a set, a path, an object) as its repr: scrub
+        # that here, after which nothing would.
+        return self._scrub(repr(value))
 
     def __call__(
         self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
