@@ -3,14 +3,21 @@ baseline is done, the incarnation, the watermark (worker/detect/opening.py runs 
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
+# Every poll draws names it rarely uses (worker/detect/opening.py): from a generator seeded once
+# from the OS, not a system call each (a forked child reseeds, so no two processes share one).
+_names = random.Random(secrets.randbits(128))
+os.register_at_fork(after_in_child=lambda: _names.seed(secrets.randbits(128)))
+
 
 def new_incarnation() -> str:
     """A random name for one stored history of a source (see worker/events.py)."""
-    return secrets.token_hex(8)
+    return f"{_names.getrandbits(64):016x}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
