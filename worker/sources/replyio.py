@@ -9,9 +9,9 @@ Archived sequences cannot send, so their contacts are listed only every
 `full_sync_interval`; polls in between name them in `RawPage.skipped_sequences` so their
 stored enrollments are kept. An allow-listed source reuses the sequence listing a poll read
 less than an hour ago (worker/sources/known_sequences.py): one request per poll fewer. There is
-no updated-since filter: every poll lists every contact
-of every live sequence, oldest first (`sort_by=addingDate`, ascending) so contacts added during
-a listing land after the pages already read.
+no updated-since filter: every poll lists every contact of every live sequence, oldest first
+(`sort_by=addingDate`, ascending) so contacts added during a listing land after the pages
+already read.
 """
 
 from __future__ import annotations
